@@ -1,0 +1,222 @@
+//! Platform simulator: a faithful in-memory fake of the social platforms' OAuth
+//! and publishing APIs (X today, one folder per platform), plus a `/_sim`
+//! control API to inject faults. It is the only fake in the Lifeline system.
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use axum::routing::get;
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+
+pub mod clock;
+mod control;
+mod state;
+mod support;
+mod x;
+
+pub use state::SimState;
+
+/// Default X OAuth client id when `SIM_X_CLIENT_ID` is unset.
+pub const DEFAULT_X_CLIENT_ID: &str = "lifeline-x-dev";
+/// Default X OAuth client secret when `SIM_X_CLIENT_SECRET` is unset. Only
+/// acceptable because this is the simulator, never a real platform.
+pub const DEFAULT_X_CLIENT_SECRET: &str = "sim-x-secret";
+/// Default listen address when `SIM_HTTP_ADDR` is unset.
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8090";
+
+/// An OAuth client (an "app") registered with one simulated platform.
+#[derive(Clone)]
+pub struct ClientRegistration {
+    /// Platform key, e.g. `"x"`.
+    pub platform: String,
+    pub client_id: String,
+    /// `Some` for a confidential client (must authenticate with HTTP Basic on
+    /// the token endpoint, as X requires), `None` for a public client (sends
+    /// only `client_id` in the form).
+    pub client_secret: Option<String>,
+}
+
+impl std::fmt::Debug for ClientRegistration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret must never reach a log line.
+        f.debug_struct("ClientRegistration")
+            .field("platform", &self.platform)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "[REDACTED]"))
+            .finish()
+    }
+}
+
+/// Simulator configuration; `from_env` reads it, `Default` gives the
+/// documented defaults.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// How many times faster than real life platform time runs (`SIM_TIME_SCALE`).
+    pub time_scale: f64,
+    /// Registered OAuth clients.
+    pub clients: Vec<ClientRegistration>,
+    /// Base URL the simulator is reachable at (`SIM_PUBLIC_BASE_URL`), logged
+    /// at start so a demo knows the authorize URL.
+    pub public_base_url: String,
+    /// Address `main` binds (`SIM_HTTP_ADDR`); `run` takes a bound listener.
+    pub http_addr: SocketAddr,
+}
+
+/// An invalid configuration value, named by its environment variable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{key} must be a finite number > 0, got {value:?}")]
+    TimeScale { key: &'static str, value: String },
+    #[error("{key} must be a socket address like 127.0.0.1:8090, got {value:?}")]
+    Addr { key: &'static str, value: String },
+    #[error("{key} must not be empty")]
+    Empty { key: &'static str },
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        let http_addr: SocketAddr =
+            DEFAULT_HTTP_ADDR.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8090)));
+        Self {
+            time_scale: 1.0,
+            clients: vec![ClientRegistration {
+                platform: "x".to_owned(),
+                client_id: DEFAULT_X_CLIENT_ID.to_owned(),
+                client_secret: Some(DEFAULT_X_CLIENT_SECRET.to_owned()),
+            }],
+            public_base_url: format!("http://{http_addr}"),
+            http_addr,
+        }
+    }
+}
+
+impl SimConfig {
+    /// Reads `SIM_TIME_SCALE`, `SIM_X_CLIENT_ID`, `SIM_X_CLIENT_SECRET` (empty
+    /// = public client), `SIM_HTTP_ADDR` and `SIM_PUBLIC_BASE_URL`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// `from_env` over any key lookup, so it can be tested without touching
+    /// the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+
+        let time_scale = match lookup("SIM_TIME_SCALE") {
+            None => defaults.time_scale,
+            Some(raw) => match raw.trim().parse::<f64>() {
+                Ok(v) if v.is_finite() && v > 0.0 => v,
+                _ => return Err(ConfigError::TimeScale { key: "SIM_TIME_SCALE", value: raw }),
+            },
+        };
+
+        let http_addr = match lookup("SIM_HTTP_ADDR") {
+            None => defaults.http_addr,
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError::Addr { key: "SIM_HTTP_ADDR", value: raw })?,
+        };
+
+        let client_id = lookup("SIM_X_CLIENT_ID").unwrap_or_else(|| DEFAULT_X_CLIENT_ID.to_owned());
+        if client_id.trim().is_empty() {
+            return Err(ConfigError::Empty { key: "SIM_X_CLIENT_ID" });
+        }
+        let client_secret = match lookup("SIM_X_CLIENT_SECRET") {
+            None => Some(DEFAULT_X_CLIENT_SECRET.to_owned()),
+            Some(s) if s.is_empty() => None,
+            Some(s) => Some(s),
+        };
+
+        let public_base_url = lookup("SIM_PUBLIC_BASE_URL")
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| format!("http://{http_addr}"));
+
+        Ok(Self {
+            time_scale,
+            clients: vec![ClientRegistration {
+                platform: "x".to_owned(),
+                client_id,
+                client_secret,
+            }],
+            public_base_url: public_base_url.trim_end_matches('/').to_owned(),
+            http_addr,
+        })
+    }
+}
+
+/// All simulator routes: `/healthz`, `/_sim/...` and one prefix per platform.
+pub fn router(state: SimState) -> Router {
+    let mut app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .nest("/_sim", control::router(state.clone()));
+    for platform in state.platforms() {
+        app = app.nest(&format!("/{}", platform.name()), platform.clone().router(state.common()));
+    }
+    app
+}
+
+/// Serves the simulator on `listener` until `shutdown` is cancelled, then
+/// finishes in-flight requests and returns.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    config: SimConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let local = listener.local_addr().context("listener has no local address")?;
+    tracing::info!(
+        addr = %local,
+        time_scale = config.time_scale,
+        x_authorize = %format!("{}/x/i/oauth2/authorize", config.public_base_url),
+        "platform simulator listening"
+    );
+    let state = SimState::new(config);
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .context("platform simulator server failed")?;
+    tracing::info!("platform simulator stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = SimConfig::from_lookup(lookup(&[])).expect("defaults are valid");
+        assert_eq!(c.time_scale, 1.0);
+        assert_eq!(c.clients[0].client_id, DEFAULT_X_CLIENT_ID);
+        assert_eq!(c.public_base_url, "http://127.0.0.1:8090");
+    }
+
+    #[test]
+    fn bad_time_scale_names_the_variable() {
+        for bad in ["0", "-1", "NaN", "inf", "fast"] {
+            let err = SimConfig::from_lookup(lookup(&[("SIM_TIME_SCALE", bad)]))
+                .expect_err("must be rejected");
+            assert!(err.to_string().contains("SIM_TIME_SCALE"), "{err}");
+        }
+    }
+
+    #[test]
+    fn empty_secret_means_public_client() {
+        let c = SimConfig::from_lookup(lookup(&[("SIM_X_CLIENT_SECRET", "")])).expect("valid");
+        assert!(c.clients[0].client_secret.is_none());
+    }
+
+    #[test]
+    fn debug_redacts_secret() {
+        let c = SimConfig::default();
+        assert!(!format!("{c:?}").contains(DEFAULT_X_CLIENT_SECRET));
+    }
+}

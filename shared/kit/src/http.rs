@@ -1,0 +1,133 @@
+//! The HTTP surface every service shares: `/healthz`, `/readyz` (NATS and Postgres reachable),
+//! `/metrics` (Prometheus), the JSON error shape, and serving with graceful shutdown.
+
+use std::sync::OnceLock;
+
+use axum::{
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+    Json, Router,
+};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The process-wide Prometheus recorder (installed once, shared by every service in a process).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was installed already; /metrics may be empty");
+            }
+            handle
+        })
+        .clone()
+}
+
+#[derive(Clone)]
+struct Probes {
+    pool: sqlx::PgPool,
+    nats: async_nats::Client,
+    metrics: PrometheusHandle,
+}
+
+/// `/healthz`, `/readyz` and `/metrics`, to merge into a service's router.
+pub fn ops_router(pool: sqlx::PgPool, nats: async_nats::Client) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(|State(p): State<Probes>| async move { p.metrics.render() }))
+        .with_state(Probes { pool, nats, metrics: metrics_handle() })
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    ready: bool,
+    nats: &'static str,
+    postgres: &'static str,
+}
+
+async fn readyz(State(p): State<Probes>) -> Response {
+    let nats_ok = matches!(p.nats.connection_state(), async_nats::connection::State::Connected);
+    let pg_ok = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        sqlx::query("SELECT 1").execute(&p.pool),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
+    let body = Readiness {
+        ready: nats_ok && pg_ok,
+        nats: if nats_ok { "ok" } else { "unreachable" },
+        postgres: if pg_ok { "ok" } else { "unreachable" },
+    };
+    let status = if body.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+/// The JSON error every API returns: `{"error": "<code>", "message": "<what to do>"}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into() }
+    }
+    pub fn not_found(what: &str) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+    /// Logs the cause and answers 500 without exposing it.
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "internal error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the service logs",
+        )
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: &'a str,
+            message: &'a str,
+        }
+        (self.status, Json(Body { error: self.code, message: &self.message })).into_response()
+    }
+}
+
+/// Rejections from axum's extractors (bad JSON, bad path) in the same JSON shape.
+pub fn rejection(e: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(e.to_string())
+}

@@ -1,0 +1,155 @@
+//! The transactional outbox: a service writes its state change and the events it implies in one
+//! Postgres transaction; a relay publishes them to JetStream afterwards. A crash between commit
+//! and publish delays an event but never loses it, and the `Nats-Msg-Id` dedupe makes the
+//! relay's own retries harmless.
+//!
+//! Each service owns a `<schema>.outbox` table (see the migrations of each service).
+
+use std::{sync::Arc, time::Duration};
+
+use async_nats::HeaderMap;
+use lifeline_events::{subject_of, Event};
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    bus::{Bus, BusError},
+    telemetry,
+};
+
+/// Writes events into a service's outbox and relays them to the bus.
+#[derive(Clone)]
+pub struct Outbox {
+    schema: &'static str,
+    subjects: lifeline_events::Subjects,
+    wake: Arc<Notify>,
+}
+
+const BATCH: i64 = 200;
+
+impl Outbox {
+    pub fn new(schema: &'static str, bus: &Bus) -> Self {
+        Outbox { schema, subjects: bus.subjects().clone(), wake: Arc::new(Notify::new()) }
+    }
+
+    /// Adds an event to the outbox inside the caller's transaction. Call [`Outbox::wake`] after
+    /// the commit so the relay publishes it at once instead of at its next poll.
+    pub async fn enqueue<E: Event>(
+        &self,
+        tx: &mut PgConnection,
+        event: &E,
+    ) -> Result<(), sqlx::Error> {
+        let about = subject_of(event).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        let event_id = event.envelope().map(|e| e.event_id.clone()).unwrap_or_default();
+        let subject = self.subjects.event(E::NAME, about.platform, about.account_id);
+        let mut headers = HeaderMap::new();
+        telemetry::inject_current(&mut headers);
+        let traceparent = headers.get("traceparent").map(|v| v.as_str().to_owned());
+        sqlx::query(&format!(
+            "INSERT INTO {}.outbox (subject, event_id, payload, traceparent) VALUES ($1, $2, $3, $4)",
+            self.schema
+        ))
+        .bind(subject)
+        .bind(event_id)
+        .bind(event.encode_to_vec())
+        .bind(traceparent)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Publishes outbox rows in order until `shutdown`; rows are deleted once JetStream acked them.
+    /// Replicas may run relays side by side: `SKIP LOCKED` gives each its own rows.
+    pub async fn relay(self, pool: PgPool, bus: Bus, shutdown: CancellationToken) {
+        let mut failures = 0u32;
+        loop {
+            match self.relay_batch(&pool, &bus).await {
+                Ok(n) if n > 0 => {
+                    failures = 0;
+                    continue;
+                }
+                Ok(_) => failures = 0,
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(error = %e, failures, "outbox relay failed; retrying");
+                }
+            }
+            let pause = if failures == 0 {
+                Duration::from_millis(250)
+            } else {
+                Duration::from_millis(250 * 2u64.pow(failures.min(5)))
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    // One last pass so what was committed before shutdown goes out now.
+                    let _ = self.relay_batch(&pool, &bus).await;
+                    return;
+                }
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    async fn relay_batch(&self, pool: &PgPool, bus: &Bus) -> Result<usize, RelayError> {
+        let mut tx = pool.begin().await?;
+        let rows: Vec<(i64, String, String, Vec<u8>, Option<String>)> = sqlx::query_as(&format!(
+            "SELECT id, subject, event_id, payload, traceparent FROM {}.outbox
+             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+            self.schema
+        ))
+        .bind(BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut sent = Vec::with_capacity(rows.len());
+        for (id, subject, event_id, payload, traceparent) in rows {
+            let mut headers = HeaderMap::new();
+            if let Some(tp) = traceparent {
+                headers.insert("traceparent", tp.as_str());
+            }
+            // Stop at the first failure so events of one account keep their order.
+            if let Err(e) = bus.publish_raw(subject, &event_id, headers, payload.into()).await {
+                if sent.is_empty() {
+                    return Err(e.into());
+                }
+                tracing::warn!(error = %e, "outbox relay stopped mid-batch");
+                break;
+            }
+            sent.push(id);
+        }
+        sqlx::query(&format!("DELETE FROM {}.outbox WHERE id = ANY($1)", self.schema))
+            .bind(&sent)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        metrics::counter!("lifeline_outbox_published_total", "schema" => self.schema)
+            .increment(sent.len() as u64);
+        Ok(sent.len())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RelayError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+/// The outbox table, for a service's first migration (`{schema}` replaced by the schema name).
+pub const OUTBOX_TABLE_SQL: &str = "CREATE TABLE outbox (
+    id bigserial PRIMARY KEY,
+    subject text NOT NULL,
+    event_id text NOT NULL,
+    payload bytea NOT NULL,
+    traceparent text,
+    created_at timestamptz NOT NULL DEFAULT now()
+);";

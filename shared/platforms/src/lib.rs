@@ -1,0 +1,182 @@
+//! The connector layer: one connector per platform behind one trait, and one error taxonomy
+//! every platform answer is classified into. A platform lives in its own folder with its wire
+//! types and error mapping side by side; adding one means adding a folder and a line in
+//! [`Connectors::from_env`].
+
+mod taxonomy;
+pub mod x;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use lifeline_kit::{
+    config::{ConfigError, Env},
+    Platform,
+};
+use secrecy::SecretString;
+
+pub use taxonomy::{AuthCause, Failure};
+
+/// What a completed authorization or refresh gave us.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub access_token: SecretString,
+    pub refresh_token: Option<SecretString>,
+    pub expires_in: Option<Duration>,
+    pub refresh_expires_in: Option<Duration>,
+    pub scopes: Vec<String>,
+}
+
+impl Grant {
+    pub fn access_expires_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.expires_in.and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| now + d)
+    }
+    pub fn refresh_expires_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.refresh_expires_in.and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| now + d)
+    }
+}
+
+/// The platform user a token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformUser {
+    pub id: String,
+    pub username: String,
+    pub display_name: String,
+}
+
+/// An access token with what we believe about it.
+#[derive(Debug, Clone)]
+pub struct AccessToken {
+    pub secret: SecretString,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl AccessToken {
+    pub fn believed_expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|e| e <= now)
+    }
+}
+
+/// A post as a platform receives it.
+#[derive(Debug, Clone)]
+pub struct PostDraft {
+    pub text: String,
+}
+
+/// A post the platform accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub platform_post_id: String,
+}
+
+/// The start of an authorization: where to send the user, and the PKCE verifier to keep
+/// (server-side) for the code exchange.
+#[derive(Debug)]
+pub struct AuthorizationStart {
+    pub url: url::Url,
+    pub pkce_verifier: Option<SecretString>,
+}
+
+/// One platform's OAuth and publishing API.
+#[async_trait::async_trait]
+pub trait Connector: Send + Sync {
+    fn platform(&self) -> Platform;
+
+    /// The authorize URL for `state`, with a fresh PKCE challenge where the platform supports it.
+    fn authorize(&self, state: &str) -> AuthorizationStart;
+
+    async fn exchange_code(
+        &self,
+        code: &str,
+        pkce_verifier: Option<&SecretString>,
+    ) -> Result<Grant, Failure>;
+
+    async fn refresh(&self, refresh_token: &SecretString) -> Result<Grant, Failure>;
+
+    /// Who the token belongs to (used to refuse a reconnect as a different user).
+    async fn identify(&self, token: &AccessToken) -> Result<PlatformUser, Failure>;
+
+    async fn publish(
+        &self,
+        token: &AccessToken,
+        user_id: &str,
+        post: &PostDraft,
+    ) -> Result<Published, Failure>;
+
+    /// Looks for `post` among the user's posts since `since`: after an ambiguous attempt this
+    /// tells whether it went out, so a retry never doubles it.
+    async fn find_published(
+        &self,
+        token: &AccessToken,
+        user_id: &str,
+        post: &PostDraft,
+        since: DateTime<Utc>,
+    ) -> Result<Option<Published>, Failure>;
+
+    /// A cheap authenticated call that proves the token still works.
+    async fn probe(&self, token: &AccessToken) -> Result<(), Failure>;
+}
+
+/// The configured connectors, by platform.
+#[derive(Clone, Default)]
+pub struct Connectors {
+    by_platform: HashMap<Platform, Arc<dyn Connector>>,
+}
+
+impl Connectors {
+    /// Builds a connector for every platform whose client id is configured.
+    ///
+    /// `LIFELINE_PUBLIC_URL` (default `http://127.0.0.1:8080`) is where the auth-gateway is
+    /// reachable; callbacks go to `<public>/oauth/callback/<platform>`. `LIFELINE_SIM_URL`, when
+    /// set, points every platform at the simulator (`<sim>/<platform>/…`).
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let public = env.string_or("LIFELINE_PUBLIC_URL", "http://127.0.0.1:8080");
+        let public = url::Url::parse(&public)
+            .map_err(|e| env.invalid("LIFELINE_PUBLIC_URL", e.to_string()))?;
+        let sim = env
+            .raw("LIFELINE_SIM_URL")
+            .map(|s| {
+                url::Url::parse(&s).map_err(|e| env.invalid("LIFELINE_SIM_URL", e.to_string()))
+            })
+            .transpose()?;
+        let http = http_client(env)?;
+        let mut by_platform: HashMap<Platform, Arc<dyn Connector>> = HashMap::new();
+        if let Some(c) = x::XConnector::from_env(env, &public, sim.as_ref(), http.clone())? {
+            by_platform.insert(Platform::X, Arc::new(c));
+        }
+        Ok(Connectors { by_platform })
+    }
+
+    pub fn insert(&mut self, connector: Arc<dyn Connector>) {
+        self.by_platform.insert(connector.platform(), connector);
+    }
+
+    pub fn get(&self, platform: Platform) -> Option<&Arc<dyn Connector>> {
+        self.by_platform.get(&platform)
+    }
+
+    pub fn platforms(&self) -> impl Iterator<Item = Platform> + '_ {
+        self.by_platform.keys().copied()
+    }
+}
+
+/// One HTTP client for all platform calls: bounded timeouts, and no redirects, so a token
+/// endpoint cannot bounce a secret to another host.
+fn http_client(env: &Env) -> Result<reqwest::Client, ConfigError> {
+    let timeout = env.duration_or("LIFELINE_PLATFORM_TIMEOUT", Duration::from_secs(15))?;
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("lifeline/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| env.invalid("LIFELINE_PLATFORM_TIMEOUT", e.to_string()))
+}
+
+/// Joins a path onto a base URL that may itself carry a path prefix (the simulator's `/x`).
+pub(crate) fn endpoint(base: &url::Url, path: &str) -> url::Url {
+    let mut u = base.clone();
+    let joined = format!("{}/{}", base.path().trim_end_matches('/'), path.trim_start_matches('/'));
+    u.set_path(&joined);
+    u
+}

@@ -1,0 +1,180 @@
+//! Maps X's answers into the taxonomy. Sources: docs.x.com "Response codes and errors",
+//! "Rate limits", and the token endpoint's OAuth errors.
+
+use std::time::Duration;
+
+use oauth2::{basic::BasicErrorResponseType, HttpClientError, RequestTokenError};
+use reqwest::{header::HeaderMap, StatusCode};
+
+use super::wire::Problem;
+use crate::{AuthCause, Failure};
+
+/// Classifies a non-success answer of X's API. `believed_expired`: our record says the access
+/// token had lapsed, which tells an expiry from a revocation (X's 401 says neither).
+pub fn classify_api(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    believed_expired: bool,
+) -> Failure {
+    let problem: Problem = serde_json::from_slice(body).unwrap_or_default();
+    let detail = problem
+        .detail
+        .clone()
+        .or_else(|| problem.errors.as_ref().and_then(|e| e.first()).and_then(|e| e.message.clone()))
+        .or(problem.title.clone())
+        .unwrap_or_else(|| status.to_string());
+    let detail = format!("X {}: {}", status.as_u16(), truncate(&detail));
+    let code_88 = problem.errors.as_ref().is_some_and(|e| e.iter().any(|e| e.code == Some(88)));
+    match status.as_u16() {
+        _ if code_88 => Failure::RateLimited { retry_after: rate_limit_reset(headers), detail },
+        401 => {
+            let cause = if believed_expired { AuthCause::Expired } else { AuthCause::Revoked };
+            Failure::auth(cause, detail)
+        }
+        403 => {
+            let text = format!(
+                "{} {}",
+                problem.detail.unwrap_or_default(),
+                problem.kind.unwrap_or_default()
+            )
+            .to_lowercase();
+            if text.contains("duplicate") {
+                Failure::rejected(detail)
+            } else if text.contains("suspend") {
+                Failure::auth(AuthCause::Policy, detail)
+            } else {
+                // A user token that may no longer do this: a scope was removed.
+                Failure::auth(AuthCause::PermissionRemoved, detail)
+            }
+        }
+        429 => Failure::RateLimited { retry_after: rate_limit_reset(headers), detail },
+        400 | 404 | 409 | 413 | 422 => Failure::rejected(detail),
+        // 500 and 504 may come after X created the post; 502 and 503 come from in front of it.
+        500 | 504 => Failure::ambiguous(detail),
+        _ if status.is_server_error() => Failure::transient(detail),
+        _ => Failure::ambiguous(detail),
+    }
+}
+
+/// `x-rate-limit-reset` is the epoch second the window reopens.
+fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
+    let reset: i64 = headers.get("x-rate-limit-reset")?.to_str().ok()?.trim().parse().ok()?;
+    let wait = reset - chrono::Utc::now().timestamp();
+    Some(Duration::from_secs(u64::try_from(wait.max(1)).unwrap_or(1)))
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(200).collect()
+}
+
+/// Classifies a failed token-endpoint call (code exchange or refresh). `rotating`: the request
+/// spends a single-use refresh token, so losing the answer is ambiguous, not transient.
+pub fn classify_token_error(
+    e: &RequestTokenError<HttpClientError<reqwest::Error>, oauth2::basic::BasicErrorResponse>,
+    rotating: bool,
+) -> Failure {
+    match e {
+        RequestTokenError::ServerResponse(resp) => {
+            let detail = format!(
+                "X token endpoint: {}{}",
+                resp.error().as_ref(),
+                resp.error_description().map(|d| format!(" ({})", truncate(d))).unwrap_or_default()
+            );
+            match resp.error() {
+                // X answers a bad, spent or revoked token with invalid_request.
+                BasicErrorResponseType::InvalidGrant | BasicErrorResponseType::InvalidRequest => {
+                    Failure::auth(AuthCause::Revoked, detail)
+                }
+                BasicErrorResponseType::InvalidScope => {
+                    Failure::auth(AuthCause::PermissionRemoved, detail)
+                }
+                // Our client credentials are wrong: an operator problem, never the account's.
+                BasicErrorResponseType::InvalidClient
+                | BasicErrorResponseType::UnauthorizedClient
+                | BasicErrorResponseType::UnsupportedGrantType => Failure::transient(detail),
+                BasicErrorResponseType::Extension(_) => Failure::transient(detail),
+            }
+        }
+        RequestTokenError::Request(HttpClientError::Reqwest(err)) => {
+            Failure::from_network(err, rotating)
+        }
+        RequestTokenError::Request(_) => Failure::transient("X token endpoint: request failed"),
+        // Not an OAuth error body: an outage page, a 429 or a 5xx problem body.
+        RequestTokenError::Parse(_, body) => {
+            let problem: Problem = serde_json::from_slice(body).unwrap_or_default();
+            let detail =
+                problem.detail.or(problem.title).unwrap_or_else(|| "unparseable answer".into());
+            Failure::transient(format!("X token endpoint: {}", truncate(&detail)))
+        }
+        RequestTokenError::Other(msg) => {
+            Failure::transient(format!("X token endpoint: {}", truncate(msg)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h() -> HeaderMap {
+        HeaderMap::new()
+    }
+
+    #[test]
+    fn unauthorized_is_auth_and_expiry_is_told_apart() {
+        let body = br#"{"title":"Unauthorized","type":"about:blank","status":401,"detail":"Unauthorized"}"#;
+        assert!(matches!(
+            classify_api(StatusCode::UNAUTHORIZED, &h(), body, false),
+            Failure::Auth { cause: AuthCause::Revoked, .. }
+        ));
+        assert!(matches!(
+            classify_api(StatusCode::UNAUTHORIZED, &h(), body, true),
+            Failure::Auth { cause: AuthCause::Expired, .. }
+        ));
+    }
+
+    #[test]
+    fn rate_limit_reads_the_reset_header() {
+        let mut headers = HeaderMap::new();
+        let reset = chrono::Utc::now().timestamp() + 120;
+        headers.insert("x-rate-limit-reset", reset.to_string().parse().expect("header"));
+        let body = br#"{"errors":[{"code":88,"message":"Rate limit exceeded"}]}"#;
+        match classify_api(StatusCode::TOO_MANY_REQUESTS, &headers, body, false) {
+            Failure::RateLimited { retry_after: Some(d), .. } => {
+                assert!(d.as_secs() >= 100 && d.as_secs() <= 121)
+            }
+            other => panic!("expected rate limit, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn duplicate_content_is_rejected_not_auth() {
+        let body = br#"{"detail":"You are not allowed to create a Tweet with duplicate content.","type":"about:blank","title":"Forbidden","status":403}"#;
+        assert!(matches!(
+            classify_api(StatusCode::FORBIDDEN, &h(), body, false),
+            Failure::Rejected { .. }
+        ));
+    }
+
+    #[test]
+    fn outages_never_look_like_auth() {
+        for status in [500u16, 502, 503, 504] {
+            let f = classify_api(
+                StatusCode::from_u16(status).expect("status"),
+                &h(),
+                b"<html>down</html>",
+                false,
+            );
+            assert!(!matches!(f, Failure::Auth { .. }), "{status}: {f:?}");
+        }
+    }
+
+    #[test]
+    fn garbage_bodies_do_not_panic() {
+        for body in [&b""[..], b"{", b"null", b"[1,2]", br#"{"detail": 5}"#, b"\xff\xfe"] {
+            let _ = classify_api(StatusCode::BAD_REQUEST, &h(), body, false);
+            let _ = classify_api(StatusCode::UNAUTHORIZED, &h(), body, false);
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! The vault: account credentials encrypted with AES-256-GCM under a named key (so keys can
+//! rotate), bound to their account and field, and written only by compare-and-swap on a version
+//! so a reconnect racing a refresh can never replace a newer token with an older one.
+
+use std::collections::HashMap;
+
+use aes_gcm::{
+    aead::{Aead, KeyInit, Payload},
+    Aes256Gcm, Nonce,
+};
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use lifeline_kit::{
+    config::{ConfigError, Env},
+    ids::{AccountId, WorkspaceId},
+    Platform,
+};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::{PgConnection, PgPool, Row};
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+pub const SCHEMA: &str = "vault";
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("credential of account {0} changed concurrently (version conflict)")]
+    VersionConflict(AccountId),
+    #[error("account {0} already has credentials")]
+    AlreadyExists(AccountId),
+    #[error("no credentials for account {0}")]
+    NotFound(AccountId),
+    #[error("credential sealed with unknown key {0:?}; add it to LIFELINE_VAULT_KEYS")]
+    UnknownKey(String),
+    #[error("credential of account {0} cannot be decrypted (wrong key or tampered row)")]
+    Undecryptable(AccountId),
+    #[error("credential row is invalid: {0}")]
+    Corrupt(String),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// The encryption keys: `LIFELINE_VAULT_KEYS` = `id:base64key,id2:base64key` (32-byte keys), and
+/// `LIFELINE_VAULT_ACTIVE_KEY` naming the one new writes use (default: the last listed).
+#[derive(Clone)]
+pub struct VaultKeys {
+    active: String,
+    keys: HashMap<String, Aes256Gcm>,
+}
+
+impl std::fmt::Debug for VaultKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultKeys")
+            .field("active", &self.active)
+            .field("keys", &self.keys.len())
+            .finish()
+    }
+}
+
+impl VaultKeys {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        const NAME: &str = "LIFELINE_VAULT_KEYS";
+        let raw = env.required(
+            NAME,
+            "set it to id:base64(32 random bytes), e.g. k1:$(openssl rand -base64 32)",
+        )?;
+        let mut keys = HashMap::new();
+        let mut last = None;
+        for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (id, b64) = entry
+                .split_once(':')
+                .ok_or_else(|| env.invalid(NAME, "each entry must be id:base64key"))?;
+            if id.is_empty()
+                || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(
+                    env.invalid(NAME, format!("key id {id:?} must be letters, digits, '-' or '_'"))
+                );
+            }
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|_| env.invalid(NAME, format!("key {id:?} is not valid base64")))?;
+            let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| {
+                env.invalid(NAME, format!("key {id:?} must be 32 bytes, got {}", bytes.len()))
+            })?;
+            keys.insert(id.to_owned(), cipher);
+            last = Some(id.to_owned());
+        }
+        let active = match env.raw("LIFELINE_VAULT_ACTIVE_KEY") {
+            Some(a) if keys.contains_key(&a) => a,
+            Some(a) => {
+                return Err(
+                    env.invalid("LIFELINE_VAULT_ACTIVE_KEY", format!("{a:?} is not in {NAME}"))
+                )
+            }
+            None => last.ok_or_else(|| env.invalid(NAME, "no keys given"))?,
+        };
+        Ok(VaultKeys { active, keys })
+    }
+
+    /// A single random key, for tests and development.
+    pub fn generate(id: &str) -> (Self, String) {
+        let mut key = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut key);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(key);
+        let keys = HashMap::from([(id.to_owned(), Aes256Gcm::new(&key.into()))]);
+        (VaultKeys { active: id.to_owned(), keys }, format!("{id}:{b64}"))
+    }
+
+    pub fn active_key_id(&self) -> &str {
+        &self.active
+    }
+
+    fn aad(account: AccountId, field: &str) -> Vec<u8> {
+        format!("lifeline-vault:v1:{account}:{field}").into_bytes()
+    }
+
+    /// Encrypts under the active key; the result is `nonce || ciphertext || tag`.
+    pub fn seal(&self, account: AccountId, field: &str, plaintext: &SecretString) -> Vec<u8> {
+        let cipher = &self.keys[&self.active];
+        let mut nonce = [0u8; 12];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        let aad = Self::aad(account, field);
+        let ct = cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload { msg: plaintext.expose_secret().as_bytes(), aad: &aad },
+            )
+            // AES-GCM encryption only fails for inputs far larger than any token.
+            .unwrap_or_default();
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ct);
+        out
+    }
+
+    pub fn open(
+        &self,
+        key_id: &str,
+        account: AccountId,
+        field: &str,
+        sealed: &[u8],
+    ) -> Result<SecretString, VaultError> {
+        let cipher =
+            self.keys.get(key_id).ok_or_else(|| VaultError::UnknownKey(key_id.to_owned()))?;
+        if sealed.len() < 12 + 16 {
+            return Err(VaultError::Undecryptable(account));
+        }
+        let (nonce, ct) = sealed.split_at(12);
+        let aad = Self::aad(account, field);
+        let plain = cipher
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
+            .map_err(|_| VaultError::Undecryptable(account))?;
+        String::from_utf8(plain)
+            .map(SecretString::from)
+            .map_err(|_| VaultError::Undecryptable(account))
+    }
+}
+
+/// Tokens and their lifetimes as a platform granted them.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access_token: SecretString,
+    pub refresh_token: Option<SecretString>,
+    pub access_expires_at: Option<DateTime<Utc>>,
+    pub refresh_expires_at: Option<DateTime<Utc>>,
+    pub scopes: Vec<String>,
+}
+
+/// A stored credential, decrypted.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub account_id: AccountId,
+    pub workspace_id: WorkspaceId,
+    pub platform: Platform,
+    pub platform_user_id: String,
+    pub tokens: Tokens,
+    pub first_granted_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+/// Non-secret facts about a credential (no decryption needed).
+#[derive(Debug, Clone)]
+pub struct CredentialInfo {
+    pub account_id: AccountId,
+    pub workspace_id: WorkspaceId,
+    pub platform: Platform,
+    pub platform_user_id: String,
+    pub access_expires_at: Option<DateTime<Utc>>,
+    pub refresh_expires_at: Option<DateTime<Utc>>,
+    pub version: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Vault {
+    pool: PgPool,
+    keys: VaultKeys,
+}
+
+impl Vault {
+    pub fn new(pool: PgPool, keys: VaultKeys) -> Self {
+        Vault { pool, keys }
+    }
+
+    pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+        lifeline_kit::db::migrate(pool, SCHEMA, &MIGRATOR).await
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Stores the first credential of a new account (version 1), inside the caller's transaction.
+    pub async fn insert(
+        &self,
+        tx: &mut PgConnection,
+        account: AccountId,
+        workspace: WorkspaceId,
+        platform: Platform,
+        platform_user_id: &str,
+        tokens: &Tokens,
+    ) -> Result<i64, VaultError> {
+        let done = sqlx::query(
+            "INSERT INTO vault.credentials (account_id, workspace_id, platform, platform_user_id, key_id,
+                 access_token, refresh_token, access_expires_at, refresh_expires_at, scopes,
+                 first_granted_at, version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now(), 1)
+             ON CONFLICT (account_id) DO NOTHING",
+        )
+        .bind(account)
+        .bind(workspace)
+        .bind(platform.as_str())
+        .bind(platform_user_id)
+        .bind(self.keys.active_key_id())
+        .bind(self.keys.seal(account, "access", &tokens.access_token))
+        .bind(tokens.refresh_token.as_ref().map(|r| self.keys.seal(account, "refresh", r)))
+        .bind(tokens.access_expires_at)
+        .bind(tokens.refresh_expires_at)
+        .bind(&tokens.scopes)
+        .execute(tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(VaultError::AlreadyExists(account));
+        }
+        Ok(1)
+    }
+
+    /// Replaces the tokens if the stored version is still `expected`; returns the new version.
+    /// `reset_grant` restarts `first_granted_at` (a new authorization, not a refresh).
+    /// `tokens` is the whole new set: a caller whose refresh returned no new refresh token passes
+    /// the old one, which is then re-sealed under the active key.
+    pub async fn compare_and_swap(
+        &self,
+        conn: &mut PgConnection,
+        account: AccountId,
+        expected: i64,
+        tokens: &Tokens,
+        reset_grant: bool,
+    ) -> Result<i64, VaultError> {
+        let row = sqlx::query(
+            "UPDATE vault.credentials SET
+                 key_id = $3,
+                 access_token = $4,
+                 refresh_token = $5,
+                 access_expires_at = $6,
+                 refresh_expires_at = $7,
+                 scopes = $8,
+                 first_granted_at = CASE WHEN $9 THEN now() ELSE first_granted_at END,
+                 version = version + 1,
+                 updated_at = now()
+             WHERE account_id = $1 AND version = $2
+             RETURNING version",
+        )
+        .bind(account)
+        .bind(expected)
+        .bind(self.keys.active_key_id())
+        .bind(self.keys.seal(account, "access", &tokens.access_token))
+        .bind(tokens.refresh_token.as_ref().map(|r| self.keys.seal(account, "refresh", r)))
+        .bind(tokens.access_expires_at)
+        .bind(tokens.refresh_expires_at)
+        .bind(&tokens.scopes)
+        .bind(reset_grant)
+        .fetch_optional(conn)
+        .await?;
+        match row {
+            Some(r) => Ok(r.try_get("version")?),
+            None => Err(VaultError::VersionConflict(account)),
+        }
+    }
+
+    pub async fn load(&self, account: AccountId) -> Result<Option<Credential>, VaultError> {
+        let row = sqlx::query(
+            "SELECT account_id, workspace_id, platform, platform_user_id, key_id, access_token,
+                    refresh_token, access_expires_at, refresh_expires_at, scopes, first_granted_at, version
+             FROM vault.credentials WHERE account_id = $1",
+        )
+        .bind(account)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let key_id: String = row.try_get("key_id")?;
+        let platform: String = row.try_get("platform")?;
+        let refresh: Option<Vec<u8>> = row.try_get("refresh_token")?;
+        let access: Vec<u8> = row.try_get("access_token")?;
+        Ok(Some(Credential {
+            account_id: account,
+            workspace_id: row.try_get("workspace_id")?,
+            platform: platform.parse().map_err(|e: lifeline_kit::events::UnknownPlatform| {
+                VaultError::Corrupt(e.to_string())
+            })?,
+            platform_user_id: row.try_get("platform_user_id")?,
+            tokens: Tokens {
+                access_token: self.keys.open(&key_id, account, "access", &access)?,
+                refresh_token: refresh
+                    .map(|r| self.keys.open(&key_id, account, "refresh", &r))
+                    .transpose()?,
+                access_expires_at: row.try_get("access_expires_at")?,
+                refresh_expires_at: row.try_get("refresh_expires_at")?,
+                scopes: row.try_get("scopes")?,
+            },
+            first_granted_at: row.try_get("first_granted_at")?,
+            version: row.try_get("version")?,
+        }))
+    }
+
+    /// Facts about a credential without decrypting it (ownership checks, scheduling).
+    pub async fn info(&self, account: AccountId) -> Result<Option<CredentialInfo>, VaultError> {
+        let row = sqlx::query(
+            "SELECT workspace_id, platform, platform_user_id, access_expires_at, refresh_expires_at, version
+             FROM vault.credentials WHERE account_id = $1",
+        )
+        .bind(account)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let platform: String = row.try_get("platform")?;
+        Ok(Some(CredentialInfo {
+            account_id: account,
+            workspace_id: row.try_get("workspace_id")?,
+            platform: platform.parse().map_err(|e: lifeline_kit::events::UnknownPlatform| {
+                VaultError::Corrupt(e.to_string())
+            })?,
+            platform_user_id: row.try_get("platform_user_id")?,
+            access_expires_at: row.try_get("access_expires_at")?,
+            refresh_expires_at: row.try_get("refresh_expires_at")?,
+            version: row.try_get("version")?,
+        }))
+    }
+
+    pub async fn delete(
+        &self,
+        conn: &mut PgConnection,
+        account: AccountId,
+    ) -> Result<bool, VaultError> {
+        let r = sqlx::query("DELETE FROM vault.credentials WHERE account_id = $1")
+            .bind(account)
+            .execute(conn)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+}
