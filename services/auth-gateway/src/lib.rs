@@ -1,1 +1,124 @@
+//! auth-gateway: connects and reconnects accounts through OAuth (authorization code + PKCE +
+//! server-side single-use state), stores their tokens in the vault, and serves the accounts API
+//! and the Accounts page from a health read model kept current by the connection events.
 
+mod accounts;
+mod consumers;
+mod oauth;
+mod page;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{Extension, Router};
+use lifeline_kit::{
+    auth::JwtKeys,
+    bus::Bus,
+    config::{CommonConfig, ConfigError, Env},
+    outbox::Outbox,
+    service::{self, StartError},
+};
+use lifeline_platforms::Connectors;
+use lifeline_vault::{Vault, VaultKeys};
+use sqlx::PgPool;
+use tokio::{net::TcpListener, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+
+pub const SERVICE: &str = "auth-gateway";
+pub const SCHEMA: &str = "gateway";
+pub const DEFAULT_PORT: u16 = 8080;
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    pub jwt: JwtKeys,
+    pub vault_keys: VaultKeys,
+    pub connectors: Connectors,
+    /// How long a user has to finish an authorization (`LIFELINE_OAUTH_SESSION_TTL`, default 10m).
+    pub oauth_session_ttl: Duration,
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let common = CommonConfig::from_env(env, SERVICE, DEFAULT_PORT)?;
+        let jwt = JwtKeys::new(&jwt_secret(env)?);
+        let oauth_session_ttl =
+            env.duration_or("LIFELINE_OAUTH_SESSION_TTL", Duration::from_secs(600))?;
+        if oauth_session_ttl < Duration::from_secs(1)
+            || oauth_session_ttl > Duration::from_secs(3600)
+        {
+            return Err(env.invalid("LIFELINE_OAUTH_SESSION_TTL", "must be between 1s and 1h"));
+        }
+        Ok(Config {
+            common,
+            jwt,
+            vault_keys: VaultKeys::from_env(env)?,
+            connectors: Connectors::from_env(env)?,
+            oauth_session_ttl,
+        })
+    }
+}
+
+/// `LIFELINE_JWT_SECRET`, at least 32 characters.
+pub fn jwt_secret(env: &Env) -> Result<secrecy::SecretString, ConfigError> {
+    use secrecy::ExposeSecret;
+    let secret =
+        env.secret("LIFELINE_JWT_SECRET", "the HS256 secret API tokens are signed with")?;
+    if secret.expose_secret().len() < 32 {
+        return Err(env.invalid("LIFELINE_JWT_SECRET", "must be at least 32 characters"));
+    }
+    Ok(secret)
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub pool: PgPool,
+    pub vault: Vault,
+    pub outbox: Outbox,
+    pub connectors: Connectors,
+    pub config: Arc<Config>,
+}
+
+/// Runs the gateway on `listener` until `shutdown` is cancelled.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    let infra = service::start(&config.common, SCHEMA, &MIGRATOR).await?;
+    Vault::migrate(&infra.pool).await?;
+    let state = AppState {
+        pool: infra.pool.clone(),
+        vault: Vault::new(infra.pool.clone(), config.vault_keys.clone()),
+        outbox: Outbox::new(SCHEMA, &infra.bus),
+        connectors: config.connectors.clone(),
+        config: Arc::new(config.clone()),
+    };
+
+    let mut tasks = JoinSet::new();
+    tasks.spawn(state.outbox.clone().relay(
+        infra.pool.clone(),
+        infra.bus.clone(),
+        shutdown.clone(),
+    ));
+    consumers::spawn(&mut tasks, &infra.bus, &state, &shutdown);
+    tasks.spawn(oauth::purge_expired_sessions(infra.pool.clone(), shutdown.clone()));
+
+    let app = router(state, &infra.bus, config.jwt.clone());
+    tracing::info!(addr = %listener.local_addr()?, "auth-gateway listening");
+    lifeline_kit::http::serve(listener, app, shutdown.clone()).await?;
+    shutdown.cancel();
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+fn router(state: AppState, bus: &Bus, jwt: JwtKeys) -> Router {
+    Router::new()
+        .merge(accounts::routes())
+        .merge(oauth::routes())
+        .merge(page::routes())
+        .with_state(state.clone())
+        .layer(Extension(jwt))
+        .merge(lifeline_kit::http::ops_router(state.pool.clone(), bus.client().clone()))
+}

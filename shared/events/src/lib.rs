@@ -89,6 +89,19 @@ impl fmt::Display for Platform {
     }
 }
 
+impl serde::Serialize for Platform {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Platform {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("unknown platform {0:?} (expected one of x, linkedin, instagram, facebook, youtube, tiktok, threads)")]
 pub struct UnknownPlatform(pub String);

@@ -8,6 +8,7 @@ pub mod db;
 pub mod http;
 pub mod ids;
 pub mod outbox;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -111,26 +111,13 @@ impl VaultKeys {
         &self.active
     }
 
-    fn aad(account: AccountId, field: &str) -> Vec<u8> {
-        format!("lifeline-vault:v1:{account}:{field}").into_bytes()
+    fn aad(account: AccountId, field: &str) -> String {
+        format!("lifeline-vault:v1:{account}:{field}")
     }
 
-    /// Encrypts under the active key; the result is `nonce || ciphertext || tag`.
+    /// Encrypts a credential field under the active key, bound to its account and field.
     pub fn seal(&self, account: AccountId, field: &str, plaintext: &SecretString) -> Vec<u8> {
-        let cipher = &self.keys[&self.active];
-        let mut nonce = [0u8; 12];
-        rand::thread_rng().fill_bytes(&mut nonce);
-        let aad = Self::aad(account, field);
-        let ct = cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload { msg: plaintext.expose_secret().as_bytes(), aad: &aad },
-            )
-            // AES-GCM encryption only fails for inputs far larger than any token.
-            .unwrap_or_default();
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&ct);
-        out
+        self.seal_bound(&Self::aad(account, field), plaintext)
     }
 
     pub fn open(
@@ -140,19 +127,48 @@ impl VaultKeys {
         field: &str,
         sealed: &[u8],
     ) -> Result<SecretString, VaultError> {
+        self.open_bound(key_id, &Self::aad(account, field), sealed).map_err(|e| match e {
+            VaultError::Undecryptable(_) => VaultError::Undecryptable(account),
+            other => other,
+        })
+    }
+
+    /// Encrypts any secret under the active key, bound to `context` (which must be given again
+    /// to open it); the result is `nonce || ciphertext || tag`.
+    pub fn seal_bound(&self, context: &str, plaintext: &SecretString) -> Vec<u8> {
+        let cipher = &self.keys[&self.active];
+        let mut nonce = [0u8; 12];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        let aad = context.as_bytes();
+        let ct = cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload { msg: plaintext.expose_secret().as_bytes(), aad },
+            )
+            // AES-GCM encryption only fails for inputs far larger than any token.
+            .unwrap_or_default();
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ct);
+        out
+    }
+
+    pub fn open_bound(
+        &self,
+        key_id: &str,
+        context: &str,
+        sealed: &[u8],
+    ) -> Result<SecretString, VaultError> {
         let cipher =
             self.keys.get(key_id).ok_or_else(|| VaultError::UnknownKey(key_id.to_owned()))?;
+        let undecryptable = || VaultError::Undecryptable(AccountId(uuid::Uuid::nil()));
         if sealed.len() < 12 + 16 {
-            return Err(VaultError::Undecryptable(account));
+            return Err(undecryptable());
         }
         let (nonce, ct) = sealed.split_at(12);
-        let aad = Self::aad(account, field);
         let plain = cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
-            .map_err(|_| VaultError::Undecryptable(account))?;
-        String::from_utf8(plain)
-            .map(SecretString::from)
-            .map_err(|_| VaultError::Undecryptable(account))
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: context.as_bytes() })
+            .map_err(|_| undecryptable())?;
+        String::from_utf8(plain).map(SecretString::from).map_err(|_| undecryptable())
     }
 }
 
@@ -356,5 +372,65 @@ impl Vault {
             .execute(conn)
             .await?;
         Ok(r.rows_affected() > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_values_open_only_in_their_context() {
+        let (keys, _) = VaultKeys::generate("k1");
+        let account = AccountId::new();
+        let secret = SecretString::from("token-value");
+        let sealed = keys.seal(account, "access", &secret);
+        assert!(
+            !sealed.windows(11).any(|w| w == b"token-value"),
+            "ciphertext must not contain the token"
+        );
+        assert_eq!(
+            keys.open("k1", account, "access", &sealed).expect("opens").expose_secret(),
+            "token-value"
+        );
+        assert!(keys.open("k1", account, "refresh", &sealed).is_err(), "bound to the field");
+        assert!(
+            keys.open("k1", AccountId::new(), "access", &sealed).is_err(),
+            "bound to the account"
+        );
+        assert!(matches!(
+            keys.open("k0", account, "access", &sealed),
+            Err(VaultError::UnknownKey(_))
+        ));
+        let mut tampered = sealed.clone();
+        tampered[20] ^= 1;
+        assert!(keys.open("k1", account, "access", &tampered).is_err(), "tampering is detected");
+    }
+
+    #[test]
+    fn keys_parse_from_env_and_rotate() {
+        let (_, k1) = VaultKeys::generate("k1");
+        let (_, k2) = VaultKeys::generate("k2");
+        let keys =
+            VaultKeys::from_env(&Env::from_pairs([("LIFELINE_VAULT_KEYS", format!("{k1},{k2}"))]))
+                .expect("valid");
+        assert_eq!(keys.active_key_id(), "k2");
+        let keys = VaultKeys::from_env(&Env::from_pairs([
+            ("LIFELINE_VAULT_KEYS", format!("{k1},{k2}")),
+            ("LIFELINE_VAULT_ACTIVE_KEY", "k1".to_owned()),
+        ]))
+        .expect("valid");
+        assert_eq!(keys.active_key_id(), "k1");
+    }
+
+    #[test]
+    fn bad_keys_name_the_variable() {
+        for bad in ["k1", "k1:notbase64!!", "k1:c2hvcnQ=", "bad id:AAAA"] {
+            let err = VaultKeys::from_env(&Env::from_pairs([("LIFELINE_VAULT_KEYS", bad)]))
+                .expect_err(bad);
+            assert!(err.to_string().contains("LIFELINE_VAULT_KEYS"), "{err}");
+        }
+        let err = VaultKeys::from_env(&Env::from_pairs([("X", "y")])).expect_err("missing");
+        assert!(err.to_string().contains("LIFELINE_VAULT_KEYS"), "{err}");
     }
 }

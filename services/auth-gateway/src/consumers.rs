@@ -1,0 +1,129 @@
+//! Keeps the health read model current from the connection events.
+
+use lifeline_kit::{
+    bus::{Bus, Delivery, HandlerError},
+    events::{
+        subject_of, AccountReconnected, AuthFailed, AuthFailureCause, ExpiringCredential,
+        TokenExpiring, TokenRefreshed,
+    },
+    service::spawn_consumer,
+};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::AppState;
+
+pub(crate) fn spawn(
+    tasks: &mut JoinSet<()>,
+    bus: &Bus,
+    app: &AppState,
+    shutdown: &CancellationToken,
+) {
+    let a = app.clone();
+    spawn_consumer(
+        tasks,
+        bus,
+        8,
+        move |e: AuthFailed, d| on_auth_failed(a.clone(), e, d),
+        shutdown.clone(),
+    );
+    let a = app.clone();
+    spawn_consumer(
+        tasks,
+        bus,
+        8,
+        move |e: AccountReconnected, d| on_reconnected(a.clone(), e, d),
+        shutdown.clone(),
+    );
+    let a = app.clone();
+    spawn_consumer(
+        tasks,
+        bus,
+        8,
+        move |e: TokenRefreshed, d| on_refreshed(a.clone(), e, d),
+        shutdown.clone(),
+    );
+    let a = app.clone();
+    spawn_consumer(
+        tasks,
+        bus,
+        8,
+        move |e: TokenExpiring, d| on_expiring(a.clone(), e, d),
+        shutdown.clone(),
+    );
+}
+
+fn version(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Marks the account broken, unless a newer credential than the refused one was stored since.
+async fn on_auth_failed(app: AppState, e: AuthFailed, _: Delivery) -> Result<(), HandlerError> {
+    let about = subject_of(&e).map_err(|err| HandlerError::Poison(err.to_string()))?;
+    let cause = AuthFailureCause::try_from(e.cause).unwrap_or(AuthFailureCause::Unknown);
+    let changed = sqlx::query(
+        "UPDATE gateway.accounts SET status = 'needs_reconnect', cause = $2, status_detail = $3, status_changed_at = now()
+         WHERE id = $1 AND credential_version <= $4 AND (status <> 'needs_reconnect' OR cause IS DISTINCT FROM $2)",
+    )
+    .bind(about.account_id)
+    .bind(cause.as_str())
+    .bind(&e.detail)
+    .bind(version(e.credential_version))
+    .execute(&app.pool)
+    .await?;
+    if changed.rows_affected() > 0 {
+        tracing::warn!(account = %about.account_id, platform = %about.platform, cause = cause.as_str(), "account needs reconnecting");
+    }
+    Ok(())
+}
+
+async fn on_reconnected(
+    app: AppState,
+    e: AccountReconnected,
+    _: Delivery,
+) -> Result<(), HandlerError> {
+    let about = subject_of(&e).map_err(|err| HandlerError::Poison(err.to_string()))?;
+    sqlx::query(
+        "UPDATE gateway.accounts SET status = 'healthy', cause = NULL, status_detail = NULL, status_changed_at = now(),
+             credential_version = $2, reconnected_at = COALESCE(reconnected_at, now())
+         WHERE id = $1 AND credential_version <= $2 AND status <> 'healthy'",
+    )
+    .bind(about.account_id)
+    .bind(version(e.credential_version))
+    .execute(&app.pool)
+    .await?;
+    Ok(())
+}
+
+async fn on_refreshed(app: AppState, e: TokenRefreshed, _: Delivery) -> Result<(), HandlerError> {
+    let about = subject_of(&e).map_err(|err| HandlerError::Poison(err.to_string()))?;
+    sqlx::query(
+        "UPDATE gateway.accounts SET credential_version = GREATEST(credential_version, $2),
+             expiring_at = CASE WHEN expiring_credential = 'access_token' THEN NULL ELSE expiring_at END,
+             expiring_credential = CASE WHEN expiring_credential = 'access_token' THEN NULL ELSE expiring_credential END
+         WHERE id = $1",
+    )
+    .bind(about.account_id)
+    .bind(version(e.credential_version))
+    .execute(&app.pool)
+    .await?;
+    Ok(())
+}
+
+async fn on_expiring(app: AppState, e: TokenExpiring, _: Delivery) -> Result<(), HandlerError> {
+    let about = subject_of(&e).map_err(|err| HandlerError::Poison(err.to_string()))?;
+    let expires_at = e.expires_at.as_ref().and_then(lifeline_kit::events::from_timestamp);
+    let credential = match ExpiringCredential::try_from(e.credential) {
+        Ok(ExpiringCredential::RefreshToken) => "refresh_token",
+        _ => "access_token",
+    };
+    sqlx::query(
+        "UPDATE gateway.accounts SET expiring_at = $2, expiring_credential = $3 WHERE id = $1",
+    )
+    .bind(about.account_id)
+    .bind(expires_at)
+    .bind(credential)
+    .execute(&app.pool)
+    .await?;
+    Ok(())
+}
