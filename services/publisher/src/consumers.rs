@@ -1,0 +1,106 @@
+//! Reconnect → retry: on AccountReconnected every `failed_auth` post of the account is moved to
+//! `retry_requested` and a PostRetryRequested is queued for it, in one transaction; the retry
+//! consumer then publishes each post once.
+
+use lifeline_kit::{
+    bus::{Bus, Delivery, HandlerError},
+    events::{self, subject_of, AccountReconnected, Envelope, PostRetryRequested, RetryReason},
+    ids::PostId,
+    service::spawn_consumer,
+};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::{attempt, sweep, AppState};
+
+/// Posts moved to retry per transaction, so a huge backlog does not hold one long transaction.
+const RETRY_BATCH: i64 = 500;
+
+pub(crate) fn spawn(
+    tasks: &mut JoinSet<()>,
+    bus: &Bus,
+    app: &AppState,
+    shutdown: &CancellationToken,
+) {
+    let a = app.clone();
+    spawn_consumer(
+        tasks,
+        bus,
+        4,
+        move |e: AccountReconnected, d| on_reconnected(a.clone(), e, d),
+        shutdown.clone(),
+    );
+    let a = app.clone();
+    let concurrency = app.config.concurrency;
+    spawn_consumer(
+        tasks,
+        bus,
+        concurrency,
+        move |e: PostRetryRequested, d| on_retry_requested(a.clone(), e, d),
+        shutdown.clone(),
+    );
+}
+
+async fn on_reconnected(
+    app: AppState,
+    e: AccountReconnected,
+    _: Delivery,
+) -> Result<(), HandlerError> {
+    let about = subject_of(&e).map_err(|err| HandlerError::Poison(err.to_string()))?;
+    let cause = e.envelope.as_ref();
+    let mut total = 0usize;
+    loop {
+        let mut tx = app.pool.begin().await?;
+        let ids: Vec<PostId> = sqlx::query_scalar(
+            "UPDATE publisher.posts SET status = 'retry_requested', updated_at = now()
+             WHERE id IN (SELECT id FROM publisher.posts WHERE account_id = $1 AND status = 'failed_auth'
+                          ORDER BY scheduled_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+             RETURNING id",
+        )
+        .bind(about.account_id)
+        .bind(RETRY_BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in &ids {
+            let event = PostRetryRequested {
+                envelope: Some(Envelope::build(about, cause)),
+                post_id: id.to_string(),
+                reason: RetryReason::AccountReconnected as i32,
+            };
+            app.outbox.enqueue(&mut tx, &event).await?;
+        }
+        tx.commit().await?;
+        app.outbox.wake();
+        total += ids.len();
+        if (ids.len() as i64) < RETRY_BATCH {
+            break;
+        }
+    }
+    if total > 0 {
+        tracing::info!(account = %about.account_id, platform = %about.platform, posts = total, "account reconnected; retrying parked posts");
+    }
+    Ok(())
+}
+
+async fn on_retry_requested(
+    app: AppState,
+    e: PostRetryRequested,
+    _: Delivery,
+) -> Result<(), HandlerError> {
+    let post: PostId = e
+        .post_id
+        .parse()
+        .map_err(|_| HandlerError::Poison(format!("invalid post_id {:?}", e.post_id)))?;
+    let replay = e.reason == RetryReason::OperatorReplay as i32;
+    let Some(leased) = sweep::lease_for_retry(&app, post, replay).await? else {
+        tracing::debug!(%post, "retry already handled or post not waiting; nothing to do");
+        return Ok(());
+    };
+    let about: events::Subject =
+        subject_of(&e).map_err(|err| HandlerError::Poison(err.to_string()))?;
+    if leased.account_id.0 != about.account_id {
+        tracing::warn!(%post, "retry request names another account than the post's; using the post's");
+    }
+    attempt::run(&app, leased, e.envelope.as_ref()).await;
+    Ok(())
+}

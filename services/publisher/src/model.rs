@@ -1,0 +1,39 @@
+//! The post row and its states.
+
+use chrono::{DateTime, Utc};
+use lifeline_kit::ids::{AccountId, PostId, WorkspaceId};
+use serde::Serialize;
+
+/// Every column a post has; `RETURNING` clauses and API views use [`POST_COLUMNS`].
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Post {
+    pub id: PostId,
+    pub workspace_id: WorkspaceId,
+    pub account_id: AccountId,
+    pub platform: String,
+    pub body: String,
+    pub idempotency_key: Option<String>,
+    pub scheduled_at: DateTime<Utc>,
+    pub status: String,
+    pub next_attempt_at: DateTime<Utc>,
+    pub attempts: i32,
+    pub retryable_failures: i32,
+    pub needs_reconcile: bool,
+    #[serde(skip)]
+    pub reconcile_since: Option<DateTime<Utc>>,
+    pub platform_post_id: Option<String>,
+    pub last_failure_kind: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub published_at: Option<DateTime<Utc>>,
+}
+
+pub const POST_COLUMNS: &str = "id, workspace_id, account_id, platform, body, idempotency_key, scheduled_at, status,
+    next_attempt_at, attempts, retryable_failures, needs_reconcile, reconcile_since, platform_post_id,
+    last_failure_kind, last_error, created_at, updated_at, published_at";
+
+/// Same columns qualified with the alias `p`, for `UPDATE … FROM` statements.
+pub fn qualified_columns() -> String {
+    POST_COLUMNS.split(',').map(|c| format!("p.{}", c.trim())).collect::<Vec<_>>().join(", ")
+}
