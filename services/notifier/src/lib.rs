@@ -1,1 +1,61 @@
+//! notifier: tells the owner once per incident that an account needs reconnecting (not once per
+//! failed post), warns ahead of an unavoidable expiry, and serves the notifications API.
 
+mod api;
+mod incidents;
+
+use axum::{Extension, Router};
+use lifeline_kit::{
+    auth::JwtKeys,
+    config::{CommonConfig, ConfigError, Env},
+    service::{self, StartError},
+};
+use sqlx::PgPool;
+use tokio::{net::TcpListener, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+
+pub const SERVICE: &str = "notifier";
+pub const SCHEMA: &str = "notifier";
+pub const DEFAULT_PORT: u16 = 8082;
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    pub jwt: JwtKeys,
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Config {
+            common: CommonConfig::from_env(env, SERVICE, DEFAULT_PORT)?,
+            jwt: JwtKeys::new(&lifeline_kit::auth::jwt_secret(env)?),
+        })
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub pool: PgPool,
+}
+
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    let infra = service::start(&config.common, SCHEMA, &MIGRATOR).await?;
+    let app = AppState { pool: infra.pool.clone() };
+    let mut tasks = JoinSet::new();
+    incidents::spawn(&mut tasks, &infra.bus, &app, &shutdown);
+    let router = Router::new()
+        .merge(api::routes())
+        .with_state(app)
+        .layer(Extension(config.jwt.clone()))
+        .merge(lifeline_kit::http::ops_router(infra.pool.clone(), infra.bus.client().clone()));
+    tracing::info!(addr = %listener.local_addr()?, "notifier listening");
+    lifeline_kit::http::serve(listener, router, shutdown.clone()).await?;
+    shutdown.cancel();
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
