@@ -203,6 +203,7 @@ pub struct CredentialInfo {
     pub platform_user_id: String,
     pub access_expires_at: Option<DateTime<Utc>>,
     pub refresh_expires_at: Option<DateTime<Utc>>,
+    pub has_refresh_token: bool,
     pub version: i64,
 }
 
@@ -341,7 +342,8 @@ impl Vault {
     /// Facts about a credential without decrypting it (ownership checks, scheduling).
     pub async fn info(&self, account: AccountId) -> Result<Option<CredentialInfo>, VaultError> {
         let row = sqlx::query(
-            "SELECT workspace_id, platform, platform_user_id, access_expires_at, refresh_expires_at, version
+            "SELECT workspace_id, platform, platform_user_id, access_expires_at, refresh_expires_at,
+                    refresh_token IS NOT NULL AS has_refresh_token, version
              FROM vault.credentials WHERE account_id = $1",
         )
         .bind(account)
@@ -358,6 +360,7 @@ impl Vault {
             platform_user_id: row.try_get("platform_user_id")?,
             access_expires_at: row.try_get("access_expires_at")?,
             refresh_expires_at: row.try_get("refresh_expires_at")?,
+            has_refresh_token: row.try_get("has_refresh_token")?,
             version: row.try_get("version")?,
         }))
     }
