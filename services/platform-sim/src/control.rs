@@ -62,17 +62,26 @@ pub(crate) fn router(state: SimState) -> Router {
         .with_state(state)
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
+/// A control-API error: `{"error": message}` with its status.
+struct ControlError(StatusCode, String);
+
+impl IntoResponse for ControlError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
 }
 
-fn platform<'a>(state: &'a SimState, name: &str) -> Result<&'a Arc<dyn PlatformSim>, Response> {
+fn error(status: StatusCode, message: impl Into<String>) -> ControlError {
+    ControlError(status, message.into())
+}
+
+fn platform<'a>(state: &'a SimState, name: &str) -> Result<&'a Arc<dyn PlatformSim>, ControlError> {
     state
         .platform(name)
         .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("unknown platform: {name}")))
 }
 
-fn unknown_user(username: &str) -> Response {
+fn unknown_user(username: &str) -> ControlError {
     error(StatusCode::NOT_FOUND, format!("unknown user: {username}"))
 }
 
@@ -82,14 +91,14 @@ async fn revoke_account(
 ) -> Response {
     let p = match platform(&state, &name) {
         Ok(p) => p,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     match p.revoke_account(&username) {
         Some(n) => {
             tracing::info!(platform = p.name(), username, revoked = n, "sim: account revoked");
             Json(json!({ "revoked_tokens": n })).into_response()
         }
-        None => unknown_user(&username),
+        None => unknown_user(&username).into_response(),
     }
 }
 
@@ -99,7 +108,7 @@ async fn expire_account(
 ) -> Response {
     let p = match platform(&state, &name) {
         Ok(p) => p,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     match p.expire_account(&username) {
         Some(n) => {
@@ -111,7 +120,7 @@ async fn expire_account(
             );
             Json(json!({ "expired_tokens": n })).into_response()
         }
-        None => unknown_user(&username),
+        None => unknown_user(&username).into_response(),
     }
 }
 
@@ -122,7 +131,7 @@ struct ForSeconds {
 }
 
 /// Parses `{"for_seconds": f, ...}` into a real duration.
-fn parse_for_seconds(body: &[u8]) -> Result<(Duration, Option<u16>), Response> {
+fn parse_for_seconds(body: &[u8]) -> Result<(Duration, Option<u16>), ControlError> {
     let parsed: ForSeconds = serde_json::from_slice(body).map_err(|e| {
         error(StatusCode::BAD_REQUEST, format!("expected {{\"for_seconds\": number}}: {e}"))
     })?;
@@ -138,11 +147,11 @@ async fn rate_limit(
 ) -> Response {
     let p = match platform(&state, &name) {
         Ok(p) => p,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     let (d, _) = match parse_for_seconds(&body) {
         Ok(v) => v,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     state.common().set_rate_limit(p.name(), d);
     tracing::info!(platform = p.name(), seconds = d.as_secs_f64(), "sim: rate limit on");
@@ -152,15 +161,16 @@ async fn rate_limit(
 async fn outage(State(state): State<SimState>, Path(name): Path<String>, body: Bytes) -> Response {
     let p = match platform(&state, &name) {
         Ok(p) => p,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     let (d, status) = match parse_for_seconds(&body) {
         Ok(v) => v,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     let status = status.unwrap_or(503);
     if !(500..=599).contains(&status) {
-        return error(StatusCode::BAD_REQUEST, "status must be between 500 and 599");
+        return error(StatusCode::BAD_REQUEST, "status must be between 500 and 599")
+            .into_response();
     }
     state.common().set_outage(p.name(), d, status);
     tracing::info!(platform = p.name(), seconds = d.as_secs_f64(), status, "sim: outage on");
@@ -170,7 +180,7 @@ async fn outage(State(state): State<SimState>, Path(name): Path<String>, body: B
 async fn clear_faults(State(state): State<SimState>, Path(name): Path<String>) -> Response {
     let p = match platform(&state, &name) {
         Ok(p) => p,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     state.common().clear_faults(p.name());
     Json(json!({ "cleared": true })).into_response()
@@ -181,7 +191,7 @@ async fn posts(State(state): State<SimState>, RawQuery(query): RawQuery) -> Resp
     let wanted = match params.get("platform") {
         Some(name) => match platform(&state, name) {
             Ok(p) => vec![Arc::clone(p)],
-            Err(resp) => return resp,
+            Err(e) => return e.into_response(),
         },
         None => state.platforms().cloned().collect(),
     };

@@ -9,7 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
 use super::store::{Caller, TweetError};
-use super::wire;
+use super::wire::{self, ApiError};
 use super::{Ctx, PLATFORM};
 use crate::support::parse_form;
 
@@ -28,15 +28,15 @@ pub(crate) fn x_timestamp(t: DateTime<Utc>) -> String {
 }
 
 /// The caller behind `Authorization: Bearer`, or X's 401.
-fn authenticate(ctx: &Ctx, headers: &HeaderMap) -> Result<Caller, Response> {
+fn authenticate(ctx: &Ctx, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
-        .ok_or_else(wire::unauthorized)?;
-    ctx.store().authenticate(token, ctx.common.clock.now()).ok_or_else(wire::unauthorized)
+        .ok_or(ApiError::Unauthorized)?;
+    ctx.store().authenticate(token, ctx.common.clock.now()).ok_or(ApiError::Unauthorized)
 }
 
 /// Authenticates, checks scopes and counts the call; on success returns the
@@ -47,10 +47,10 @@ fn admit<'a>(
     scopes: &[&str],
     endpoint: &'static str,
     limit: u32,
-) -> Result<(Caller, impl FnOnce(Response) -> Response + 'a), Response> {
+) -> Result<(Caller, impl FnOnce(Response) -> Response + 'a), ApiError> {
     let caller = authenticate(ctx, headers)?;
     if !caller.has_scopes(scopes) {
-        return Err(wire::forbidden());
+        return Err(ApiError::Forbidden);
     }
     let info = ctx.store().count_call(endpoint, &caller.user_key, limit, &ctx.common.clock);
     Ok((caller, move |resp| wire::with_rate_headers(resp, info, &ctx.common.clock)))
@@ -61,7 +61,7 @@ pub(crate) async fn users_me(State(ctx): State<Ctx>, headers: HeaderMap) -> Resp
     let (caller, finish) =
         match admit(&ctx, &headers, &["tweet.read", "users.read"], "users_me", USERS_ME_LIMIT) {
             Ok(v) => v,
-            Err(resp) => return resp,
+            Err(e) => return e.into_response(),
         };
     let u = caller.user;
     finish(
@@ -84,11 +84,11 @@ pub(crate) async fn create_tweet(
         CREATE_TWEET_LIMIT,
     ) {
         Ok(v) => v,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     let text = match parse_tweet_text(&body) {
         Ok(t) => t,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     let result = ctx.store().post_tweet(&caller.user_key, &text, &ctx.common.clock);
     match result {
@@ -111,28 +111,28 @@ pub(crate) async fn create_tweet(
 }
 
 /// The tweet text from a JSON body, or X's 400 for what is wrong with it.
-fn parse_tweet_text(body: &[u8]) -> Result<String, Response> {
+fn parse_tweet_text(body: &[u8]) -> Result<String, ApiError> {
     let value: Value = serde_json::from_slice(body)
-        .map_err(|_| wire::invalid_request_message("Request body is not valid JSON."))?;
+        .map_err(|_| ApiError::InvalidRequest("Request body is not valid JSON."))?;
     let Some(obj) = value.as_object() else {
-        return Err(wire::invalid_request_message("Request body must be a JSON object."));
+        return Err(ApiError::InvalidRequest("Request body must be a JSON object."));
     };
     let text = match obj.get("text") {
         None | Some(Value::Null) => {
-            return Err(wire::invalid_request_message("$.text: is missing but it is required"))
+            return Err(ApiError::InvalidRequest("$.text: is missing but it is required"))
         }
         Some(Value::String(s)) => s.clone(),
         Some(_) => {
-            return Err(wire::invalid_request_message(
+            return Err(ApiError::InvalidRequest(
                 "$.text: string found, but a different type was given",
             ))
         }
     };
     if text.trim().is_empty() {
-        return Err(wire::invalid_request_message("Post text must not be empty."));
+        return Err(ApiError::InvalidRequest("Post text must not be empty."));
     }
     if text.chars().count() > MAX_TWEET_CHARS {
-        return Err(wire::invalid_request_message(
+        return Err(ApiError::InvalidRequest(
             "Post text is too long: the maximum is 280 characters.",
         ));
     }
@@ -154,7 +154,7 @@ pub(crate) async fn user_tweets(
         USER_TWEETS_LIMIT,
     ) {
         Ok(v) => v,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
         return finish(wire::invalid_request(vec![json!({

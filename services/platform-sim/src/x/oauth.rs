@@ -172,24 +172,24 @@ fn authenticate_client(
     ctx: &Ctx,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
-) -> Result<String, Response> {
+) -> Result<String, wire::UnauthorizedClient> {
     let form_client = form.get("client_id").filter(|s| !s.is_empty());
     if let Some(raw) = headers.get(header::AUTHORIZATION) {
         let (id, secret) =
-            raw.to_str().ok().and_then(parse_basic).ok_or_else(wire::unauthorized_client)?;
-        let client = ctx.common.client(PLATFORM, &id).ok_or_else(wire::unauthorized_client)?;
+            raw.to_str().ok().and_then(parse_basic).ok_or(wire::UnauthorizedClient)?;
+        let client = ctx.common.client(PLATFORM, &id).ok_or(wire::UnauthorizedClient)?;
         if client.client_secret.as_deref() != Some(secret.as_str()) {
-            return Err(wire::unauthorized_client());
+            return Err(wire::UnauthorizedClient);
         }
         if form_client.is_some_and(|f| *f != id) {
-            return Err(wire::unauthorized_client());
+            return Err(wire::UnauthorizedClient);
         }
         return Ok(id);
     }
-    let id = form_client.ok_or_else(wire::unauthorized_client)?;
+    let id = form_client.ok_or(wire::UnauthorizedClient)?;
     match ctx.common.client(PLATFORM, id) {
         Some(c) if c.client_secret.is_none() => Ok(id.clone()),
-        _ => Err(wire::unauthorized_client()),
+        _ => Err(wire::UnauthorizedClient),
     }
 }
 
@@ -213,7 +213,7 @@ pub(crate) async fn token(State(ctx): State<Ctx>, headers: HeaderMap, body: Byte
     let form = parse_form(&body);
     let client_id = match authenticate_client(&ctx, &headers, &form) {
         Ok(id) => id,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     let param = |name: &str| form.get(name).filter(|v| !v.is_empty());
     let clock = &ctx.common.clock;
@@ -276,7 +276,7 @@ pub(crate) async fn revoke(State(ctx): State<Ctx>, headers: HeaderMap, body: Byt
     let form = parse_form(&body);
     let client_id = match authenticate_client(&ctx, &headers, &form) {
         Ok(id) => id,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     let Some(token) = form.get("token").filter(|t| !t.is_empty()) else {
         return wire::missing_parameter("token");

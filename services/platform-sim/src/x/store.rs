@@ -522,7 +522,7 @@ mod tests {
         // RFC 7636 appendix B.
         assert!(ChallengeMethod::S256.verifies(
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-            "dBjftJeZ4CVP-mJ0cKkbY0iWhKzL6jrYrfAD0F3a2Kv3"
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
         ));
         assert!(!ChallengeMethod::S256.verifies("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "x"));
     }

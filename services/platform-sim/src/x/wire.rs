@@ -67,6 +67,38 @@ pub(crate) fn problem(status: StatusCode, detail: &str) -> Response {
     )
 }
 
+/// Why an API call was refused before doing anything; kept small (unlike a
+/// `Response`) so it travels cheaply through `Result`s.
+#[derive(Debug)]
+pub(crate) enum ApiError {
+    /// Missing, unknown, expired or revoked bearer token.
+    Unauthorized,
+    /// The token lacks a scope the endpoint needs.
+    Forbidden,
+    /// X's `invalid-request` problem with this message.
+    InvalidRequest(&'static str),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Unauthorized => unauthorized(),
+            Self::Forbidden => forbidden(),
+            Self::InvalidRequest(message) => invalid_request_message(message),
+        }
+    }
+}
+
+/// A client failed to authenticate on the token or revoke endpoint.
+#[derive(Debug)]
+pub(crate) struct UnauthorizedClient;
+
+impl IntoResponse for UnauthorizedClient {
+    fn into_response(self) -> Response {
+        unauthorized_client()
+    }
+}
+
 /// Missing, unknown, expired or revoked bearer token.
 pub(crate) fn unauthorized() -> Response {
     problem(StatusCode::UNAUTHORIZED, "Unauthorized")
