@@ -41,7 +41,7 @@ pub struct Config {
 impl Config {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let common = CommonConfig::from_env(env, SERVICE, DEFAULT_PORT)?;
-        let jwt = JwtKeys::new(&jwt_secret(env)?);
+        let jwt = JwtKeys::new(&lifeline_kit::auth::jwt_secret(env)?);
         let oauth_session_ttl =
             env.duration_or("LIFELINE_OAUTH_SESSION_TTL", Duration::from_secs(600))?;
         if oauth_session_ttl < Duration::from_secs(1)
@@ -57,17 +57,6 @@ impl Config {
             oauth_session_ttl,
         })
     }
-}
-
-/// `LIFELINE_JWT_SECRET`, at least 32 characters.
-pub fn jwt_secret(env: &Env) -> Result<secrecy::SecretString, ConfigError> {
-    use secrecy::ExposeSecret;
-    let secret =
-        env.secret("LIFELINE_JWT_SECRET", "the HS256 secret API tokens are signed with")?;
-    if secret.expose_secret().len() < 32 {
-        return Err(env.invalid("LIFELINE_JWT_SECRET", "must be at least 32 characters"));
-    }
-    Ok(secret)
 }
 
 /// What the handlers share.

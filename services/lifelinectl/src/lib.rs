@@ -1,1 +1,70 @@
+//! `lifelinectl`, the operator CLI: mints API tokens, tails the event stream and drives the
+//! services' HTTP APIs (accounts, posts, dead letters, notifications). The binary only parses
+//! arguments and maps errors to exit codes; everything else lives here so it can be tested.
 
+pub mod api;
+pub mod cli;
+pub mod events;
+pub mod output;
+pub mod token;
+
+use lifeline_kit::config::{ConfigError, Env};
+
+use crate::cli::{Cli, Command, TokenCommand};
+
+/// Everything that can stop a command. Each variant's message is what the operator reads after
+/// `error: `, so it names the flag, variable or service to look at.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    /// The arguments are inconsistent in a way clap cannot express.
+    #[error("{0}")]
+    Usage(String),
+    /// A required environment variable is missing or invalid (e.g. `LIFELINE_JWT_SECRET`).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A service answered with an error document (`{"error","message"}`).
+    #[error("{message} ({status})")]
+    Api { service: &'static str, status: u16, code: String, message: String },
+    /// Nothing listens at the service URL (connection refused, DNS failure, timeout).
+    #[error("cannot reach the {service} at {url}: {reason} (is it running? check {hint})")]
+    Unreachable { service: &'static str, url: String, reason: String, hint: &'static str },
+    /// The service answered 2xx but not with the JSON this CLI understands.
+    #[error("unexpected answer from the {service} at {url}: {reason}")]
+    BadResponse { service: &'static str, url: String, reason: String },
+    #[error("cannot connect to NATS at {url}: {reason} (check --nats-url or NATS_URL)")]
+    NatsConnect { url: String, reason: String },
+    #[error("JetStream: {0}")]
+    JetStream(String),
+    /// The reader of stdout went away (`lifelinectl events tail | head`): not a failure.
+    #[error("stdout was closed")]
+    StdoutClosed,
+    #[error("cannot write to stdout: {0}")]
+    Stdout(std::io::Error),
+}
+
+impl CtlError {
+    /// 2 for usage mistakes (like clap's own), 1 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CtlError::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Runs one parsed command line against the process environment.
+pub async fn run(cli: Cli) -> Result<(), CtlError> {
+    let env = Env::process();
+    let result = match &cli.command {
+        Command::Token(TokenCommand::Mint(args)) => token::mint_command(&cli.global, args, &env),
+        Command::Events(cli::EventsCommand::Tail(args)) => events::tail(&cli.global, args).await,
+        Command::Accounts(cmd) => api::accounts(&cli.global, &env, cmd).await,
+        Command::Posts(cmd) => api::posts(&cli.global, &env, cmd).await,
+        Command::DeadLetters(cmd) => api::dead_letters(&cli.global, &env, cmd).await,
+        Command::Notifications(cmd) => api::notifications(&cli.global, &env, cmd).await,
+    };
+    match result {
+        Err(CtlError::StdoutClosed) => Ok(()),
+        other => other,
+    }
+}

@@ -13,7 +13,6 @@ use lifeline_kit::{
     Platform,
 };
 use lifeline_platforms::{AccessToken, Failure, PostDraft, Published};
-use rand::Rng;
 
 use crate::{model::Post, AppState};
 
@@ -103,17 +102,6 @@ fn failure_kind(f: &Failure) -> PostFailureKind {
         Failure::Rejected { .. } => PostFailureKind::Rejected,
         Failure::Ambiguous { .. } => PostFailureKind::Ambiguous,
     }
-}
-
-/// Full-jitter backoff: a random delay up to 2s · 2^n, capped at 10 minutes.
-fn backoff(failures: i32) -> Duration {
-    let cap = Duration::from_secs(600);
-    let exp = Duration::from_secs(2)
-        .saturating_mul(2u32.saturating_pow(u32::try_from(failures.clamp(0, 20)).unwrap_or(0)));
-    let ceiling = exp.min(cap);
-    Duration::from_millis(
-        rand::thread_rng().gen_range(ceiling.as_millis() as u64 / 10..=ceiling.as_millis() as u64),
-    )
 }
 
 async fn record(
@@ -239,7 +227,7 @@ async fn record(
                         dead_letter(app, &mut tx, post, about, cause, kind, &reason).await?;
                     } else {
                         let next = Utc::now()
-                            + chrono::Duration::from_std(backoff(failures)).unwrap_or_default();
+                            + chrono::Duration::from_std(lifeline_kit::backoff::full_jitter(app.config.retry_base, failures)).unwrap_or_default();
                         let ambiguous = matches!(failure, Failure::Ambiguous { .. });
                         reschedule(
                             &mut tx,
@@ -351,18 +339,4 @@ async fn dead_letter(
     app.outbox.enqueue(tx, &event).await?;
     tracing::error!(post = %post.id, platform = %about.platform, %reason, "post dead-lettered");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_is_jittered_and_capped() {
-        for n in 0..30 {
-            let d = backoff(n);
-            assert!(d <= Duration::from_secs(600), "{n}: {d:?}");
-            assert!(d >= Duration::from_millis(200), "{n}: {d:?}");
-        }
-    }
 }

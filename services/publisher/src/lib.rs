@@ -46,6 +46,9 @@ pub struct Config {
     pub concurrency: usize,
     /// Transient or ambiguous failures before a post is dead-lettered (`LIFELINE_PUBLISH_MAX_RETRIES`, 5).
     pub max_retries: i32,
+    /// First retry delay after a transient failure (`LIFELINE_PUBLISH_RETRY_BASE`, 2s); each
+    /// further failure doubles the ceiling of a full-jitter delay, up to 10 minutes.
+    pub retry_base: Duration,
 }
 
 impl Config {
@@ -72,8 +75,13 @@ impl Config {
         if !(0..=100).contains(&max_retries) {
             return Err(env.invalid("LIFELINE_PUBLISH_MAX_RETRIES", "must be between 0 and 100"));
         }
+        let retry_base = env.duration_or("LIFELINE_PUBLISH_RETRY_BASE", Duration::from_secs(2))?;
+        if retry_base < Duration::from_millis(10) || retry_base > Duration::from_secs(600) {
+            return Err(env.invalid("LIFELINE_PUBLISH_RETRY_BASE", "must be between 10ms and 10m"));
+        }
         Ok(Config {
             common,
+            retry_base,
             jwt: JwtKeys::new(&lifeline_kit::auth::jwt_secret(env)?),
             vault_keys: VaultKeys::from_env(env)?,
             connectors: Connectors::from_env(env)?,

@@ -37,6 +37,8 @@ pub struct Config {
     pub lease: Duration,
     /// Refresh calls in flight at once, `LIFELINE_REFRESH_CONCURRENCY` (16).
     pub concurrency: usize,
+    /// First retry delay after a transient refresh failure (`LIFELINE_REFRESH_RETRY_BASE`, 5s).
+    pub retry_base: Duration,
 }
 
 impl Config {
@@ -58,7 +60,12 @@ impl Config {
         if concurrency == 0 {
             return Err(env.invalid("LIFELINE_REFRESH_CONCURRENCY", "must be at least 1"));
         }
+        let retry_base = env.duration_or("LIFELINE_REFRESH_RETRY_BASE", Duration::from_secs(5))?;
+        if retry_base < Duration::from_millis(10) || retry_base > Duration::from_secs(600) {
+            return Err(env.invalid("LIFELINE_REFRESH_RETRY_BASE", "must be between 10ms and 10m"));
+        }
         Ok(Config {
+            retry_base,
             common: CommonConfig::from_env(env, SERVICE, DEFAULT_PORT)?,
             vault_keys: VaultKeys::from_env(env)?,
             connectors: Connectors::from_env(env)?,

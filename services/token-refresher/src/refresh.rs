@@ -2,7 +2,6 @@
 //! so replicas never refresh one account at once), refresh each through its connector, and store
 //! the new tokens by compare-and-swap in the same transaction as the schedule and the events.
 
-use std::time::Duration;
 
 use chrono::Utc;
 use lifeline_kit::{
@@ -12,7 +11,6 @@ use lifeline_kit::{
 };
 use lifeline_platforms::Failure;
 use lifeline_vault::{Tokens, VaultError};
-use rand::Rng;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -59,16 +57,6 @@ async fn lease_due_credentials(
     .await?;
     metrics::counter!("lifeline_refresh_leased_total").increment(rows.len() as u64);
     Ok(rows)
-}
-
-/// Full-jitter backoff for transient refresh failures: up to 5s · 2^n, capped at 10 minutes.
-fn backoff(failures: i32) -> Duration {
-    let ceiling = Duration::from_secs(5)
-        .saturating_mul(2u32.saturating_pow(u32::try_from(failures.clamp(0, 20)).unwrap_or(0)))
-        .min(Duration::from_secs(600));
-    Duration::from_millis(
-        rand::thread_rng().gen_range(ceiling.as_millis() as u64 / 10..=ceiling.as_millis() as u64),
-    )
 }
 
 async fn refresh_one(app: &AppState, account: AccountId, workspace: WorkspaceId, platform: String) {
@@ -210,7 +198,7 @@ async fn settle(
                 + 1;
             let wait = match &failure {
                 Failure::RateLimited { retry_after: Some(d), .. } => *d,
-                _ => backoff(failures),
+                _ => lifeline_kit::backoff::full_jitter(app.config.retry_base, failures),
             };
             let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
             sqlx::query(

@@ -44,16 +44,23 @@ async fn ensure_database(options: &PgConnectOptions) -> Result<(), sqlx::Error> 
         Ok(c) => c.close().await,
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => {
             let name = options.get_database().unwrap_or("postgres").to_owned();
-            let mut admin =
-                sqlx::PgConnection::connect_with(&options.clone().database("postgres")).await?;
-            let create = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
-            match sqlx::query(&create).execute(&mut admin).await {
-                Ok(_) => tracing::info!(database = %name, "created database"),
-                // Another service created it at the same moment.
-                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
-                Err(e) => return Err(e),
-            }
-            admin.close().await
+            let mut admin = sqlx::PgConnection::connect_with(&options.clone().database("postgres")).await?;
+            // Services starting together would race: CREATE DATABASE fails while another copies
+            // template1. One at a time, and only if it is still missing.
+            sqlx::query("SELECT pg_advisory_lock(7207200)").execute(&mut admin).await?;
+            let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(&name)
+                .fetch_one(&mut admin)
+                .await?;
+            let created = if exists {
+                Ok(())
+            } else {
+                let create = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+                sqlx::query(&create).execute(&mut admin).await.map(|_| tracing::info!(database = %name, "created database"))
+            };
+            let _ = sqlx::query("SELECT pg_advisory_unlock(7207200)").execute(&mut admin).await;
+            admin.close().await?;
+            created
         }
         Err(e) => Err(e),
     }
@@ -72,7 +79,7 @@ pub async fn migrate(
     let result = async {
         sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).execute(&mut *conn).await?;
         sqlx::query(&format!("SET search_path TO {schema}")).execute(&mut *conn).await?;
-        migrator.run(&mut *conn).await?;
+        migrator.run_direct(&mut *conn).await?;
         sqlx::query("RESET search_path").execute(&mut *conn).await?;
         Ok::<_, sqlx::migrate::MigrateError>(())
     }

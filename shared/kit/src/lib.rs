@@ -2,6 +2,7 @@
 //! (JetStream), Postgres, the transactional outbox, the HTTP surface, API auth and shutdown.
 
 pub mod auth;
+pub mod backoff;
 pub mod bus;
 pub mod config;
 pub mod db;

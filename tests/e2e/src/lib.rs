@@ -1,1 +1,407 @@
+//! A whole Lifeline in one process for end-to-end tests: the platform simulator and the four
+//! services on ephemeral ports, against the real NATS and Postgres, each test with its own
+//! database, subject root and streams so tests run in parallel without meeting.
+//!
+//! Tests talk to it only through public surfaces: the services' HTTP APIs, the simulator's
+//! control API, and NATS subjects.
 
+use std::{
+    collections::HashMap,
+    io::Write,
+    net::SocketAddr,
+    sync::{Arc, Mutex, OnceLock},
+    time::Duration,
+};
+
+use anyhow::{bail, Context as _};
+use futures::StreamExt;
+use lifeline_kit::{config::Env, ids::WorkspaceId};
+use serde_json::{json, Value};
+use tokio::{net::TcpListener, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub const X_CLIENT_ID: &str = "lifeline-e2e-x";
+
+/// Every log line any component in this process wrote, as JSON lines.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&log_buffer().lock().map(|b| b.clone()).unwrap_or_default()).into_owned()
+}
+
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUF.get_or_init(|| Arc::new(Mutex::new(Vec::new())))
+}
+
+#[derive(Clone)]
+struct BufferWriter;
+
+impl Write for BufferWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = log_buffer().lock() {
+            b.extend_from_slice(data);
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures logs at debug level for our crates (and what the libraries log at info), so the
+/// secret-leak test scans more than production would write.
+pub fn init_logging() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
+        let filter = tracing_subscriber::EnvFilter::new(
+            "debug,sqlx=info,hyper=info,hyper_util=info,h2=info,rustls=info,reqwest=debug,async_nats=info,tower=info,oauth2=debug",
+        );
+        let layer = tracing_subscriber::fmt::layer().json().with_writer(|| BufferWriter);
+        let _ = tracing_subscriber::registry().with(filter).with(layer).try_init();
+    });
+}
+
+/// What the system was started with.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Simulated platform time runs this many times faster than real time.
+    pub time_scale: f64,
+    pub oauth_session_ttl: &'static str,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { time_scale: 1.0, oauth_session_ttl: "10m" }
+    }
+}
+
+/// A running Lifeline.
+pub struct System {
+    pub gateway: String,
+    pub publisher: String,
+    pub notifier: String,
+    pub refresher: String,
+    pub sim: String,
+    pub subject_root: String,
+    pub stream_prefix: String,
+    pub database_url: String,
+    pub nats: async_nats::Client,
+    pub jwt_secret: String,
+    pub http: reqwest::Client,
+    events: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<anyhow::Result<()>>,
+    database: String,
+}
+
+fn nats_url() -> String {
+    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+fn server_url() -> String {
+    std::env::var("LIFELINE_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+async fn bind() -> anyhow::Result<(TcpListener, String)> {
+    let l = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let url = format!("http://{}", l.local_addr()?);
+    Ok((l, url))
+}
+
+impl System {
+    pub async fn start() -> anyhow::Result<System> {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> anyhow::Result<System> {
+        init_logging();
+        let id = Uuid::new_v4().simple().to_string();
+        let subject_root = format!("e2e{}", &id[..12]);
+        let stream_prefix = format!("E2E{}", &id[..12].to_uppercase());
+        let database = format!("lifeline_e2e_{}", &id[..16]);
+        let database_url = format!("{}/{database}", server_url());
+        let jwt_secret = format!("e2e-jwt-secret-{id}");
+        let (_, vault_keys) = lifeline_vault_key();
+        let x_secret = format!("x-secret-{id}");
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+
+        let (sim_listener, sim) = bind().await?;
+        let sim_config = platform_sim::SimConfig {
+            time_scale: options.time_scale,
+            clients: vec![platform_sim::ClientRegistration {
+                platform: "x".into(),
+                client_id: X_CLIENT_ID.into(),
+                client_secret: Some(x_secret.clone()),
+            }],
+            public_base_url: sim.clone(),
+            ..platform_sim::SimConfig::default()
+        };
+        tasks.spawn(platform_sim::run(sim_listener, sim_config, shutdown.clone()));
+
+        let (gw_listener, gateway) = bind().await?;
+        let (pub_listener, publisher) = bind().await?;
+        let (not_listener, notifier) = bind().await?;
+        let (ref_listener, refresher) = bind().await?;
+        let env = |service: &str| {
+            Env::from_pairs([
+                ("NATS_URL", nats_url()),
+                ("DATABASE_URL", database_url.clone()),
+                ("LIFELINE_SUBJECT_ROOT", subject_root.clone()),
+                ("LIFELINE_STREAM_PREFIX", stream_prefix.clone()),
+                ("LIFELINE_JWT_SECRET", jwt_secret.clone()),
+                ("LIFELINE_VAULT_KEYS", vault_keys.clone()),
+                ("LIFELINE_X_CLIENT_ID", X_CLIENT_ID.to_owned()),
+                ("LIFELINE_X_CLIENT_SECRET", x_secret.clone()),
+                ("LIFELINE_SIM_URL", sim.clone()),
+                ("LIFELINE_PUBLIC_URL", gateway.clone()),
+                ("LIFELINE_OAUTH_SESSION_TTL", options.oauth_session_ttl.to_owned()),
+                ("LIFELINE_PUBLISH_SWEEP_INTERVAL", "100ms".to_owned()),
+                ("LIFELINE_REFRESH_SWEEP_INTERVAL", "100ms".to_owned()),
+                ("LIFELINE_PUBLISH_RETRY_BASE", "200ms".to_owned()),
+                ("LIFELINE_REFRESH_RETRY_BASE", "200ms".to_owned()),
+                ("LIFELINE_DB_MAX_CONNECTIONS", "5".to_owned()),
+                ("LIFELINE_INSTANCE_ID", format!("{service}-{}", &id[..8])),
+            ])
+        };
+
+        // Create the streams before anything publishes, and listen to every event from the start.
+        let nats = async_nats::connect(nats_url()).await.context("NATS must be running (make infra)")?;
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let mut sub = nats.subscribe(format!("{subject_root}.events.>")).await?;
+        let sink = events.clone();
+        tokio::spawn(async move {
+            while let Some(m) = sub.next().await {
+                if let Ok(mut e) = sink.lock() {
+                    e.push((m.subject.to_string(), m.payload.to_vec()));
+                }
+            }
+        });
+
+        let gw_config = auth_gateway::Config::from_env(&env("gateway"))?;
+        let pub_config = publisher::Config::from_env(&env("publisher"))?;
+        let not_config = notifier::Config::from_env(&env("notifier"))?;
+        let ref_config = token_refresher::Config::from_env(&env("refresher"))?;
+        let s = shutdown.clone();
+        tasks.spawn(async move { auth_gateway::run(gw_listener, gw_config, s).await.context("auth-gateway") });
+        let s = shutdown.clone();
+        tasks.spawn(async move { publisher::run(pub_listener, pub_config, s).await.context("publisher") });
+        let s = shutdown.clone();
+        tasks.spawn(async move { notifier::run(not_listener, not_config, s).await.context("notifier") });
+        let s = shutdown.clone();
+        tasks.spawn(async move { token_refresher::run(ref_listener, ref_config, s).await.context("token-refresher") });
+
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+        let mut system = System {
+            gateway,
+            publisher,
+            notifier,
+            refresher,
+            sim,
+            subject_root,
+            stream_prefix,
+            database_url,
+            nats,
+            jwt_secret,
+            http,
+            events,
+            shutdown,
+            tasks,
+            database,
+        };
+        if let Err(e) = system.wait_ready().await {
+            let errors: Vec<String> =
+                captured_logs().lines().filter(|l| l.contains("\"ERROR\"") || l.contains("\"WARN\"")).map(str::to_owned).collect();
+            let tail = errors[errors.len().saturating_sub(20)..].join("\n");
+            if let Ok(path) = std::env::var("LIFELINE_E2E_LOG_DUMP") {
+                let _ = std::fs::write(path, captured_logs());
+            }
+            return Err(e.context(format!("the system did not become ready; last warnings and errors:\n{tail}")));
+        }
+        Ok(system)
+    }
+
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let bases = [&self.gateway, &self.publisher, &self.notifier, &self.refresher, &self.sim].map(|b| b.clone());
+        for base in &bases {
+            // A component that stopped will never become ready: report why at once.
+            if let Some(done) = self.tasks.try_join_next() {
+                bail!("a component stopped while starting: {:?}", done.map(|r| r.map_err(|e| format!("{e:#}"))));
+            }
+            let path = if base == &self.sim { "healthz" } else { "readyz" };
+            let http = &self.http;
+            eventually(Duration::from_secs(60), || async move {
+                let r = http.get(format!("{base}/{path}")).send().await?;
+                if r.status().is_success() {
+                    Ok(())
+                } else {
+                    bail!("{base} not ready: {}", r.status())
+                }
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// A bearer token for a workspace.
+    pub fn token(&self, workspace: WorkspaceId) -> String {
+        let keys = lifeline_kit::auth::JwtKeys::new(&self.jwt_secret.clone().into());
+        keys.mint("e2e", workspace, Duration::from_secs(3600))
+    }
+
+    /// Connects (or, with `account`, reconnects) an X account by going through the OAuth flow as
+    /// `username`: the gateway's authorize URL, the simulator's consent (approved by script), and
+    /// the callback. Returns the callback's HTTP status and body.
+    pub async fn oauth(&self, workspace: WorkspaceId, account: Option<&str>, username: &str) -> anyhow::Result<(u16, Value)> {
+        let authorize = self.start_authorization(workspace, account).await?;
+        let callback = self.approve(&authorize, username).await?;
+        self.callback(&callback).await
+    }
+
+    pub async fn start_authorization(&self, workspace: WorkspaceId, account: Option<&str>) -> anyhow::Result<String> {
+        let req = match account {
+            Some(id) => self.http.post(format!("{}/v1/accounts/{id}/reconnect", self.gateway)),
+            None => self.http.post(format!("{}/v1/accounts/connect", self.gateway)).json(&json!({"platform": "x"})),
+        };
+        let r = req.bearer_auth(self.token(workspace)).send().await?;
+        let status = r.status();
+        let body: Value = r.json().await?;
+        if !status.is_success() {
+            bail!("starting authorization failed: {status} {body}");
+        }
+        Ok(body["authorize_url"].as_str().context("authorize_url")?.to_owned())
+    }
+
+    /// Approves an authorization at the simulator as `username`; returns the callback URL it
+    /// redirects to.
+    pub async fn approve(&self, authorize_url: &str, username: &str) -> anyhow::Result<String> {
+        let mut url = url::Url::parse(authorize_url)?;
+        url.query_pairs_mut().append_pair("sim_approve_as", username);
+        let r = self.http.get(url).send().await?;
+        if r.status().as_u16() != 302 {
+            bail!("simulator did not redirect: {} {}", r.status(), r.text().await.unwrap_or_default());
+        }
+        Ok(r.headers().get("location").context("location")?.to_str()?.to_owned())
+    }
+
+    pub async fn callback(&self, callback_url: &str) -> anyhow::Result<(u16, Value)> {
+        let r = self.http.get(callback_url).header("accept", "application/json").send().await?;
+        let status = r.status().as_u16();
+        let body = r.json().await.unwrap_or(Value::Null);
+        Ok((status, body))
+    }
+
+    pub async fn get(&self, base: &str, path: &str, workspace: WorkspaceId) -> anyhow::Result<(u16, Value)> {
+        let r = self.http.get(format!("{base}{path}")).bearer_auth(self.token(workspace)).send().await?;
+        let status = r.status().as_u16();
+        Ok((status, r.json().await.unwrap_or(Value::Null)))
+    }
+
+    pub async fn post_json(&self, base: &str, path: &str, workspace: WorkspaceId, body: &Value) -> anyhow::Result<(u16, Value)> {
+        let r = self.http.post(format!("{base}{path}")).bearer_auth(self.token(workspace)).json(body).send().await?;
+        let status = r.status().as_u16();
+        Ok((status, r.json().await.unwrap_or(Value::Null)))
+    }
+
+    pub async fn schedule_post(&self, workspace: WorkspaceId, account: &str, text: &str) -> anyhow::Result<String> {
+        let (status, body) =
+            self.post_json(&self.publisher, "/v1/posts", workspace, &json!({"account_id": account, "text": text})).await?;
+        if status != 201 {
+            bail!("scheduling failed: {status} {body}");
+        }
+        Ok(body["id"].as_str().context("post id")?.to_owned())
+    }
+
+    pub async fn sim_post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let r = self.http.post(format!("{}{path}", self.sim)).json(&body).send().await?;
+        if !r.status().is_success() {
+            bail!("sim {path}: {}", r.status());
+        }
+        Ok(r.json().await?)
+    }
+
+    pub async fn sim_get(&self, path: &str) -> anyhow::Result<Value> {
+        Ok(self.http.get(format!("{}{path}", self.sim)).send().await?.json().await?)
+    }
+
+    /// Texts the simulator accepted as posts, in order, for one X user.
+    pub async fn sim_post_log(&self, username: &str) -> anyhow::Result<Vec<String>> {
+        let log = self.sim_get(&format!("/_sim/posts?platform=x&username={username}")).await?;
+        Ok(log["posts"].as_array().map(|a| a.iter().filter_map(|p| p["text"].as_str().map(str::to_owned)).collect()).unwrap_or_default())
+    }
+
+    /// Every event seen on this system's subjects so far: (event name, raw payload).
+    pub fn events(&self) -> Vec<(String, Vec<u8>)> {
+        let all = self.events.lock().map(|e| e.clone()).unwrap_or_default();
+        let subjects = lifeline_events::Subjects::new(self.subject_root.clone());
+        all.into_iter()
+            .filter_map(|(subject, payload)| subjects.parse_event(&subject).map(|(name, _, _)| (name.to_owned(), payload)))
+            .collect()
+    }
+
+    pub fn event_names(&self) -> Vec<String> {
+        self.events().into_iter().map(|(n, _)| n).collect()
+    }
+
+    /// Events of one kind, decoded.
+    pub fn events_of<E: lifeline_events::Event>(&self) -> Vec<E> {
+        self.events().into_iter().filter(|(n, _)| n == E::NAME).filter_map(|(_, p)| E::decode(p.as_slice()).ok()).collect()
+    }
+
+    /// A direct connection to this system's database, for at-rest checks.
+    pub async fn db(&self) -> anyhow::Result<sqlx::PgPool> {
+        Ok(sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&self.database_url).await?)
+    }
+
+    /// Stops every component and drops the test database.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        while let Some(r) = self.tasks.join_next().await {
+            r??;
+        }
+        let admin = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&format!("{}/postgres", server_url())).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.database)).execute(&admin).await?;
+        let js = async_nats::jetstream::new(self.nats.clone());
+        for stream in [format!("{}_EVENTS", self.stream_prefix), format!("{}_DLQ", self.stream_prefix)] {
+            let _ = js.delete_stream(stream).await;
+        }
+        Ok(())
+    }
+}
+
+fn lifeline_vault_key() -> (Vec<u8>, String) {
+    use base64::Engine as _;
+    use rand::RngCore;
+    let mut key = vec![0u8; 32];
+    rand::thread_rng().fill_bytes(&mut key);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&key);
+    (key, format!("e2e1:{b64}"))
+}
+
+/// Retries `check` until it passes or `within` runs out; returns its last error on timeout.
+pub async fn eventually<F, Fut, T>(within: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(v) => return Ok(v),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(anyhow::anyhow!("not true within {within:?}: {e:#}"))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Counts how often each item occurs.
+pub fn counts<I: IntoIterator<Item = String>>(items: I) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for i in items {
+        *m.entry(i).or_insert(0) += 1;
+    }
+    m
+}

@@ -1,0 +1,588 @@
+//! The HTTP API commands: accounts (auth-gateway), posts and dead letters (publisher) and
+//! notifications (notifier). Each prints a table, or with `--json` the service's answer as is.
+
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use lifeline_kit::{
+    config::Env,
+    ids::{AccountId, PostId},
+};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{de::DeserializeOwned, Deserialize};
+use serde_json::{json, Value};
+use url::Url;
+
+use crate::{
+    cli::{
+        AccountsCommand, DeadLettersCommand, GlobalArgs, ListArgs, NotificationsCommand,
+        PostsCommand, ReplayArgs,
+    },
+    output::{self, cell, Table},
+    token, CtlError,
+};
+
+/// Long enough for a bulk replay of many dead letters, short enough that a hung service does not
+/// hang a script.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Free text (post bodies, error messages) is cut to this many characters in tables.
+const TEXT_WIDTH: usize = 48;
+
+/// One service the CLI talks to: its name and flag for messages, and its base URL.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub name: &'static str,
+    pub base: Url,
+    /// Where the operator changes the URL, quoted when the service cannot be reached.
+    pub hint: &'static str,
+}
+
+impl Service {
+    pub fn gateway(global: &GlobalArgs) -> Self {
+        Service {
+            name: "auth-gateway",
+            base: global.gateway_url.clone(),
+            hint: "--gateway-url or LIFELINE_GATEWAY_URL",
+        }
+    }
+    pub fn publisher(global: &GlobalArgs) -> Self {
+        Service {
+            name: "publisher",
+            base: global.publisher_url.clone(),
+            hint: "--publisher-url or LIFELINE_PUBLISHER_URL",
+        }
+    }
+    pub fn notifier(global: &GlobalArgs) -> Self {
+        Service {
+            name: "notifier",
+            base: global.notifier_url.clone(),
+            hint: "--notifier-url or LIFELINE_NOTIFIER_URL",
+        }
+    }
+
+    /// `path` is relative (`v1/posts`), so a base URL with a path prefix keeps it.
+    pub fn url(&self, path: &str, query: &[(&str, String)]) -> Result<Url, CtlError> {
+        let mut url = self.base.join(path).map_err(|e| CtlError::BadResponse {
+            service: self.name,
+            url: self.base.to_string(),
+            reason: format!("cannot build the URL for {path}: {e}"),
+        })?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        Ok(url)
+    }
+}
+
+/// The error document every Lifeline service answers with.
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    error: String,
+    message: String,
+}
+
+/// Turns a non-2xx answer into [`CtlError::Api`]; a body that is not the error document (a proxy's
+/// HTML page) still yields a readable message.
+pub fn api_error(service: &'static str, status: StatusCode, body: &str) -> CtlError {
+    let (code, message) = match serde_json::from_str::<ErrorBody>(body) {
+        Ok(e) => (e.error, e.message),
+        Err(_) => {
+            let text = cell(body, 200);
+            let message = if text.is_empty() {
+                status.canonical_reason().unwrap_or("request failed").to_owned()
+            } else {
+                text
+            };
+            (String::new(), message)
+        }
+    };
+    CtlError::Api { service, status: status.as_u16(), code, message }
+}
+
+/// An authenticated HTTP client for the API commands.
+pub struct ApiClient {
+    http: reqwest::Client,
+    bearer: SecretString,
+}
+
+impl ApiClient {
+    pub fn new(global: &GlobalArgs, env: &Env) -> Result<Self, CtlError> {
+        let bearer = token::api_bearer(global, env)?;
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("lifelinectl/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| CtlError::Usage(format!("cannot set up the HTTP client: {e}")))?;
+        Ok(ApiClient { http, bearer })
+    }
+
+    /// Sends one request and returns the body of a 2xx answer.
+    pub async fn send(
+        &self,
+        service: &Service,
+        method: Method,
+        url: Url,
+        body: Option<Value>,
+    ) -> Result<String, CtlError> {
+        let mut request =
+            self.http.request(method, url.clone()).bearer_auth(self.bearer.expose_secret());
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let transport = |e: reqwest::Error| {
+            let reason = if e.is_timeout() {
+                format!("no answer within {}s", REQUEST_TIMEOUT.as_secs())
+            } else {
+                // reqwest's top-level message is generic; the cause says "connection refused".
+                std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+                    e.source()
+                })
+                .last()
+                .map_or_else(|| e.to_string(), ToString::to_string)
+            };
+            CtlError::Unreachable {
+                service: service.name,
+                url: service.base.to_string(),
+                reason,
+                hint: service.hint,
+            }
+        };
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        let text = response.text().await.map_err(transport)?;
+        if status.is_success() {
+            Ok(text)
+        } else {
+            Err(api_error(service.name, status, &text))
+        }
+    }
+
+    async fn get(
+        &self,
+        service: &Service,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<String, CtlError> {
+        self.send(service, Method::GET, service.url(path, query)?, None).await
+    }
+}
+
+fn parse<T: DeserializeOwned>(service: &Service, path: &str, body: &str) -> Result<T, CtlError> {
+    serde_json::from_str(body).map_err(|e| CtlError::BadResponse {
+        service: service.name,
+        url: format!("{}{path}", service.base),
+        reason: e.to_string(),
+    })
+}
+
+fn time(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)).unwrap_or_default()
+}
+
+/// Prints the raw answer for `--json`, or the table built from it.
+fn print(
+    json: bool,
+    raw: &str,
+    table: impl FnOnce() -> Result<Table, CtlError>,
+) -> Result<(), CtlError> {
+    if json {
+        output::line(raw.trim_end())
+    } else {
+        output::line(&table()?.render())
+    }
+}
+
+// The list types read only what the tables show and tolerate missing fields: the CLI must keep
+// working against a service that has added or made optional a column. Ids are typed (they are a
+// stable contract); platform and status stay text so a newer service's values still display.
+
+#[derive(Debug, Deserialize)]
+struct AccountList {
+    accounts: Vec<AccountRow>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AccountRow {
+    id: AccountId,
+    #[serde(default)]
+    platform: String,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    cause: Option<String>,
+}
+
+fn accounts_table(body: &AccountList) -> Table {
+    let mut t = Table::new(&["ID", "PLATFORM", "USERNAME", "STATUS", "CAUSE"]);
+    for a in &body.accounts {
+        t.row(vec![
+            a.id.to_string(),
+            a.platform.clone(),
+            a.username.clone().unwrap_or_default(),
+            a.status.clone(),
+            a.cause.clone().unwrap_or_default(),
+        ]);
+    }
+    t
+}
+
+/// `accounts list`.
+pub async fn accounts(
+    global: &GlobalArgs,
+    env: &Env,
+    cmd: &AccountsCommand,
+) -> Result<(), CtlError> {
+    let AccountsCommand::List(ListArgs { json }) = cmd;
+    let client = ApiClient::new(global, env)?;
+    let service = Service::gateway(global);
+    let raw = client.get(&service, "v1/accounts", &[]).await?;
+    print(*json, &raw, || Ok(accounts_table(&parse(&service, "v1/accounts", &raw)?)))
+}
+
+#[derive(Debug, Deserialize)]
+struct PostList {
+    posts: Vec<PostRow>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PostRow {
+    id: PostId,
+    account_id: AccountId,
+    #[serde(default)]
+    platform: String,
+    #[serde(default)]
+    body: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    attempts: i64,
+    #[serde(default)]
+    scheduled_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    platform_post_id: Option<String>,
+    #[serde(default)]
+    last_error: Option<String>,
+}
+
+fn posts_table(body: &PostList) -> Table {
+    let mut t = Table::new(&[
+        "ID",
+        "ACCOUNT",
+        "PLATFORM",
+        "STATUS",
+        "ATTEMPTS",
+        "SCHEDULED_AT",
+        "PLATFORM_POST_ID",
+        "BODY",
+        "LAST_ERROR",
+    ]);
+    for p in &body.posts {
+        t.row(vec![
+            p.id.to_string(),
+            p.account_id.to_string(),
+            p.platform.clone(),
+            p.status.clone(),
+            p.attempts.to_string(),
+            time(p.scheduled_at),
+            p.platform_post_id.clone().unwrap_or_default(),
+            cell(&p.body, TEXT_WIDTH),
+            cell(p.last_error.as_deref().unwrap_or_default(), TEXT_WIDTH),
+        ]);
+    }
+    t
+}
+
+/// `posts list`.
+pub async fn posts(global: &GlobalArgs, env: &Env, cmd: &PostsCommand) -> Result<(), CtlError> {
+    let PostsCommand::List(args) = cmd;
+    let client = ApiClient::new(global, env)?;
+    let service = Service::publisher(global);
+    let mut query = Vec::new();
+    if let Some(account) = args.account {
+        query.push(("account_id", account.to_string()));
+    }
+    if let Some(status) = &args.status {
+        query.push(("status", status.clone()));
+    }
+    let raw = client.get(&service, "v1/posts", &query).await?;
+    print(args.list.json, &raw, || Ok(posts_table(&parse(&service, "v1/posts", &raw)?)))
+}
+
+#[derive(Debug, Deserialize)]
+struct DeadLetterList {
+    dead_letters: Vec<DeadLetterRow>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DeadLetterRow {
+    post_id: PostId,
+    account_id: AccountId,
+    #[serde(default)]
+    platform: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    attempts: i64,
+    #[serde(default)]
+    dead_lettered_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    replay_count: i64,
+}
+
+fn dead_letters_table(body: &DeadLetterList) -> Table {
+    let mut t = Table::new(&[
+        "POST",
+        "ACCOUNT",
+        "PLATFORM",
+        "KIND",
+        "ATTEMPTS",
+        "REPLAYS",
+        "DEAD_LETTERED_AT",
+        "REASON",
+    ]);
+    for d in &body.dead_letters {
+        t.row(vec![
+            d.post_id.to_string(),
+            d.account_id.to_string(),
+            d.platform.clone(),
+            d.kind.clone(),
+            d.attempts.to_string(),
+            d.replay_count.to_string(),
+            time(d.dead_lettered_at),
+            cell(&d.reason, TEXT_WIDTH),
+        ]);
+    }
+    t
+}
+
+#[derive(Debug, Deserialize)]
+struct Replayed {
+    replayed: u64,
+}
+
+/// The body of a bulk replay: only the filters that were given, so the publisher applies none
+/// it was not asked for.
+pub fn bulk_replay_body(args: &ReplayArgs) -> Value {
+    let mut body = serde_json::Map::new();
+    if let Some(account) = args.account {
+        body.insert("account_id".into(), json!(account.to_string()));
+    }
+    if let Some(since) = args.since {
+        body.insert("since".into(), json!(since.to_rfc3339_opts(SecondsFormat::AutoSi, true)));
+    }
+    Value::Object(body)
+}
+
+/// `dead-letters list` and `dead-letters replay`.
+pub async fn dead_letters(
+    global: &GlobalArgs,
+    env: &Env,
+    cmd: &DeadLettersCommand,
+) -> Result<(), CtlError> {
+    let client = ApiClient::new(global, env)?;
+    let service = Service::publisher(global);
+    match cmd {
+        DeadLettersCommand::List(ListArgs { json }) => {
+            let raw = client.get(&service, "v1/dead-letters", &[]).await?;
+            print(*json, &raw, || {
+                Ok(dead_letters_table(&parse(&service, "v1/dead-letters", &raw)?))
+            })
+        }
+        DeadLettersCommand::Replay(args) => {
+            let (path, body) = match args.post {
+                Some(post) => (format!("v1/dead-letters/{post}/replay"), None),
+                None => ("v1/dead-letters/replay".to_owned(), Some(bulk_replay_body(args))),
+            };
+            let url = service.url(&path, &[])?;
+            let raw = client.send(&service, Method::POST, url, body).await?;
+            if args.json {
+                return output::line(raw.trim_end());
+            }
+            let Replayed { replayed } = parse(&service, &path, &raw)?;
+            let noun = if replayed == 1 { "dead letter" } else { "dead letters" };
+            output::line(&format!("replayed {replayed} {noun}"))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct NotificationList {
+    notifications: Vec<NotificationRow>,
+}
+
+#[derive(Debug, Deserialize)]
+struct NotificationRow {
+    id: uuid::Uuid,
+    #[serde(default)]
+    account_id: Option<AccountId>,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    created_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    read_at: Option<DateTime<Utc>>,
+}
+
+fn notifications_table(body: &NotificationList) -> Table {
+    let mut t = Table::new(&["ID", "ACCOUNT", "KIND", "CREATED_AT", "READ_AT", "TITLE"]);
+    for n in &body.notifications {
+        t.row(vec![
+            n.id.to_string(),
+            n.account_id.map(|a| a.to_string()).unwrap_or_default(),
+            n.kind.clone(),
+            time(n.created_at),
+            time(n.read_at),
+            cell(&n.title, TEXT_WIDTH * 2),
+        ]);
+    }
+    t
+}
+
+/// `notifications list`.
+pub async fn notifications(
+    global: &GlobalArgs,
+    env: &Env,
+    cmd: &NotificationsCommand,
+) -> Result<(), CtlError> {
+    let NotificationsCommand::List(ListArgs { json }) = cmd;
+    let client = ApiClient::new(global, env)?;
+    let service = Service::notifier(global);
+    let raw = client.get(&service, "v1/notifications", &[]).await?;
+    print(*json, &raw, || Ok(notifications_table(&parse(&service, "v1/notifications", &raw)?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn cli(args: &[&str]) -> crate::cli::Cli {
+        crate::cli::Cli::try_parse_from(std::iter::once("lifelinectl").chain(args.iter().copied()))
+            .expect("valid arguments")
+    }
+
+    #[test]
+    fn urls_keep_the_base_path_and_encode_the_query() {
+        let global =
+            cli(&["--publisher-url", "https://ops.example/lifeline", "posts", "list"]).global;
+        let service = Service::publisher(&global);
+        let url = service
+            .url("v1/posts", &[("account_id", "a b".into()), ("status", "failed_auth".into())])
+            .expect("url");
+        assert_eq!(
+            url.as_str(),
+            "https://ops.example/lifeline/v1/posts?account_id=a+b&status=failed_auth"
+        );
+    }
+
+    #[test]
+    fn api_errors_read_the_error_document() {
+        let err = api_error(
+            "publisher",
+            StatusCode::CONFLICT,
+            r#"{"error":"not_dead_lettered","message":"post is published, not dead_lettered"}"#,
+        );
+        assert_eq!(err.to_string(), "post is published, not dead_lettered (409)");
+        assert_eq!(err.exit_code(), 1);
+        let err = api_error("gateway", StatusCode::BAD_GATEWAY, "<html>\n<h1>502</h1></html>");
+        assert_eq!(err.to_string(), "<html> <h1>502</h1></html> (502)");
+        let err = api_error("gateway", StatusCode::UNAUTHORIZED, "");
+        assert_eq!(err.to_string(), "Unauthorized (401)");
+    }
+
+    #[test]
+    fn bulk_replay_sends_only_the_given_filters() {
+        let crate::cli::Command::DeadLetters(DeadLettersCommand::Replay(all)) =
+            cli(&["dead-letters", "replay", "--all"]).command
+        else {
+            panic!("parsed as another command")
+        };
+        assert_eq!(bulk_replay_body(&all), json!({}));
+        let account = "0190a5c8-0000-7000-8000-0000000000aa";
+        let crate::cli::Command::DeadLetters(DeadLettersCommand::Replay(narrow)) = cli(&[
+            "dead-letters",
+            "replay",
+            "--all",
+            "--account",
+            account,
+            "--since",
+            "2025-01-31T13:00:00+01:00",
+        ])
+        .command
+        else {
+            panic!("parsed as another command")
+        };
+        assert_eq!(
+            bulk_replay_body(&narrow),
+            json!({"account_id": account, "since": "2025-01-31T12:00:00Z"})
+        );
+    }
+
+    #[test]
+    fn tables_render_the_service_answers() {
+        let body = r#"{"accounts":[{"id":"0190a5c8-0000-7000-8000-0000000000aa","platform":"x",
+            "platform_user_id":"1","username":"ada","display_name":"Ada","status":"needs_reconnect",
+            "cause":"revoked","cause_text":"access was revoked","extra":1}]}"#;
+        let service = Service {
+            name: "auth-gateway",
+            base: Url::parse("http://gw/").expect("url"),
+            hint: "",
+        };
+        let accounts: AccountList = parse(&service, "v1/accounts", body).expect("parses");
+        let rendered = accounts_table(&accounts).render();
+        assert!(
+            rendered
+                .lines()
+                .nth(1)
+                .is_some_and(|l| l.ends_with("ada       needs_reconnect  revoked")),
+            "{rendered}"
+        );
+
+        let posts: PostList = parse(
+            &service,
+            "v1/posts",
+            r#"{"posts":[{"id":"0190a5c8-0000-7000-8000-000000000001",
+                "account_id":"0190a5c8-0000-7000-8000-0000000000aa","platform":"x","body":"hi",
+                "status":"failed_auth","attempts":2,"scheduled_at":"2025-03-01T12:00:00Z",
+                "platform_post_id":null,"last_error":"401"}]}"#,
+        )
+        .expect("parses");
+        assert!(posts_table(&posts)
+            .render()
+            .contains("failed_auth  2         2025-03-01T12:00:00Z"));
+
+        let dead: DeadLetterList = parse(
+            &service,
+            "v1/dead-letters",
+            r#"{"dead_letters":[{"post_id":"0190a5c8-0000-7000-8000-000000000001",
+                "account_id":"0190a5c8-0000-7000-8000-0000000000aa","platform":"x","body":"hi",
+                "kind":"rejected","reason":"duplicate","attempts":1,
+                "dead_lettered_at":"2025-03-01T12:00:00Z","replay_count":0}]}"#,
+        )
+        .expect("parses");
+        assert!(dead_letters_table(&dead).render().contains("rejected"));
+
+        let notes: NotificationList = parse(
+            &service,
+            "v1/notifications",
+            r#"{"notifications":[{"id":"0190a5c8-0000-7000-8000-000000000002","account_id":null,
+                "kind":"auth_failed","title":"Reconnect X","body":"b",
+                "created_at":"2025-03-01T12:00:00Z","read_at":null}]}"#,
+        )
+        .expect("parses");
+        assert!(notifications_table(&notes)
+            .render()
+            .contains("auth_failed  2025-03-01T12:00:00Z  -"));
+
+        let err = parse::<AccountList>(&service, "v1/accounts", "[]").expect_err("wrong shape");
+        assert!(err.to_string().contains("http://gw/v1/accounts"), "{err}");
+    }
+}

@@ -1,0 +1,678 @@
+//! `events tail`: reads the events stream through an ephemeral ordered consumer (nothing is
+//! acknowledged, no service's consumer is disturbed) and prints each event as one line, human or
+//! JSON. Decoding goes by the subject's `<event>` segment, the public contract.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull::OrderedConfig, consumer::DeliverPolicy};
+use chrono::SecondsFormat;
+use futures::StreamExt;
+use lifeline_events::{
+    from_timestamp, v1, AccountConnected, AccountDisconnected, AccountReconnected, AuthFailed,
+    AuthFailureCause, AuthFailureSource, Envelope, Event, ExpiringCredential, Platform,
+    PostDeadLettered, PostFailed, PostFailureKind, PostPublished, PostRetryRequested,
+    ReconnectReason, RetryReason, Subjects, TokenExpiring, TokenRefreshed, VERSION,
+};
+use lifeline_kit::ids::AccountId;
+use prost::Message;
+use serde_json::{json, Map, Value};
+
+use crate::{
+    cli::{GlobalArgs, TailArgs},
+    output, CtlError,
+};
+
+/// After this many stream errors in a row (NATS gone for good, stream deleted) tail gives up
+/// instead of printing warnings forever.
+const MAX_CONSECUTIVE_ERRORS: u32 = 30;
+
+/// The consumer filter for the chosen event, platform and account. Unchosen tokens before a
+/// chosen one are `*`; trailing unchosen tokens collapse into one `>`. A single filter subject,
+/// because NATS 2.9 silently ignores `filter_subjects`.
+pub fn filter_subject(
+    subjects: &Subjects,
+    event: Option<&str>,
+    platform: Option<Platform>,
+    account: Option<AccountId>,
+) -> String {
+    let tokens =
+        [event.map(str::to_owned), platform.map(|p| p.to_string()), account.map(|a| a.to_string())];
+    let mut filter = format!("{}.events.{VERSION}", subjects.root());
+    let chosen = tokens.iter().rposition(Option::is_some).map_or(0, |last| last + 1);
+    for token in &tokens[..chosen] {
+        filter.push('.');
+        filter.push_str(token.as_deref().unwrap_or("*"));
+    }
+    if chosen < tokens.len() {
+        filter.push_str(".>");
+    }
+    filter
+}
+
+/// Why a message could not be shown.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("subject is not <root>.events.{VERSION}.<event>.<platform>.<account>")]
+    Subject,
+    #[error("unknown event {0:?} (a newer producer?)")]
+    UnknownEvent(String),
+    #[error("payload is not a valid {event}: {source}")]
+    Payload { event: &'static str, source: prost::DecodeError },
+}
+
+/// A protobuf enum whose value names share a prefix (`AUTH_FAILURE_CAUSE_REVOKED`); the CLI
+/// shows the rest in snake_case (`revoked`), as the APIs and the database do.
+trait ProtoEnum: TryFrom<i32> {
+    const PREFIX: &'static str;
+    fn full_name(&self) -> &'static str;
+}
+
+macro_rules! proto_enums {
+    ($($ty:ty => $prefix:literal),+ $(,)?) => {
+        $(impl ProtoEnum for $ty {
+            const PREFIX: &'static str = $prefix;
+            fn full_name(&self) -> &'static str {
+                self.as_str_name()
+            }
+        })+
+    };
+}
+
+proto_enums! {
+    v1::Platform => "PLATFORM_",
+    AuthFailureCause => "AUTH_FAILURE_CAUSE_",
+    AuthFailureSource => "AUTH_FAILURE_SOURCE_",
+    ExpiringCredential => "EXPIRING_CREDENTIAL_",
+    ReconnectReason => "RECONNECT_REASON_",
+    RetryReason => "RETRY_REASON_",
+    PostFailureKind => "POST_FAILURE_KIND_",
+}
+
+/// The snake_case name of an enum value; a value this build does not know (from a newer proto)
+/// stays a number rather than failing the whole event.
+fn enum_value<E: ProtoEnum>(raw: i32) -> Value {
+    match E::try_from(raw) {
+        Ok(v) => {
+            let full = v.full_name();
+            Value::String(full.strip_prefix(E::PREFIX).unwrap_or(full).to_ascii_lowercase())
+        }
+        Err(_) => json!(raw),
+    }
+}
+
+fn time_value(t: Option<&prost_types::Timestamp>) -> Value {
+    t.and_then(from_timestamp)
+        .map_or(Value::Null, |t| Value::String(t.to_rfc3339_opts(SecondsFormat::Millis, true)))
+}
+
+macro_rules! any_event {
+    ($($ty:ident),+ $(,)?) => {
+        /// One decoded event of any kind.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum AnyEvent {
+            $($ty($ty)),+
+        }
+
+        impl AnyEvent {
+            /// Decodes `payload` as the event named by a subject's `<event>` segment.
+            pub fn decode(name: &str, payload: &[u8]) -> Result<AnyEvent, DecodeError> {
+                $(if name == <$ty as Event>::NAME {
+                    return $ty::decode(payload)
+                        .map(AnyEvent::$ty)
+                        .map_err(|source| DecodeError::Payload { event: <$ty as Event>::NAME, source });
+                })+
+                Err(DecodeError::UnknownEvent(name.to_owned()))
+            }
+
+            /// The snake_case subject segment of this event.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(AnyEvent::$ty(_) => <$ty as Event>::NAME),+
+                }
+            }
+
+            pub fn envelope(&self) -> Option<&Envelope> {
+                match self {
+                    $(AnyEvent::$ty(e) => e.envelope()),+
+                }
+            }
+        }
+    };
+}
+
+any_event! {
+    TokenExpiring,
+    AuthFailed,
+    AccountConnected,
+    AccountReconnected,
+    AccountDisconnected,
+    TokenRefreshed,
+    PostRetryRequested,
+    PostPublished,
+    PostFailed,
+    PostDeadLettered,
+}
+
+impl AnyEvent {
+    /// The event's own fields (everything but the envelope), in proto order, as JSON values:
+    /// one list serves both the human line and the `--json` payload, so they never disagree.
+    pub fn fields(&self) -> Vec<(&'static str, Value)> {
+        match self {
+            AnyEvent::TokenExpiring(e) => vec![
+                ("expires_at", time_value(e.expires_at.as_ref())),
+                ("credential", enum_value::<ExpiringCredential>(e.credential)),
+                ("horizon_seconds", json!(e.horizon_seconds)),
+                ("reason", json!(e.reason)),
+            ],
+            AnyEvent::AuthFailed(e) => vec![
+                ("cause", enum_value::<AuthFailureCause>(e.cause)),
+                ("source", enum_value::<AuthFailureSource>(e.source)),
+                ("detail", json!(e.detail)),
+                ("credential_version", json!(e.credential_version)),
+                ("post_id", json!(e.post_id)),
+            ],
+            AnyEvent::AccountConnected(e) => vec![
+                ("platform_user_id", json!(e.platform_user_id)),
+                ("display_name", json!(e.display_name)),
+                ("scopes", json!(e.scopes)),
+                ("credential_version", json!(e.credential_version)),
+            ],
+            AnyEvent::AccountReconnected(e) => vec![
+                ("platform_user_id", json!(e.platform_user_id)),
+                ("scopes", json!(e.scopes)),
+                ("credential_version", json!(e.credential_version)),
+                ("reason", enum_value::<ReconnectReason>(e.reason)),
+            ],
+            AnyEvent::AccountDisconnected(e) => vec![("reason", json!(e.reason))],
+            AnyEvent::TokenRefreshed(e) => vec![
+                ("access_expires_at", time_value(e.access_expires_at.as_ref())),
+                ("refresh_expires_at", time_value(e.refresh_expires_at.as_ref())),
+                ("credential_version", json!(e.credential_version)),
+            ],
+            AnyEvent::PostRetryRequested(e) => {
+                vec![("post_id", json!(e.post_id)), ("reason", enum_value::<RetryReason>(e.reason))]
+            }
+            AnyEvent::PostPublished(e) => vec![
+                ("post_id", json!(e.post_id)),
+                ("platform_post_id", json!(e.platform_post_id)),
+                ("attempt", json!(e.attempt)),
+            ],
+            AnyEvent::PostFailed(e) => vec![
+                ("post_id", json!(e.post_id)),
+                ("kind", enum_value::<PostFailureKind>(e.kind)),
+                ("detail", json!(e.detail)),
+                ("attempt", json!(e.attempt)),
+                ("will_retry", json!(e.will_retry)),
+                ("next_attempt_at", time_value(e.next_attempt_at.as_ref())),
+            ],
+            AnyEvent::PostDeadLettered(e) => vec![
+                ("post_id", json!(e.post_id)),
+                ("kind", enum_value::<PostFailureKind>(e.kind)),
+                ("reason", json!(e.reason)),
+                ("attempts", json!(e.attempts)),
+            ],
+        }
+    }
+}
+
+/// A message's subject and its decoded event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    pub subject: String,
+    pub event: AnyEvent,
+    /// The subject's platform and account tokens, shown when the envelope lacks them.
+    platform: String,
+    account: String,
+}
+
+/// Decodes one message; never panics, whatever the subject or bytes.
+pub fn decode_message(
+    subjects: &Subjects,
+    subject: &str,
+    payload: &[u8],
+) -> Result<Decoded, DecodeError> {
+    let (name, platform, account) = subjects.parse_event(subject).ok_or(DecodeError::Subject)?;
+    let event = AnyEvent::decode(name, payload)?;
+    Ok(Decoded {
+        subject: subject.to_owned(),
+        event,
+        platform: platform.to_owned(),
+        account: account.to_owned(),
+    })
+}
+
+fn envelope_json(envelope: Option<&Envelope>) -> Value {
+    let Some(e) = envelope else { return Value::Null };
+    json!({
+        "event_id": e.event_id,
+        "occurred_at": time_value(e.occurred_at.as_ref()),
+        "workspace_id": e.workspace_id,
+        "account_id": e.account_id,
+        "platform": enum_value::<v1::Platform>(e.platform),
+        "correlation_id": e.correlation_id,
+        "causation_id": e.causation_id,
+    })
+}
+
+impl Decoded {
+    /// `{"subject","event","envelope":{…},"payload":{…}}`, enums as snake_case names and
+    /// timestamps as RFC 3339, for `jq`.
+    pub fn to_json(&self) -> Value {
+        let payload: Map<String, Value> =
+            self.event.fields().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        json!({
+            "subject": self.subject,
+            "event": self.event.name(),
+            "envelope": envelope_json(self.event.envelope()),
+            "payload": payload,
+        })
+    }
+
+    /// `<occurred_at> <event> <platform> <account> key=value… correlation=<id>`; empty fields are
+    /// left out so the line stays short.
+    pub fn to_line(&self) -> String {
+        let envelope = self.event.envelope();
+        let occurred_at = envelope
+            .and_then(Envelope::occurred_at)
+            .map_or_else(|| "-".to_owned(), |t| t.to_rfc3339_opts(SecondsFormat::Millis, true));
+        let platform = envelope
+            .and_then(|e| v1::Platform::try_from(e.platform).ok())
+            .and_then(Platform::from_proto)
+            .map_or_else(|| self.platform.clone(), |p| p.to_string());
+        let account = envelope
+            .map(|e| e.account_id.as_str())
+            .filter(|a| !a.is_empty())
+            .unwrap_or(&self.account);
+        let mut line =
+            format!("{occurred_at} {} {} {}", self.event.name(), token(&platform), token(account));
+        let correlation = envelope.map(|e| e.correlation_id.as_str()).unwrap_or_default();
+        let fields = self
+            .event
+            .fields()
+            .into_iter()
+            .chain((!correlation.is_empty()).then(|| ("correlation", json!(correlation))));
+        for (key, value) in fields {
+            if let Some(text) = human_value(&value) {
+                line.push(' ');
+                line.push_str(key);
+                line.push('=');
+                line.push_str(&text);
+            }
+        }
+        line
+    }
+}
+
+/// A value as one `key=value` token, or `None` when it carries nothing (empty, unset).
+fn human_value(value: &Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::String(s) if s.is_empty() => None,
+        Value::String(s) => Some(token(s)),
+        Value::Array(items) if items.is_empty() => None,
+        Value::Array(items) => {
+            let joined: Vec<String> = items
+                .iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                .collect();
+            Some(token(&joined.join(",")))
+        }
+        other => Some(other.to_string()),
+    }
+}
+
+/// Quotes text that would break the one-line, space-separated form (spaces, `=`, quotes, control
+/// characters such as terminal escapes in a platform's error text).
+fn token(s: &str) -> String {
+    if s.is_empty()
+        || s.chars().any(|c| c.is_whitespace() || c.is_control() || c == '=' || c == '"')
+    {
+        format!("{s:?}")
+    } else {
+        s.to_owned()
+    }
+}
+
+/// Runs `events tail` until `--count` events were printed, the stream ends, or Ctrl-C.
+pub async fn tail(global: &GlobalArgs, args: &TailArgs) -> Result<(), CtlError> {
+    let subjects = Subjects::new(global.subject_root.clone());
+    let filter = filter_subject(&subjects, args.event.as_deref(), args.platform, args.account);
+    let stream_name = format!("{}_EVENTS", global.stream_prefix);
+
+    let client = async_nats::ConnectOptions::new()
+        .name("lifelinectl")
+        .connection_timeout(Duration::from_secs(5))
+        .connect(global.nats_url.as_str())
+        .await
+        .map_err(|e| CtlError::NatsConnect {
+            url: global.nats_url.clone(),
+            reason: e.to_string(),
+        })?;
+    let js = jetstream::new(client);
+    let stream = js.get_stream(&stream_name).await.map_err(|e| {
+        CtlError::JetStream(format!(
+            "cannot open stream {stream_name}: {e} (check --stream-prefix or LIFELINE_STREAM_PREFIX)"
+        ))
+    })?;
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: filter.clone(),
+            deliver_policy: if args.all { DeliverPolicy::All } else { DeliverPolicy::New },
+            description: Some("lifelinectl events tail".to_owned()),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| CtlError::JetStream(format!("cannot create a consumer on {filter}: {e}")))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| CtlError::JetStream(format!("cannot read from {stream_name}: {e}")))?;
+    // Status goes to stderr so stdout holds only events, for pipes and `--json | jq`.
+    eprintln!("tailing {filter} on {stream_name} (Ctrl-C to stop)");
+
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut printed = 0u64;
+    let mut consecutive_errors = 0u32;
+    loop {
+        let next = tokio::select! {
+            _ = &mut ctrl_c => return Ok(()),
+            next = messages.next() => next,
+        };
+        let msg = match next {
+            None => return Ok(()),
+            Some(Ok(msg)) => msg,
+            Some(Err(e)) => {
+                consecutive_errors += 1;
+                if consecutive_errors >= MAX_CONSECUTIVE_ERRORS {
+                    return Err(CtlError::JetStream(format!(
+                        "giving up after repeated errors: {e}"
+                    )));
+                }
+                eprintln!("warning: {e}; retrying");
+                // The ordered consumer recreates itself; pause so a dead server is not hammered.
+                tokio::select! {
+                    _ = &mut ctrl_c => return Ok(()),
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        consecutive_errors = 0;
+        match decode_message(&subjects, msg.subject.as_str(), &msg.payload) {
+            Ok(decoded) => {
+                let text =
+                    if args.json { decoded.to_json().to_string() } else { decoded.to_line() };
+                output::line(&text)?;
+                printed += 1;
+                if args.count.is_some_and(|n| printed >= n) {
+                    return Ok(());
+                }
+            }
+            Err(e) => eprintln!("warning: skipping {}: {e}", msg.subject),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+    use lifeline_events::{timestamp, Subject};
+    use uuid::Uuid;
+
+    const ACCOUNT: &str = "0190a5c8-0000-7000-8000-0000000000aa";
+
+    fn subjects() -> Subjects {
+        Subjects::new("lifeline")
+    }
+
+    fn envelope() -> Envelope {
+        let mut e = Envelope::build(
+            Subject {
+                workspace_id: Uuid::nil(),
+                account_id: Uuid::parse_str(ACCOUNT).expect("uuid"),
+                platform: Platform::LinkedIn,
+            },
+            None,
+        );
+        e.occurred_at = Some(timestamp(Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap()));
+        e.correlation_id = "corr-1".into();
+        e
+    }
+
+    fn at(h: u32) -> Option<prost_types::Timestamp> {
+        Some(timestamp(Utc.with_ymd_and_hms(2025, 3, 2, h, 0, 0).unwrap()))
+    }
+
+    /// Encodes like a producer, decodes like `tail`, and returns the result.
+    fn round_trip<E: Event>(event: &E) -> Decoded {
+        let subject = format!("lifeline.events.v1.{}.linkedin.{ACCOUNT}", E::NAME);
+        decode_message(&subjects(), &subject, &event.encode_to_vec()).expect("decodes")
+    }
+
+    #[test]
+    fn filters_use_star_in_the_middle_and_gt_only_at_the_end() {
+        let s = Subjects::new("t1");
+        let account: AccountId = ACCOUNT.parse().expect("uuid");
+        assert_eq!(filter_subject(&s, None, None, None), "t1.events.v1.>");
+        assert_eq!(
+            filter_subject(&s, Some("auth_failed"), None, None),
+            "t1.events.v1.auth_failed.>"
+        );
+        assert_eq!(
+            filter_subject(&s, Some("auth_failed"), Some(Platform::X), None),
+            "t1.events.v1.auth_failed.x.>"
+        );
+        assert_eq!(filter_subject(&s, None, Some(Platform::X), None), "t1.events.v1.*.x.>");
+        assert_eq!(
+            filter_subject(&s, None, None, Some(account)),
+            format!("t1.events.v1.*.*.{ACCOUNT}")
+        );
+        assert_eq!(
+            filter_subject(&s, Some("post_failed"), Some(Platform::TikTok), Some(account)),
+            format!("t1.events.v1.post_failed.tiktok.{ACCOUNT}")
+        );
+        assert_eq!(
+            filter_subject(&s, Some("post_failed"), None, Some(account)),
+            format!("t1.events.v1.post_failed.*.{ACCOUNT}")
+        );
+    }
+
+    #[test]
+    fn every_contract_event_has_a_decoder() {
+        for name in lifeline_events::EVENT_NAMES {
+            let event = AnyEvent::decode(name, &[]).expect("empty bytes are a default message");
+            assert_eq!(event.name(), *name);
+        }
+    }
+
+    #[test]
+    fn token_expiring_round_trips() {
+        let d = round_trip(&TokenExpiring {
+            envelope: Some(envelope()),
+            expires_at: at(8),
+            credential: ExpiringCredential::RefreshToken as i32,
+            horizon_seconds: 604_800,
+            reason: "LinkedIn refresh tokens end 365 days after the first grant".into(),
+        });
+        assert_eq!(
+            d.to_line(),
+            format!(
+                "2025-03-01T12:00:00.000Z token_expiring linkedin {ACCOUNT} \
+                 expires_at=2025-03-02T08:00:00.000Z credential=refresh_token \
+                 horizon_seconds=604800 \
+                 reason=\"LinkedIn refresh tokens end 365 days after the first grant\" \
+                 correlation=corr-1"
+            )
+        );
+        let j = d.to_json();
+        assert_eq!(j["event"], "token_expiring");
+        assert_eq!(j["subject"], format!("lifeline.events.v1.token_expiring.linkedin.{ACCOUNT}"));
+        assert_eq!(j["envelope"]["platform"], "linkedin");
+        assert_eq!(j["envelope"]["occurred_at"], "2025-03-01T12:00:00.000Z");
+        assert_eq!(j["payload"]["credential"], "refresh_token");
+        assert_eq!(j["payload"]["horizon_seconds"], 604_800);
+    }
+
+    #[test]
+    fn auth_failed_round_trips() {
+        let d = round_trip(&AuthFailed {
+            envelope: Some(envelope()),
+            cause: AuthFailureCause::PasswordChanged as i32,
+            source: AuthFailureSource::Publish as i32,
+            detail: "401 serviceErrorCode=65601".into(),
+            credential_version: 3,
+            post_id: "post-9".into(),
+        });
+        let line = d.to_line();
+        assert!(
+            line.ends_with(
+                "cause=password_changed source=publish detail=\"401 serviceErrorCode=65601\" \
+                 credential_version=3 post_id=post-9 correlation=corr-1"
+            ),
+            "{line}"
+        );
+        let j = d.to_json();
+        assert_eq!(j["payload"]["cause"], "password_changed");
+        assert_eq!(j["payload"]["source"], "publish");
+        assert_eq!(j["payload"]["post_id"], "post-9");
+    }
+
+    #[test]
+    fn account_events_round_trip() {
+        let d = round_trip(&AccountConnected {
+            envelope: Some(envelope()),
+            platform_user_id: "urn:li:person:1".into(),
+            display_name: "Ada L".into(),
+            scopes: vec!["w_member_social".into(), "openid".into()],
+            credential_version: 1,
+        });
+        assert!(
+            d.to_line().ends_with(
+                "platform_user_id=urn:li:person:1 display_name=\"Ada L\" \
+                 scopes=w_member_social,openid credential_version=1 correlation=corr-1"
+            ),
+            "{}",
+            d.to_line()
+        );
+        assert_eq!(d.to_json()["payload"]["scopes"], json!(["w_member_social", "openid"]));
+
+        let d = round_trip(&AccountReconnected {
+            envelope: Some(envelope()),
+            platform_user_id: "u1".into(),
+            scopes: vec![],
+            credential_version: 2,
+            reason: ReconnectReason::RecoveredByRefresh as i32,
+        });
+        assert!(d.to_line().contains("credential_version=2 reason=recovered_by_refresh"));
+        assert_eq!(d.to_json()["payload"]["reason"], "recovered_by_refresh");
+
+        let d =
+            round_trip(&AccountDisconnected { envelope: Some(envelope()), reason: "user".into() });
+        assert!(d.to_line().contains("account_disconnected linkedin"));
+        assert_eq!(d.to_json()["payload"], json!({"reason": "user"}));
+    }
+
+    #[test]
+    fn token_refreshed_round_trips_with_an_unset_time() {
+        let d = round_trip(&TokenRefreshed {
+            envelope: Some(envelope()),
+            access_expires_at: at(14),
+            refresh_expires_at: None,
+            credential_version: 7,
+        });
+        let line = d.to_line();
+        assert!(line.contains("access_expires_at=2025-03-02T14:00:00.000Z credential_version=7"));
+        assert!(!line.contains("refresh_expires_at"), "unset fields are left out: {line}");
+        assert_eq!(d.to_json()["payload"]["refresh_expires_at"], Value::Null);
+    }
+
+    #[test]
+    fn post_events_round_trip() {
+        let d = round_trip(&PostRetryRequested {
+            envelope: Some(envelope()),
+            post_id: "p1".into(),
+            reason: RetryReason::OperatorReplay as i32,
+        });
+        assert!(d.to_line().contains("post_retry_requested linkedin"));
+        assert!(d.to_line().contains("post_id=p1 reason=operator_replay"));
+
+        let d = round_trip(&PostPublished {
+            envelope: Some(envelope()),
+            post_id: "p1".into(),
+            platform_post_id: "urn:li:share:5".into(),
+            attempt: 2,
+        });
+        assert!(d.to_line().contains("post_id=p1 platform_post_id=urn:li:share:5 attempt=2"));
+        assert_eq!(d.to_json()["payload"]["attempt"], 2);
+
+        let d = round_trip(&PostFailed {
+            envelope: Some(envelope()),
+            post_id: "p1".into(),
+            kind: PostFailureKind::RateLimited as i32,
+            detail: "429".into(),
+            attempt: 1,
+            will_retry: true,
+            next_attempt_at: at(13),
+        });
+        assert!(d.to_line().contains(
+            "kind=rate_limited detail=429 attempt=1 will_retry=true \
+             next_attempt_at=2025-03-02T13:00:00.000Z"
+        ));
+        assert_eq!(d.to_json()["payload"]["will_retry"], true);
+
+        let d = round_trip(&PostDeadLettered {
+            envelope: Some(envelope()),
+            post_id: "p1".into(),
+            kind: PostFailureKind::Rejected as i32,
+            reason: "duplicate content".into(),
+            attempts: 1,
+        });
+        assert!(d.to_line().contains("kind=rejected reason=\"duplicate content\" attempts=1"));
+        assert_eq!(d.to_json()["payload"]["kind"], "rejected");
+    }
+
+    #[test]
+    fn unknown_enum_values_and_a_missing_envelope_still_print() {
+        let d = round_trip(&AuthFailed { cause: 42, ..Default::default() });
+        assert_eq!(d.to_json()["payload"]["cause"], 42);
+        assert_eq!(d.to_json()["envelope"], Value::Null);
+        let line = d.to_line();
+        assert!(
+            line.starts_with(&format!(
+                "- auth_failed linkedin {ACCOUNT} cause=42 source=unspecified"
+            )),
+            "falls back to the subject's tokens: {line}"
+        );
+    }
+
+    #[test]
+    fn hostile_text_cannot_break_the_line() {
+        let d =
+            round_trip(&AuthFailed { detail: "bad\nline \u{1b}[31m".into(), ..Default::default() });
+        let line = d.to_line();
+        assert!(!line.contains('\n') && !line.contains('\u{1b}'), "{line:?}");
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let s = subjects();
+        let subject = format!("lifeline.events.v1.auth_failed.x.{ACCOUNT}");
+        for bytes in [&[0xff_u8, 0xff, 0xff][..], &[0x0a, 0x05, 0x01], &[0x08]] {
+            let err = decode_message(&s, &subject, bytes).expect_err("not protobuf");
+            assert!(matches!(err, DecodeError::Payload { event: "auth_failed", .. }), "{err}");
+        }
+        assert!(matches!(
+            decode_message(&s, "lifeline.events.v1.token_exploded.x.a", &[]),
+            Err(DecodeError::UnknownEvent(name)) if name == "token_exploded"
+        ));
+        assert!(matches!(
+            decode_message(&s, "other.events.v1.auth_failed.x.a", &[]),
+            Err(DecodeError::Subject)
+        ));
+        assert!(matches!(
+            decode_message(&s, "lifeline.events.v1.auth_failed", &[]),
+            Err(DecodeError::Subject)
+        ));
+    }
+}

@@ -1,0 +1,37 @@
+//! End-to-end tests of the whole system against real NATS, Postgres and HTTP (see `lifeline_e2e`).
+
+mod isolation;
+mod oauth_rejections;
+mod poison;
+mod reconnect;
+mod refresh;
+mod secrets;
+
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use lifeline_e2e::{eventually, System};
+use lifeline_kit::ids::WorkspaceId;
+
+/// Connects a new X account for `username` in a new workspace; returns (workspace, account id).
+pub async fn connected_account(system: &System, username: &str) -> anyhow::Result<(WorkspaceId, String)> {
+    let ws = WorkspaceId::new();
+    let (status, body) = system.oauth(ws, None, username).await?;
+    if status != 200 || body["result"] != "connected" {
+        bail!("connect failed: {status} {body}");
+    }
+    Ok((ws, body["account_id"].as_str().context("account_id")?.to_owned()))
+}
+
+/// Waits until a post reaches `status`.
+pub async fn post_reaches(system: &System, ws: WorkspaceId, post: &str, status: &str) -> anyhow::Result<serde_json::Value> {
+    eventually(Duration::from_secs(30), || async {
+        let (code, body) = system.get(&system.publisher, &format!("/v1/posts/{post}"), ws).await?;
+        if code == 200 && body["status"] == status {
+            Ok(body)
+        } else {
+            bail!("post {post} is {code} {}", body["status"])
+        }
+    })
+    .await
+}
