@@ -68,11 +68,13 @@ pub struct Options {
     /// Simulated platform time runs this many times faster than real time.
     pub time_scale: f64,
     pub oauth_session_ttl: &'static str,
+    /// First retry delay of the publisher after a transient failure.
+    pub publish_retry_base: &'static str,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { time_scale: 1.0, oauth_session_ttl: "10m" }
+        Options { time_scale: 1.0, oauth_session_ttl: "10m", publish_retry_base: "200ms" }
     }
 }
 
@@ -159,7 +161,7 @@ impl System {
                 ("LIFELINE_OAUTH_SESSION_TTL", options.oauth_session_ttl.to_owned()),
                 ("LIFELINE_PUBLISH_SWEEP_INTERVAL", "100ms".to_owned()),
                 ("LIFELINE_REFRESH_SWEEP_INTERVAL", "100ms".to_owned()),
-                ("LIFELINE_PUBLISH_RETRY_BASE", "200ms".to_owned()),
+                ("LIFELINE_PUBLISH_RETRY_BASE", options.publish_retry_base.to_owned()),
                 ("LIFELINE_REFRESH_RETRY_BASE", "200ms".to_owned()),
                 ("LIFELINE_DB_MAX_CONNECTIONS", "5".to_owned()),
                 ("LIFELINE_INSTANCE_ID", format!("{service}-{}", &id[..8])),

@@ -47,11 +47,13 @@ async fn tokens_are_refreshed_before_expiry_and_a_refused_refresh_breaks_the_acc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_outage_never_marks_an_account_as_needing_reconnect() -> anyhow::Result<()> {
-    let system = System::start_with(Options { time_scale: 720.0, ..Options::default() }).await?;
+    // Retry delays of up to 1s, 2s, 4s…: the outage ends before the retry budget does.
+    let options = Options { time_scale: 720.0, publish_retry_base: "1s", ..Options::default() };
+    let system = System::start_with(options).await?;
     let (ws, account) = connected_account(&system, "heidi").await?;
-    system.sim_post("/_sim/x/outage", json!({"for_seconds": 12.0, "status": 503})).await?;
+    system.sim_post("/_sim/x/outage", json!({"for_seconds": 3.0, "status": 503})).await?;
     let post = system.schedule_post(ws, &account, "during the outage").await?;
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let (_, a) = system.get(&system.gateway, &format!("/v1/accounts/{account}"), ws).await?;
     assert_eq!(a["status"], "healthy", "{a}");
     assert!(system.events_of::<AuthFailed>().is_empty());

@@ -1,0 +1,24 @@
+# Lifeline — the two commands a newcomer needs are `make run` and `make test`.
+.PHONY: run test infra build lint fmt clean-test-dbs
+
+run: ## Start infrastructure, the simulator, all services and demo data (Ctrl-C stops them)
+	@bash scripts/run.sh
+
+test: infra ## Run every test against the real NATS and Postgres
+	cargo test --workspace --all-targets
+
+infra: ## Ensure NATS (JetStream) and PostgreSQL are installed and running
+	@bash scripts/infra.sh
+
+build:
+	cargo build --workspace --all-targets
+
+lint: ## Formatting and clippy, as CI checks them
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+clean-test-dbs: ## Drop databases left behind by interrupted end-to-end tests
+	psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 'DROP DATABASE \"' || datname || '\" WITH (FORCE);' FROM pg_database WHERE datname LIKE 'lifeline_e2e_%'" | psql -h 127.0.0.1 -U postgres -d postgres -q

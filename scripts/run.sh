@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# `make run`: the whole system locally — infrastructure, the platform simulator, the four
+# services and demo data — until Ctrl-C, which stops what this script started and nothing else.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+log() { printf '\033[1m[run]\033[0m %s\n' "$*" >&2; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+for port in 8080 8081 8082 8083 8090; do
+  if port_open "$port"; then
+    log "port $port is in use (is another 'make run' still running?); stop it first"
+    exit 1
+  fi
+done
+
+bash scripts/infra.sh
+log "building (cargo build --workspace --bins)"
+cargo build --workspace --bins --quiet
+bin=$root/target/debug
+
+# Secrets are generated once per checkout and never committed (.run is ignored by git).
+mkdir -p .run/logs
+if [ ! -f .run/secrets.env ]; then
+  rand() { head -c "$1" /dev/urandom | base64 | tr -d '\n'; }
+  x_secret=$(rand 24 | tr '+/' '-_')
+  cat > .run/secrets.env <<SECRETS
+LIFELINE_JWT_SECRET=$(rand 48)
+LIFELINE_VAULT_KEYS=k1:$(rand 32)
+LIFELINE_X_CLIENT_SECRET=$x_secret
+SIM_X_CLIENT_SECRET=$x_secret
+SECRETS
+  chmod 600 .run/secrets.env
+fi
+set -a
+# shellcheck disable=SC1091
+. .run/secrets.env
+NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
+DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/lifeline}
+LIFELINE_X_CLIENT_ID=lifeline-x-dev
+SIM_X_CLIENT_ID=lifeline-x-dev
+LIFELINE_SIM_URL=http://127.0.0.1:8090
+LIFELINE_PUBLIC_URL=http://127.0.0.1:8080
+# Platform time runs 60x faster: X's 2-hour tokens last 2 minutes, so refreshes are visible.
+SIM_TIME_SCALE=${SIM_TIME_SCALE:-60}
+set +a
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  log "stopping services"
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if grep -qx nats .run/started-infra 2>/dev/null; then
+    log "stopping the NATS server this script started"
+    start-stop-daemon --stop --oknodo --quiet --exec "$(command -v nats-server || echo /usr/sbin/nats-server)" || true
+  fi
+  if grep -qx postgres .run/started-infra 2>/dev/null; then
+    log "stopping the PostgreSQL cluster this script started"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main stop || true
+  fi
+  : > .run/started-infra
+}
+trap stop INT TERM EXIT
+
+start() { # name binary port env...
+  local name=$1 binary=$2 port=$3; shift 3
+  local t0; t0=$(date +%s%N)
+  env LIFELINE_HTTP_ADDR="127.0.0.1:$port" SIM_HTTP_ADDR="127.0.0.1:$port" "$@" "$bin/$binary" >> ".run/logs/$name.log" 2>&1 &
+  pids+=($!)
+  echo "$name $port $t0" >> .run/starts
+}
+: > .run/starts
+start platform-sim platform-sim 8090
+start auth-gateway auth-gateway 8080
+start publisher publisher 8081
+start notifier notifier 8082
+start token-refresher token-refresher 8083
+
+while read -r name port t0; do
+  path=readyz; [ "$name" = platform-sim ] && path=healthz
+  for _ in $(seq 1 300); do
+    if curl -fsS "http://127.0.0.1:$port/$path" >/dev/null 2>&1; then break; fi
+    sleep 0.1
+  done
+  curl -fsS "http://127.0.0.1:$port/$path" >/dev/null || { log "$name did not become ready; see .run/logs/$name.log"; exit 1; }
+  log "$name ready on :$port after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+done < .run/starts
+
+# Demo data: one workspace with a connected X account (@demo_user) and scheduled posts.
+if [ ! -f .run/demo.env ]; then echo "WORKSPACE=$("$bin/lifelinectl" token mint --workspace new 2>&1 >/dev/null | sed 's/^workspace: //')" > .run/demo.env; fi
+# shellcheck disable=SC1091
+. .run/demo.env
+token=$("$bin/lifelinectl" token mint --workspace "$WORKSPACE" --ttl 7d)
+auth=(-H "authorization: Bearer $token")
+account=$(curl -fsS "${auth[@]}" http://127.0.0.1:8080/v1/accounts | jq -r '.accounts[] | select(.platform == "x") | .id' | head -n 1)
+if [ -z "$account" ]; then
+  authorize=$(curl -fsS "${auth[@]}" -H 'content-type: application/json' -d '{"platform":"x"}' http://127.0.0.1:8080/v1/accounts/connect | jq -r .authorize_url)
+  callback=$(curl -fsS -o /dev/null -w '%{redirect_url}' "$authorize&sim_approve_as=demo_user")
+  account=$(curl -fsS -H 'accept: application/json' "$callback" | jq -r .account_id)
+  log "connected X account @demo_user ($account)"
+fi
+now=$(date -u +%s)
+for i in 0 1 2; do
+  at=$(date -u -d "@$((now + i * 60))" +%Y-%m-%dT%H:%M:%SZ)
+  curl -fsS "${auth[@]}" -H 'content-type: application/json' \
+    -d "{\"account_id\":\"$account\",\"text\":\"Lifeline demo post $i ($(date -u +%H:%M:%S))\",\"scheduled_at\":\"$at\"}" \
+    http://127.0.0.1:8081/v1/posts >/dev/null
+done
+log "scheduled 3 demo posts (now, +1 min, +2 min)"
+
+cat <<INFO
+
+  Lifeline is running.  Workspace $WORKSPACE, X account @demo_user ($account).
+
+  Accounts page   http://127.0.0.1:8080/#token=$token
+  APIs            gateway :8080  publisher :8081  notifier :8082  refresher :8083 (/metrics, /readyz)
+  Simulator       http://127.0.0.1:8090  (X under /x, control API under /_sim)
+  Logs            .run/logs/<service>.log
+
+  Try the reconnect story in another terminal:
+    export LIFELINE_TOKEN=$token
+    target/debug/lifelinectl events tail &                     # watch the events
+    curl -XPOST http://127.0.0.1:8090/_sim/x/accounts/demo_user/revoke    # revoke on "X"
+    curl -H "authorization: Bearer \$LIFELINE_TOKEN" -H 'content-type: application/json' \\
+      -d '{"account_id":"$account","text":"after the revoke"}' http://127.0.0.1:8081/v1/posts
+    target/debug/lifelinectl accounts list                      # needs_reconnect (revoked)
+    target/debug/lifelinectl notifications list                 # one notification
+    # then click Reconnect on the Accounts page (approve on the simulator's consent page)
+    target/debug/lifelinectl posts list                         # every failed post published once
+
+  Ctrl-C stops everything this command started.
+INFO
+wait -n "${pids[@]}" || true
+log "a service exited; see .run/logs"
