@@ -21,6 +21,9 @@ wait_port() {
   log "$2 did not come up on port $1"; return 1
 }
 
+# --- tools the scripts use --------------------------------------------------------------------
+for tool in curl jq; do command -v "$tool" >/dev/null || apt_install "$tool"; done
+
 # --- NATS with JetStream ------------------------------------------------------------------
 if port_open 4222; then
   log "NATS already running on 127.0.0.1:4222; reusing it"

@@ -227,7 +227,11 @@ async fn record(
                         dead_letter(app, &mut tx, post, about, cause, kind, &reason).await?;
                     } else {
                         let next = Utc::now()
-                            + chrono::Duration::from_std(lifeline_kit::backoff::full_jitter(app.config.retry_base, failures)).unwrap_or_default();
+                            + chrono::Duration::from_std(lifeline_kit::backoff::full_jitter(
+                                app.config.retry_base,
+                                failures,
+                            ))
+                            .unwrap_or_default();
                         let ambiguous = matches!(failure, Failure::Ambiguous { .. });
                         reschedule(
                             &mut tx,

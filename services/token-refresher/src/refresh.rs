@@ -2,7 +2,6 @@
 //! so replicas never refresh one account at once), refresh each through its connector, and store
 //! the new tokens by compare-and-swap in the same transaction as the schedule and the events.
 
-
 use chrono::Utc;
 use lifeline_kit::{
     events::{self, timestamp, AuthFailed, AuthFailureSource, Envelope, TokenRefreshed},

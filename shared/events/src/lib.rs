@@ -204,7 +204,7 @@ impl Subjects {
 }
 
 /// What an event is about; the rest of the envelope is filled in by [`Envelope::build`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Subject {
     pub workspace_id: Uuid,
     pub account_id: Uuid,

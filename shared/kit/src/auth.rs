@@ -62,7 +62,8 @@ impl JwtKeys {
 
 /// `LIFELINE_JWT_SECRET`: the HS256 secret, at least 32 characters.
 pub fn jwt_secret(env: &crate::config::Env) -> Result<SecretString, crate::config::ConfigError> {
-    let secret = env.secret("LIFELINE_JWT_SECRET", "the HS256 secret API tokens are signed with")?;
+    let secret =
+        env.secret("LIFELINE_JWT_SECRET", "the HS256 secret API tokens are signed with")?;
     if secret.expose_secret().len() < 32 {
         return Err(env.invalid("LIFELINE_JWT_SECRET", "must be at least 32 characters"));
     }

@@ -13,10 +13,12 @@ pub enum ConfigError {
     Missing { name: String, hint: String },
 }
 
+type Lookup = dyn Fn(&str) -> Option<String> + Send + Sync;
+
 /// Reads variables from a source (the process environment, or a map in tests).
 #[derive(Clone)]
 pub struct Env {
-    lookup: std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    lookup: std::sync::Arc<Lookup>,
 }
 
 impl std::fmt::Debug for Env {
@@ -101,7 +103,8 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "d" => n * 86400.0,
         _ => return None,
     };
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+    // try_from rejects values too large for a Duration instead of panicking.
+    Duration::try_from_secs_f64(secs).ok()
 }
 
 /// What every service needs: where NATS and Postgres are, where to listen, how to log.
@@ -207,5 +210,7 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
         assert_eq!(parse_duration("10"), None);
         assert_eq!(parse_duration("x5s"), None);
+        assert_eq!(parse_duration("99999999999999999999999d"), None);
+        assert_eq!(parse_duration("-5s"), None);
     }
 }

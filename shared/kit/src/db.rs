@@ -44,19 +44,24 @@ async fn ensure_database(options: &PgConnectOptions) -> Result<(), sqlx::Error> 
         Ok(c) => c.close().await,
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => {
             let name = options.get_database().unwrap_or("postgres").to_owned();
-            let mut admin = sqlx::PgConnection::connect_with(&options.clone().database("postgres")).await?;
+            let mut admin =
+                sqlx::PgConnection::connect_with(&options.clone().database("postgres")).await?;
             // Services starting together would race: CREATE DATABASE fails while another copies
             // template1. One at a time, and only if it is still missing.
             sqlx::query("SELECT pg_advisory_lock(7207200)").execute(&mut admin).await?;
-            let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-                .bind(&name)
-                .fetch_one(&mut admin)
-                .await?;
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                    .bind(&name)
+                    .fetch_one(&mut admin)
+                    .await?;
             let created = if exists {
                 Ok(())
             } else {
                 let create = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
-                sqlx::query(&create).execute(&mut admin).await.map(|_| tracing::info!(database = %name, "created database"))
+                sqlx::query(&create)
+                    .execute(&mut admin)
+                    .await
+                    .map(|_| tracing::info!(database = %name, "created database"))
             };
             let _ = sqlx::query("SELECT pg_advisory_unlock(7207200)").execute(&mut admin).await;
             admin.close().await?;

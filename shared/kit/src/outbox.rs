@@ -98,7 +98,7 @@ impl Outbox {
 
     async fn relay_batch(&self, pool: &PgPool, bus: &Bus) -> Result<usize, RelayError> {
         let mut tx = pool.begin().await?;
-        let rows: Vec<(i64, String, String, Vec<u8>, Option<String>)> = sqlx::query_as(&format!(
+        let rows: Vec<OutboxRow> = sqlx::query_as(&format!(
             "SELECT id, subject, event_id, payload, traceparent FROM {}.outbox
              ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
             self.schema
@@ -110,7 +110,7 @@ impl Outbox {
             return Ok(0);
         }
         let mut sent = Vec::with_capacity(rows.len());
-        for (id, subject, event_id, payload, traceparent) in rows {
+        for OutboxRow { id, subject, event_id, payload, traceparent } in rows {
             let mut headers = HeaderMap::new();
             if let Some(tp) = traceparent {
                 headers.insert("traceparent", tp.as_str());
@@ -134,6 +134,15 @@ impl Outbox {
             .increment(sent.len() as u64);
         Ok(sent.len())
     }
+}
+
+#[derive(sqlx::FromRow)]
+struct OutboxRow {
+    id: i64,
+    subject: String,
+    event_id: String,
+    payload: Vec<u8>,
+    traceparent: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

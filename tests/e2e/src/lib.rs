@@ -25,7 +25,8 @@ pub const X_CLIENT_ID: &str = "lifeline-e2e-x";
 
 /// Every log line any component in this process wrote, as JSON lines.
 pub fn captured_logs() -> String {
-    String::from_utf8_lossy(&log_buffer().lock().map(|b| b.clone()).unwrap_or_default()).into_owned()
+    String::from_utf8_lossy(&log_buffer().lock().map(|b| b.clone()).unwrap_or_default())
+        .into_owned()
 }
 
 fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
@@ -78,6 +79,9 @@ impl Default for Options {
     }
 }
 
+/// Every message seen on the events subjects: (subject, payload).
+type EventLog = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// A running Lifeline.
 pub struct System {
     pub gateway: String,
@@ -91,7 +95,7 @@ pub struct System {
     pub nats: async_nats::Client,
     pub jwt_secret: String,
     pub http: reqwest::Client,
-    events: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    events: EventLog,
     shutdown: CancellationToken,
     tasks: JoinSet<anyhow::Result<()>>,
     database: String,
@@ -102,7 +106,8 @@ fn nats_url() -> String {
 }
 
 fn server_url() -> String {
-    std::env::var("LIFELINE_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    std::env::var("LIFELINE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
 async fn bind() -> anyhow::Result<(TcpListener, String)> {
@@ -169,7 +174,8 @@ impl System {
         };
 
         // Create the streams before anything publishes, and listen to every event from the start.
-        let nats = async_nats::connect(nats_url()).await.context("NATS must be running (make infra)")?;
+        let nats =
+            async_nats::connect(nats_url()).await.context("NATS must be running (make infra)")?;
         let events = Arc::new(Mutex::new(Vec::new()));
         let mut sub = nats.subscribe(format!("{subject_root}.events.>")).await?;
         let sink = events.clone();
@@ -186,15 +192,24 @@ impl System {
         let not_config = notifier::Config::from_env(&env("notifier"))?;
         let ref_config = token_refresher::Config::from_env(&env("refresher"))?;
         let s = shutdown.clone();
-        tasks.spawn(async move { auth_gateway::run(gw_listener, gw_config, s).await.context("auth-gateway") });
+        tasks.spawn(async move {
+            auth_gateway::run(gw_listener, gw_config, s).await.context("auth-gateway")
+        });
         let s = shutdown.clone();
-        tasks.spawn(async move { publisher::run(pub_listener, pub_config, s).await.context("publisher") });
+        tasks.spawn(async move {
+            publisher::run(pub_listener, pub_config, s).await.context("publisher")
+        });
         let s = shutdown.clone();
-        tasks.spawn(async move { notifier::run(not_listener, not_config, s).await.context("notifier") });
+        tasks.spawn(
+            async move { notifier::run(not_listener, not_config, s).await.context("notifier") },
+        );
         let s = shutdown.clone();
-        tasks.spawn(async move { token_refresher::run(ref_listener, ref_config, s).await.context("token-refresher") });
+        tasks.spawn(async move {
+            token_refresher::run(ref_listener, ref_config, s).await.context("token-refresher")
+        });
 
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+        let http =
+            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
         let mut system = System {
             gateway,
             publisher,
@@ -213,23 +228,32 @@ impl System {
             database,
         };
         if let Err(e) = system.wait_ready().await {
-            let errors: Vec<String> =
-                captured_logs().lines().filter(|l| l.contains("\"ERROR\"") || l.contains("\"WARN\"")).map(str::to_owned).collect();
+            let errors: Vec<String> = captured_logs()
+                .lines()
+                .filter(|l| l.contains("\"ERROR\"") || l.contains("\"WARN\""))
+                .map(str::to_owned)
+                .collect();
             let tail = errors[errors.len().saturating_sub(20)..].join("\n");
             if let Ok(path) = std::env::var("LIFELINE_E2E_LOG_DUMP") {
                 let _ = std::fs::write(path, captured_logs());
             }
-            return Err(e.context(format!("the system did not become ready; last warnings and errors:\n{tail}")));
+            return Err(e.context(format!(
+                "the system did not become ready; last warnings and errors:\n{tail}"
+            )));
         }
         Ok(system)
     }
 
     async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let bases = [&self.gateway, &self.publisher, &self.notifier, &self.refresher, &self.sim].map(|b| b.clone());
+        let bases = [&self.gateway, &self.publisher, &self.notifier, &self.refresher, &self.sim]
+            .map(|b| b.clone());
         for base in &bases {
             // A component that stopped will never become ready: report why at once.
             if let Some(done) = self.tasks.try_join_next() {
-                bail!("a component stopped while starting: {:?}", done.map(|r| r.map_err(|e| format!("{e:#}"))));
+                bail!(
+                    "a component stopped while starting: {:?}",
+                    done.map(|r| r.map_err(|e| format!("{e:#}")))
+                );
             }
             let path = if base == &self.sim { "healthz" } else { "readyz" };
             let http = &self.http;
@@ -255,16 +279,28 @@ impl System {
     /// Connects (or, with `account`, reconnects) an X account by going through the OAuth flow as
     /// `username`: the gateway's authorize URL, the simulator's consent (approved by script), and
     /// the callback. Returns the callback's HTTP status and body.
-    pub async fn oauth(&self, workspace: WorkspaceId, account: Option<&str>, username: &str) -> anyhow::Result<(u16, Value)> {
+    pub async fn oauth(
+        &self,
+        workspace: WorkspaceId,
+        account: Option<&str>,
+        username: &str,
+    ) -> anyhow::Result<(u16, Value)> {
         let authorize = self.start_authorization(workspace, account).await?;
         let callback = self.approve(&authorize, username).await?;
         self.callback(&callback).await
     }
 
-    pub async fn start_authorization(&self, workspace: WorkspaceId, account: Option<&str>) -> anyhow::Result<String> {
+    pub async fn start_authorization(
+        &self,
+        workspace: WorkspaceId,
+        account: Option<&str>,
+    ) -> anyhow::Result<String> {
         let req = match account {
             Some(id) => self.http.post(format!("{}/v1/accounts/{id}/reconnect", self.gateway)),
-            None => self.http.post(format!("{}/v1/accounts/connect", self.gateway)).json(&json!({"platform": "x"})),
+            None => self
+                .http
+                .post(format!("{}/v1/accounts/connect", self.gateway))
+                .json(&json!({"platform": "x"})),
         };
         let r = req.bearer_auth(self.token(workspace)).send().await?;
         let status = r.status();
@@ -282,7 +318,11 @@ impl System {
         url.query_pairs_mut().append_pair("sim_approve_as", username);
         let r = self.http.get(url).send().await?;
         if r.status().as_u16() != 302 {
-            bail!("simulator did not redirect: {} {}", r.status(), r.text().await.unwrap_or_default());
+            bail!(
+                "simulator did not redirect: {} {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            );
         }
         Ok(r.headers().get("location").context("location")?.to_str()?.to_owned())
     }
@@ -294,21 +334,54 @@ impl System {
         Ok((status, body))
     }
 
-    pub async fn get(&self, base: &str, path: &str, workspace: WorkspaceId) -> anyhow::Result<(u16, Value)> {
-        let r = self.http.get(format!("{base}{path}")).bearer_auth(self.token(workspace)).send().await?;
+    pub async fn get(
+        &self,
+        base: &str,
+        path: &str,
+        workspace: WorkspaceId,
+    ) -> anyhow::Result<(u16, Value)> {
+        let r = self
+            .http
+            .get(format!("{base}{path}"))
+            .bearer_auth(self.token(workspace))
+            .send()
+            .await?;
         let status = r.status().as_u16();
         Ok((status, r.json().await.unwrap_or(Value::Null)))
     }
 
-    pub async fn post_json(&self, base: &str, path: &str, workspace: WorkspaceId, body: &Value) -> anyhow::Result<(u16, Value)> {
-        let r = self.http.post(format!("{base}{path}")).bearer_auth(self.token(workspace)).json(body).send().await?;
+    pub async fn post_json(
+        &self,
+        base: &str,
+        path: &str,
+        workspace: WorkspaceId,
+        body: &Value,
+    ) -> anyhow::Result<(u16, Value)> {
+        let r = self
+            .http
+            .post(format!("{base}{path}"))
+            .bearer_auth(self.token(workspace))
+            .json(body)
+            .send()
+            .await?;
         let status = r.status().as_u16();
         Ok((status, r.json().await.unwrap_or(Value::Null)))
     }
 
-    pub async fn schedule_post(&self, workspace: WorkspaceId, account: &str, text: &str) -> anyhow::Result<String> {
-        let (status, body) =
-            self.post_json(&self.publisher, "/v1/posts", workspace, &json!({"account_id": account, "text": text})).await?;
+    pub async fn schedule_post(
+        &self,
+        workspace: WorkspaceId,
+        account: &str,
+        text: &str,
+    ) -> anyhow::Result<String> {
+        let (status, body) = self
+            .post_json(
+                &self.publisher,
+                "/v1/posts",
+                workspace,
+                &json!({"account_id": account, "text": text}),
+            )
+            .await?;
         if status != 201 {
             bail!("scheduling failed: {status} {body}");
         }
@@ -330,7 +403,10 @@ impl System {
     /// Texts the simulator accepted as posts, in order, for one X user.
     pub async fn sim_post_log(&self, username: &str) -> anyhow::Result<Vec<String>> {
         let log = self.sim_get(&format!("/_sim/posts?platform=x&username={username}")).await?;
-        Ok(log["posts"].as_array().map(|a| a.iter().filter_map(|p| p["text"].as_str().map(str::to_owned)).collect()).unwrap_or_default())
+        Ok(log["posts"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|p| p["text"].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default())
     }
 
     /// Every event seen on this system's subjects so far: (event name, raw payload).
@@ -338,7 +414,9 @@ impl System {
         let all = self.events.lock().map(|e| e.clone()).unwrap_or_default();
         let subjects = lifeline_events::Subjects::new(self.subject_root.clone());
         all.into_iter()
-            .filter_map(|(subject, payload)| subjects.parse_event(&subject).map(|(name, _, _)| (name.to_owned(), payload)))
+            .filter_map(|(subject, payload)| {
+                subjects.parse_event(&subject).map(|(name, _, _)| (name.to_owned(), payload))
+            })
             .collect()
     }
 
@@ -348,12 +426,19 @@ impl System {
 
     /// Events of one kind, decoded.
     pub fn events_of<E: lifeline_events::Event>(&self) -> Vec<E> {
-        self.events().into_iter().filter(|(n, _)| n == E::NAME).filter_map(|(_, p)| E::decode(p.as_slice()).ok()).collect()
+        self.events()
+            .into_iter()
+            .filter(|(n, _)| n == E::NAME)
+            .filter_map(|(_, p)| E::decode(p.as_slice()).ok())
+            .collect()
     }
 
     /// A direct connection to this system's database, for at-rest checks.
     pub async fn db(&self) -> anyhow::Result<sqlx::PgPool> {
-        Ok(sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&self.database_url).await?)
+        Ok(sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&self.database_url)
+            .await?)
     }
 
     /// Stops every component and drops the test database.
@@ -362,10 +447,17 @@ impl System {
         while let Some(r) = self.tasks.join_next().await {
             r??;
         }
-        let admin = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&format!("{}/postgres", server_url())).await?;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.database)).execute(&admin).await?;
+        let admin = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&format!("{}/postgres", server_url()))
+            .await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.database))
+            .execute(&admin)
+            .await?;
         let js = async_nats::jetstream::new(self.nats.clone());
-        for stream in [format!("{}_EVENTS", self.stream_prefix), format!("{}_DLQ", self.stream_prefix)] {
+        for stream in
+            [format!("{}_EVENTS", self.stream_prefix), format!("{}_DLQ", self.stream_prefix)]
+        {
             let _ = js.delete_stream(stream).await;
         }
         Ok(())

@@ -14,7 +14,10 @@ use lifeline_e2e::{eventually, System};
 use lifeline_kit::ids::WorkspaceId;
 
 /// Connects a new X account for `username` in a new workspace; returns (workspace, account id).
-pub async fn connected_account(system: &System, username: &str) -> anyhow::Result<(WorkspaceId, String)> {
+pub async fn connected_account(
+    system: &System,
+    username: &str,
+) -> anyhow::Result<(WorkspaceId, String)> {
     let ws = WorkspaceId::new();
     let (status, body) = system.oauth(ws, None, username).await?;
     if status != 200 || body["result"] != "connected" {
@@ -24,7 +27,12 @@ pub async fn connected_account(system: &System, username: &str) -> anyhow::Resul
 }
 
 /// Waits until a post reaches `status`.
-pub async fn post_reaches(system: &System, ws: WorkspaceId, post: &str, status: &str) -> anyhow::Result<serde_json::Value> {
+pub async fn post_reaches(
+    system: &System,
+    ws: WorkspaceId,
+    post: &str,
+    status: &str,
+) -> anyhow::Result<serde_json::Value> {
     eventually(Duration::from_secs(30), || async {
         let (code, body) = system.get(&system.publisher, &format!("/v1/posts/{post}"), ws).await?;
         if code == 200 && body["status"] == status {

@@ -6,11 +6,16 @@ use lifeline_e2e::{Options, System};
 use lifeline_kit::ids::WorkspaceId;
 
 /// Nothing was stored: no account, no credential, no event beyond the first `events_before`.
-async fn nothing_stored(system: &System, ws: WorkspaceId, events_before: usize) -> anyhow::Result<()> {
+async fn nothing_stored(
+    system: &System,
+    ws: WorkspaceId,
+    events_before: usize,
+) -> anyhow::Result<()> {
     let (_, accounts) = system.get(&system.gateway, "/v1/accounts", ws).await?;
     assert_eq!(accounts["accounts"].as_array().map(Vec::len), Some(0), "{accounts}");
     let db = system.db().await?;
-    let credentials: i64 = sqlx::query_scalar("SELECT count(*) FROM vault.credentials").fetch_one(&db).await?;
+    let credentials: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM vault.credentials").fetch_one(&db).await?;
     assert_eq!(credentials, 0);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let names = system.event_names();
@@ -20,15 +25,19 @@ async fn nothing_stored(system: &System, ws: WorkspaceId, events_before: usize) 
 
 fn with_param(url: &str, key: &str, value: &str) -> anyhow::Result<String> {
     let mut u = url::Url::parse(url)?;
-    let pairs: Vec<(String, String)> =
-        u.query_pairs().filter(|(k, _)| k != key).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    let pairs: Vec<(String, String)> = u
+        .query_pairs()
+        .filter(|(k, _)| k != key)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
     u.query_pairs_mut().clear().extend_pairs(pairs).append_pair(key, value);
     Ok(u.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn callbacks_with_bad_state_or_verifier_are_refused() -> anyhow::Result<()> {
-    let system = System::start_with(Options { oauth_session_ttl: "2s", ..Options::default() }).await?;
+    let system =
+        System::start_with(Options { oauth_session_ttl: "2s", ..Options::default() }).await?;
     let ws = WorkspaceId::new();
 
     // A forged state: a valid code from the platform, but a state Lifeline never issued.
@@ -40,9 +49,12 @@ async fn callbacks_with_bad_state_or_verifier_are_refused() -> anyhow::Result<()
     assert_eq!(body["error"], "unknown_state");
 
     // No state at all, and a malformed query.
-    let (status, body) = system.callback(&format!("{}/oauth/callback/x?code=abc", system.gateway)).await?;
+    let (status, body) =
+        system.callback(&format!("{}/oauth/callback/x?code=abc", system.gateway)).await?;
     assert_eq!((status, body["error"].as_str()), (400, Some("missing_state")));
-    let (status, _) = system.callback(&format!("{}/oauth/callback/myspace?code=a&state=b", system.gateway)).await?;
+    let (status, _) = system
+        .callback(&format!("{}/oauth/callback/myspace?code=a&state=b", system.gateway))
+        .await?;
     assert_eq!(status, 404);
 
     // The genuine callback works once; replaying it is refused.
@@ -52,13 +64,22 @@ async fn callbacks_with_bad_state_or_verifier_are_refused() -> anyhow::Result<()
     let (status, body) = system.callback(&callback).await?;
     assert_eq!((status, body["error"].as_str()), (400, Some("state_already_used")), "{body}");
     // Clean slate for the remaining checks: forget that account.
-    let r = system.http.delete(format!("{}/v1/accounts/{account}", system.gateway)).bearer_auth(system.token(ws)).send().await?;
+    let r = system
+        .http
+        .delete(format!("{}/v1/accounts/{account}", system.gateway))
+        .bearer_auth(system.token(ws))
+        .send()
+        .await?;
     assert_eq!(r.status().as_u16(), 204);
 
     let ws = WorkspaceId::new();
     let events_before = lifeline_e2e::eventually(Duration::from_secs(10), || async {
         let names = system.event_names();
-        if names.iter().any(|n| n == "account_disconnected") { Ok(names.len()) } else { anyhow::bail!("{names:?}") }
+        if names.iter().any(|n| n == "account_disconnected") {
+            Ok(names.len())
+        } else {
+            anyhow::bail!("{names:?}")
+        }
     })
     .await?;
     // An expired state: the user took longer than the session TTL.
@@ -71,7 +92,8 @@ async fn callbacks_with_bad_state_or_verifier_are_refused() -> anyhow::Result<()
     // A wrong PKCE verifier: the challenge the platform saw is not the one our verifier matches
     // (an attacker swapped it), so the platform refuses the code exchange.
     let authorize = system.start_authorization(ws, None).await?;
-    let tampered = with_param(&authorize, "code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")?;
+    let tampered =
+        with_param(&authorize, "code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")?;
     let callback = system.approve(&tampered, "dave").await?;
     let (status, body) = system.callback(&callback).await?;
     assert_eq!((status, body["error"].as_str()), (400, Some("authorization_refused")), "{body}");
@@ -85,7 +107,11 @@ async fn a_denied_authorization_changes_nothing() -> anyhow::Result<()> {
     let system = System::start().await?;
     let ws = WorkspaceId::new();
     let authorize = system.start_authorization(ws, None).await?;
-    let state = url::Url::parse(&authorize)?.query_pairs().find(|(k, _)| k == "state").map(|(_, v)| v.into_owned()).unwrap_or_default();
+    let state = url::Url::parse(&authorize)?
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
     let callback = format!("{}/oauth/callback/x?error=access_denied&state={state}", system.gateway);
     let (status, body) = system.callback(&callback).await?;
     assert_eq!((status, body["error"].as_str()), (400, Some("authorization_denied")), "{body}");

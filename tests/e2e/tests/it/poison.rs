@@ -5,7 +5,9 @@ use std::time::Duration;
 use anyhow::bail;
 use futures::StreamExt;
 use lifeline_e2e::{eventually, System};
-use lifeline_events::{AuthFailed, AuthFailureCause, AuthFailureSource, Envelope, Platform, Subject};
+use lifeline_events::{
+    AuthFailed, AuthFailureCause, AuthFailureSource, Envelope, Platform, Subject,
+};
 use lifeline_kit::ids::WorkspaceId;
 use prost::Message as _;
 
@@ -23,7 +25,10 @@ async fn undecodable_messages_go_to_the_dlq_and_consumers_carry_on() -> anyhow::
     // Then a valid failure: it must still be processed (a notification appears).
     let ws = WorkspaceId::new();
     let valid = AuthFailed {
-        envelope: Some(Envelope::build(Subject { workspace_id: ws.0, account_id: account, platform: Platform::X }, None)),
+        envelope: Some(Envelope::build(
+            Subject { workspace_id: ws.0, account_id: account, platform: Platform::X },
+            None,
+        )),
         cause: AuthFailureCause::Revoked as i32,
         source: AuthFailureSource::Probe as i32,
         detail: "probe refused".into(),
@@ -33,7 +38,11 @@ async fn undecodable_messages_go_to_the_dlq_and_consumers_carry_on() -> anyhow::
     js.publish(subject.clone(), valid.encode_to_vec().into()).await?.await?;
     eventually(Duration::from_secs(15), || async {
         let (_, n) = system.get(&system.notifier, "/v1/notifications", ws).await?;
-        if n["notifications"].as_array().map(Vec::len) == Some(1) { Ok(()) } else { bail!("{n}") }
+        if n["notifications"].as_array().map(Vec::len) == Some(1) {
+            Ok(())
+        } else {
+            bail!("{n}")
+        }
     })
     .await?;
 
@@ -43,15 +52,25 @@ async fn undecodable_messages_go_to_the_dlq_and_consumers_carry_on() -> anyhow::
         .create_consumer(async_nats::jetstream::consumer::pull::Config { ..Default::default() })
         .await?;
     let dead = eventually(Duration::from_secs(15), || async {
-        let mut batch = consumer.fetch().max_messages(10).expires(Duration::from_secs(1)).messages().await?;
+        let mut batch =
+            consumer.fetch().max_messages(10).expires(Duration::from_secs(1)).messages().await?;
         let mut seen = Vec::new();
         while let Some(m) = batch.next().await {
             let m = m.map_err(|e| anyhow::anyhow!("{e}"))?;
             let headers = m.headers.clone().unwrap_or_default();
-            let header = |k: &str| headers.get(k).map(|v| v.as_str().to_owned()).unwrap_or_default();
-            seen.push((header("Lifeline-Dlq-Consumer"), header("Lifeline-Dlq-Reason"), header("Lifeline-Dlq-Original-Subject")));
+            let header =
+                |k: &str| headers.get(k).map(|v| v.as_str().to_owned()).unwrap_or_default();
+            seen.push((
+                header("Lifeline-Dlq-Consumer"),
+                header("Lifeline-Dlq-Reason"),
+                header("Lifeline-Dlq-Original-Subject"),
+            ));
         }
-        if seen.len() >= 4 { Ok(seen) } else { bail!("{seen:?}") }
+        if seen.len() >= 4 {
+            Ok(seen)
+        } else {
+            bail!("{seen:?}")
+        }
     })
     .await?;
     for consumer in ["auth-gateway-auth_failed", "notifier-auth_failed"] {

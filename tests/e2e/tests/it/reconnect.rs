@@ -5,13 +5,17 @@ use std::time::Duration;
 
 use anyhow::bail;
 use lifeline_e2e::{counts, eventually, System};
-use lifeline_events::{AccountReconnected, AuthFailed, AuthFailureCause, AuthFailureSource, PostPublished, PostRetryRequested, ReconnectReason};
+use lifeline_events::{
+    AccountReconnected, AuthFailed, AuthFailureCause, AuthFailureSource, PostPublished,
+    PostRetryRequested, ReconnectReason,
+};
 use serde_json::json;
 
 use crate::{connected_account, post_reaches};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn revoked_account_is_reconnected_and_failed_posts_go_out_exactly_once() -> anyhow::Result<()> {
+async fn revoked_account_is_reconnected_and_failed_posts_go_out_exactly_once() -> anyhow::Result<()>
+{
     let system = System::start().await?;
     let (ws, account) = connected_account(&system, "alice").await?;
 
@@ -33,19 +37,31 @@ async fn revoked_account_is_reconnected_and_failed_posts_go_out_exactly_once() -
     let (_, acct) = system.get(&system.gateway, &format!("/v1/accounts/{account}"), ws).await?;
     eventually(Duration::from_secs(10), || async {
         let (_, a) = system.get(&system.gateway, &format!("/v1/accounts/{account}"), ws).await?;
-        if a["status"] == "needs_reconnect" && a["cause"] == "revoked" { Ok(()) } else { bail!("account is {a}") }
+        if a["status"] == "needs_reconnect" && a["cause"] == "revoked" {
+            Ok(())
+        } else {
+            bail!("account is {a}")
+        }
     })
     .await?;
     let notifications = eventually(Duration::from_secs(10), || async {
         let (_, n) = system.get(&system.notifier, "/v1/notifications", ws).await?;
         let list = n["notifications"].as_array().cloned().unwrap_or_default();
-        if list.is_empty() { bail!("no notification yet") } else { Ok(list) }
+        if list.is_empty() {
+            bail!("no notification yet")
+        } else {
+            Ok(list)
+        }
     })
     .await?;
     // Give stragglers (three AuthFailed events) time to be processed before counting.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (_, n) = system.get(&system.notifier, "/v1/notifications", ws).await?;
-    assert_eq!(n["notifications"].as_array().map(Vec::len), Some(1), "one notification per incident: {n}");
+    assert_eq!(
+        n["notifications"].as_array().map(Vec::len),
+        Some(1),
+        "one notification per incident: {n}"
+    );
     assert_eq!(notifications[0]["kind"], "connection_broken");
     assert!(acct["id"].is_string());
 
@@ -64,7 +80,9 @@ async fn revoked_account_is_reconnected_and_failed_posts_go_out_exactly_once() -
     // Every post is on X exactly once.
     let log = system.sim_post_log("alice").await?;
     let seen = counts(log);
-    for text in ["hello from lifeline", "post 0 after revoke", "post 1 after revoke", "post 2 after revoke"] {
+    for text in
+        ["hello from lifeline", "post 0 after revoke", "post 1 after revoke", "post 2 after revoke"]
+    {
         assert_eq!(seen.get(text), Some(&1), "{text} in {seen:?}");
     }
     assert_eq!(seen.len(), 4, "{seen:?}");
@@ -73,15 +91,25 @@ async fn revoked_account_is_reconnected_and_failed_posts_go_out_exactly_once() -
     let names = eventually(Duration::from_secs(10), || async {
         let names = system.event_names();
         let published = names.iter().filter(|n| *n == "post_published").count();
-        if published >= 4 { Ok(names) } else { bail!("{names:?}") }
+        if published >= 4 {
+            Ok(names)
+        } else {
+            bail!("{names:?}")
+        }
     })
     .await?;
     let story: Vec<&str> = names
         .iter()
         .map(String::as_str)
-        .filter(|n| matches!(*n, "auth_failed" | "account_reconnected" | "post_retry_requested" | "post_published"))
+        .filter(|n| {
+            matches!(
+                *n,
+                "auth_failed" | "account_reconnected" | "post_retry_requested" | "post_published"
+            )
+        })
         .collect();
-    let first_failure = story.iter().position(|n| *n == "auth_failed").expect("auth_failed emitted");
+    let first_failure =
+        story.iter().position(|n| *n == "auth_failed").expect("auth_failed emitted");
     let after: Vec<&str> = story[first_failure..].to_vec();
     let reconnect_at = after.iter().position(|n| *n == "account_reconnected").expect("reconnected");
     assert!(after[..reconnect_at].iter().all(|n| *n == "auth_failed"), "{after:?}");
@@ -91,7 +119,8 @@ async fn revoked_account_is_reconnected_and_failed_posts_go_out_exactly_once() -
     assert_eq!(story[..first_failure], ["post_published"], "{story:?}");
 
     let failures: Vec<AuthFailed> = system.events_of();
-    assert!(failures.iter().all(|f| f.cause == AuthFailureCause::Revoked as i32 && f.source == AuthFailureSource::Publish as i32));
+    assert!(failures.iter().all(|f| f.cause == AuthFailureCause::Revoked as i32
+        && f.source == AuthFailureSource::Publish as i32));
     let reconnected: Vec<AccountReconnected> = system.events_of();
     assert_eq!(reconnected.len(), 1);
     assert_eq!(reconnected[0].reason, ReconnectReason::UserReauthorized as i32);
@@ -103,9 +132,16 @@ async fn revoked_account_is_reconnected_and_failed_posts_go_out_exactly_once() -
     assert_eq!(retried, expected);
     // The retries carry the reconnect's correlation id, so one trace links them.
     let correlation = &reconnected[0].envelope.as_ref().expect("envelope").correlation_id;
-    assert!(retries.iter().all(|r| &r.envelope.as_ref().expect("envelope").correlation_id == correlation));
+    assert!(retries
+        .iter()
+        .all(|r| &r.envelope.as_ref().expect("envelope").correlation_id == correlation));
     let published: Vec<PostPublished> = system.events_of();
-    assert!(published.iter().filter(|p| parked.contains(&p.post_id)).all(|p| &p.envelope.as_ref().expect("envelope").correlation_id == correlation));
+    assert!(published.iter().filter(|p| parked.contains(&p.post_id)).all(|p| &p
+        .envelope
+        .as_ref()
+        .expect("envelope")
+        .correlation_id
+        == correlation));
 
     system.stop().await
 }

@@ -11,7 +11,8 @@ use serde_json::json;
 use crate::{connected_account, post_reaches};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn tokens_are_refreshed_before_expiry_and_a_refused_refresh_breaks_the_account() -> anyhow::Result<()> {
+async fn tokens_are_refreshed_before_expiry_and_a_refused_refresh_breaks_the_account(
+) -> anyhow::Result<()> {
     // 720× platform time: X's 2-hour tokens last 10 seconds.
     let system = System::start_with(Options { time_scale: 720.0, ..Options::default() }).await?;
     let (ws, account) = connected_account(&system, "grace").await?;
@@ -19,7 +20,11 @@ async fn tokens_are_refreshed_before_expiry_and_a_refused_refresh_breaks_the_acc
     // Two refreshes happen before the first token would have lapsed twice over.
     let refreshed = eventually(Duration::from_secs(40), || async {
         let r: Vec<TokenRefreshed> = system.events_of();
-        if r.len() >= 2 { Ok(r) } else { bail!("{} refreshes so far", r.len()) }
+        if r.len() >= 2 {
+            Ok(r)
+        } else {
+            bail!("{} refreshes so far", r.len())
+        }
     })
     .await?;
     assert!(refreshed[1].credential_version > refreshed[0].credential_version);
@@ -35,7 +40,11 @@ async fn tokens_are_refreshed_before_expiry_and_a_refused_refresh_breaks_the_acc
     system.sim_post("/_sim/x/accounts/grace/revoke", json!({})).await?;
     eventually(Duration::from_secs(30), || async {
         let (_, a) = system.get(&system.gateway, &format!("/v1/accounts/{account}"), ws).await?;
-        if a["status"] == "needs_reconnect" && a["cause"] == "revoked" { Ok(()) } else { bail!("{a}") }
+        if a["status"] == "needs_reconnect" && a["cause"] == "revoked" {
+            Ok(())
+        } else {
+            bail!("{a}")
+        }
     })
     .await?;
     let failures: Vec<AuthFailed> = system.events_of();
@@ -60,7 +69,11 @@ async fn an_outage_never_marks_an_account_as_needing_reconnect() -> anyhow::Resu
     // Once X is back, the post goes out (after its backoff) and refreshing resumes.
     post_reaches(&system, ws, &post, "published").await?;
     eventually(Duration::from_secs(30), || async {
-        if system.events_of::<TokenRefreshed>().is_empty() { bail!("no refresh after the outage") } else { Ok(()) }
+        if system.events_of::<TokenRefreshed>().is_empty() {
+            bail!("no refresh after the outage")
+        } else {
+            Ok(())
+        }
     })
     .await?;
     system.stop().await

@@ -20,7 +20,11 @@ async fn no_token_leaks_into_logs_events_or_the_database() -> anyhow::Result<()>
     let post = system.schedule_post(ws, &account, "secret-free post").await?;
     post_reaches(&system, ws, &post, "published").await?;
     eventually(Duration::from_secs(30), || async {
-        if system.event_names().iter().any(|n| n == "token_refreshed") { Ok(()) } else { bail!("no refresh yet") }
+        if system.event_names().iter().any(|n| n == "token_refreshed") {
+            Ok(())
+        } else {
+            bail!("no refresh yet")
+        }
     })
     .await?;
     system.sim_post("/_sim/x/accounts/frank/revoke", json!({})).await?;
@@ -31,8 +35,10 @@ async fn no_token_leaks_into_logs_events_or_the_database() -> anyhow::Result<()>
     post_reaches(&system, ws, &failed, "published").await?;
 
     let issued = system.sim_get("/_sim/tokens").await?;
-    let tokens: Vec<String> =
-        issued["tokens"].as_array().map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect()).unwrap_or_default();
+    let tokens: Vec<String> = issued["tokens"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
     assert!(tokens.len() >= 5, "codes, access and refresh tokens were issued: {}", tokens.len());
 
     let logs = captured_logs();
@@ -48,17 +54,27 @@ async fn no_token_leaks_into_logs_events_or_the_database() -> anyhow::Result<()>
     assert!(tables.len() >= 8, "{tables:?}");
     let mut dump = String::new();
     for (schema, table) in &tables {
-        let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT row_to_json(t)::text FROM {schema}.{table} t")).fetch_all(&db).await?;
+        let rows: Vec<String> =
+            sqlx::query_scalar(&format!("SELECT row_to_json(t)::text FROM {schema}.{table} t"))
+                .fetch_all(&db)
+                .await?;
         dump.push_str(&rows.join("\n"));
     }
-    let credentials: i64 = sqlx::query_scalar("SELECT count(*) FROM vault.credentials").fetch_one(&db).await?;
+    let credentials: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM vault.credentials").fetch_one(&db).await?;
     assert_eq!(credentials, 1);
 
     for token in &tokens {
         assert!(!logs.contains(token.as_str()), "a token leaked into the logs");
-        assert!(!dump.contains(token.as_str()) && !dump.contains(&hex(token)), "a token is stored in plaintext");
+        assert!(
+            !dump.contains(token.as_str()) && !dump.contains(&hex(token)),
+            "a token is stored in plaintext"
+        );
         for (name, payload) in &events {
-            assert!(!payload.windows(token.len()).any(|w| w == token.as_bytes()), "a token leaked into a {name} event");
+            assert!(
+                !payload.windows(token.len()).any(|w| w == token.as_bytes()),
+                "a token leaked into a {name} event"
+            );
         }
     }
     system.stop().await
