@@ -32,8 +32,16 @@ struct ScheduleRequest {
     text: String,
     /// When to publish (RFC 3339); now when absent.
     scheduled_at: Option<DateTime<Utc>>,
+    /// An image or video for platforms that need one: `{"url": "https://…", "kind": "image"|"video"}`.
+    media: Option<MediaRequest>,
     /// Makes scheduling safe to retry: the same key in a workspace returns the first post.
     idempotency_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct MediaRequest {
+    url: String,
+    kind: String,
 }
 
 async fn schedule(
@@ -56,13 +64,24 @@ async fn schedule(
             return Err(ApiError::bad_request("idempotency_key must be 1 to 200 characters"));
         }
     }
+    if let Some(m) = &req.media {
+        let url = url::Url::parse(&m.url)
+            .map_err(|_| ApiError::bad_request("media.url must be an absolute URL"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ApiError::bad_request("media.url must be http or https"));
+        }
+        if !matches!(m.kind.as_str(), "image" | "video") {
+            return Err(ApiError::bad_request("media.kind must be image or video"));
+        }
+    }
     let info = app.vault.info(account).await.map_err(ApiError::internal)?;
     let info =
         info.filter(|i| i.workspace_id == ws).ok_or_else(|| ApiError::not_found("account"))?;
     let at = req.scheduled_at.unwrap_or_else(Utc::now);
     let inserted: Option<Post> = sqlx::query_as(&format!(
-        "INSERT INTO publisher.posts (id, workspace_id, account_id, platform, body, idempotency_key, scheduled_at, status, next_attempt_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'scheduled', $7)
+        "INSERT INTO publisher.posts (id, workspace_id, account_id, platform, body, idempotency_key, scheduled_at, status,
+             next_attempt_at, media_url, media_kind)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'scheduled', $7, $8, $9)
          ON CONFLICT (workspace_id, idempotency_key) DO NOTHING
          RETURNING {POST_COLUMNS}"
     ))
@@ -73,6 +92,8 @@ async fn schedule(
     .bind(&req.text)
     .bind(&req.idempotency_key)
     .bind(at)
+    .bind(req.media.as_ref().map(|m| m.url.clone()))
+    .bind(req.media.as_ref().map(|m| m.kind.clone()))
     .fetch_optional(&app.pool)
     .await?;
     match inserted {

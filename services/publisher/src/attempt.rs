@@ -12,7 +12,7 @@ use lifeline_kit::{
     },
     Platform,
 };
-use lifeline_platforms::{AccessToken, Failure, PostDraft, Published};
+use lifeline_platforms::{AccessToken, Failure, Published};
 
 use crate::{model::Post, AppState};
 
@@ -67,7 +67,7 @@ async fn call_platform(app: &AppState, post: &Post, platform: Platform) -> (Outc
         secret: credential.tokens.access_token.clone(),
         expires_at: credential.tokens.access_expires_at,
     };
-    let draft = PostDraft { text: post.body.clone() };
+    let draft = post.draft();
     if post.needs_reconcile {
         // Look a little before the first unknown attempt, for clock skew with the platform.
         let since = post.reconcile_since.unwrap_or(post.created_at) - chrono::Duration::minutes(5);

@@ -12,6 +12,8 @@ pub struct Post {
     pub account_id: AccountId,
     pub platform: String,
     pub body: String,
+    pub media_url: Option<String>,
+    pub media_kind: Option<String>,
     pub idempotency_key: Option<String>,
     pub scheduled_at: DateTime<Utc>,
     pub status: String,
@@ -29,11 +31,24 @@ pub struct Post {
     pub published_at: Option<DateTime<Utc>>,
 }
 
-pub const POST_COLUMNS: &str = "id, workspace_id, account_id, platform, body, idempotency_key, scheduled_at, status,
+pub const POST_COLUMNS: &str = "id, workspace_id, account_id, platform, body, media_url, media_kind, idempotency_key, scheduled_at, status,
     next_attempt_at, attempts, retryable_failures, needs_reconcile, reconcile_since, platform_post_id,
     last_failure_kind, last_error, created_at, updated_at, published_at";
 
 /// Same columns qualified with the alias `p`, for `UPDATE … FROM` statements.
 pub fn qualified_columns() -> String {
     POST_COLUMNS.split(',').map(|c| format!("p.{}", c.trim())).collect::<Vec<_>>().join(", ")
+}
+
+impl Post {
+    /// The post as a connector sends it.
+    pub fn draft(&self) -> lifeline_platforms::PostDraft {
+        use lifeline_platforms::{Media, MediaKind};
+        let media = match (&self.media_url, self.media_kind.as_deref()) {
+            (Some(url), Some("video")) => Some(Media { url: url.clone(), kind: MediaKind::Video }),
+            (Some(url), Some(_)) => Some(Media { url: url.clone(), kind: MediaKind::Image }),
+            _ => None,
+        };
+        lifeline_platforms::PostDraft { text: self.body.clone(), media }
+    }
 }

@@ -61,6 +61,21 @@ impl AccessToken {
 #[derive(Debug, Clone)]
 pub struct PostDraft {
     pub text: String,
+    /// An image or video the platform needs (Instagram, YouTube, TikTok): a public URL the
+    /// platform (or the connector, for uploads) fetches.
+    pub media: Option<Media>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Media {
+    pub url: String,
+    pub kind: MediaKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    Image,
+    Video,
 }
 
 /// A post the platform accepted.
