@@ -48,6 +48,7 @@ set +a
 pids=()
 stop() {
   trap - INT TERM EXIT
+  [ ${#pids[@]} -gt 0 ] || return 0
   log "stopping services"
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
@@ -61,7 +62,8 @@ stop() {
   fi
   : > .run/started-infra
 }
-trap stop INT TERM EXIT
+trap stop EXIT
+trap 'stop; exit 130' INT TERM
 
 start() { # name binary port env...
   local name=$1 binary=$2 port=$3; shift 3
@@ -132,4 +134,4 @@ cat <<INFO
   Ctrl-C stops everything this command started.
 INFO
 wait -n "${pids[@]}" || true
-log "a service exited; see .run/logs"
+log "a service exited; see .run/logs/ (stopping the rest)"

@@ -85,11 +85,11 @@ async fn on_auth_failed(app: AppState, e: AuthFailed, _: Delivery) -> Result<(),
         // Already notified for this incident.
         return Ok(());
     };
-    let title = format!("Your {} account needs reconnecting", about.platform);
+    let title = format!("Your {} account needs reconnecting", about.platform.display_name());
     let body = format!(
         "Lifeline cannot publish to this {} account because {}. Reconnect it on the Accounts page; \
          posts that failed in the meantime will be sent once it is back.",
-        about.platform,
+        about.platform.display_name(),
         cause.explain()
     );
     sqlx::query(
@@ -153,11 +153,11 @@ async fn on_expiring(app: AppState, e: TokenExpiring, _: Delivery) -> Result<(),
         Ok(ExpiringCredential::RefreshToken) => "refresh_token",
         _ => "access_token",
     };
-    let title = format!("Your {} connection will lapse soon", about.platform);
+    let title = format!("Your {} connection will lapse soon", about.platform.display_name());
     let body = format!(
         "The connection to this {} account lapses on {} and cannot be renewed automatically{}. Reconnect it on the \
          Accounts page before then to keep posting.",
-        about.platform,
+        about.platform.display_name(),
         expires_at.format("%Y-%m-%d %H:%M UTC"),
         if e.reason.is_empty() { String::new() } else { format!(" ({})", e.reason) }
     );

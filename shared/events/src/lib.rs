@@ -57,6 +57,19 @@ impl Platform {
         }
     }
 
+    /// The platform's name as people write it.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Platform::X => "X",
+            Platform::LinkedIn => "LinkedIn",
+            Platform::Instagram => "Instagram",
+            Platform::Facebook => "Facebook",
+            Platform::YouTube => "YouTube",
+            Platform::TikTok => "TikTok",
+            Platform::Threads => "Threads",
+        }
+    }
+
     pub fn to_proto(self) -> v1::Platform {
         match self {
             Platform::X => v1::Platform::X,
