@@ -1,5 +1,6 @@
 //! End-to-end tests of the whole system against real NATS, Postgres and HTTP (see `lifeline_e2e`).
 
+mod config;
 mod isolation;
 mod oauth_rejections;
 mod poison;

@@ -1,0 +1,75 @@
+//! Invalid configuration stops a service at start with the variable's name in the message.
+
+use lifeline_kit::config::Env;
+
+fn valid() -> Vec<(&'static str, String)> {
+    vec![
+        ("LIFELINE_JWT_SECRET", "a-jwt-secret-that-is-long-enough-0123".into()),
+        ("LIFELINE_VAULT_KEYS", "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into()),
+    ]
+}
+
+fn with(overrides: &[(&'static str, &str)]) -> Env {
+    let mut pairs = valid();
+    for (k, v) in overrides {
+        pairs.retain(|(key, _)| key != k);
+        pairs.push((k, (*v).to_owned()));
+    }
+    Env::from_pairs(pairs)
+}
+
+fn errors(env: &Env) -> Vec<String> {
+    [
+        auth_gateway::Config::from_env(env).err().map(|e| e.to_string()),
+        publisher::Config::from_env(env).err().map(|e| e.to_string()),
+        token_refresher::Config::from_env(env).err().map(|e| e.to_string()),
+        notifier::Config::from_env(env).err().map(|e| e.to_string()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+#[test]
+fn a_valid_environment_starts_every_service() {
+    assert!(errors(&with(&[])).is_empty(), "{:?}", errors(&with(&[])));
+}
+
+#[test]
+fn every_invalid_value_names_its_variable() {
+    let cases: &[(&str, &str)] = &[
+        ("LIFELINE_JWT_SECRET", "short"),
+        ("LIFELINE_VAULT_KEYS", "k1:not-base64!"),
+        ("LIFELINE_VAULT_KEYS", "k1:AAEC"),
+        ("LIFELINE_VAULT_ACTIVE_KEY", "k9"),
+        ("LIFELINE_HTTP_ADDR", "localhost"),
+        ("DATABASE_URL", "mysql://localhost/lifeline"),
+        ("LIFELINE_STREAM_REPLICAS", "0"),
+        ("LIFELINE_SUBJECT_ROOT", "lifeline.events"),
+        ("LIFELINE_OAUTH_SESSION_TTL", "2d"),
+        ("LIFELINE_PUBLISH_BATCH", "0"),
+        ("LIFELINE_PUBLISH_LEASE", "soon"),
+        ("LIFELINE_PUBLISH_MAX_RETRIES", "-1"),
+        ("LIFELINE_REFRESH_CONCURRENCY", "0"),
+        ("LIFELINE_REFRESH_RETRY_BASE", "99999999999999999999d"),
+        ("LIFELINE_PUBLIC_URL", "not a url"),
+        ("LIFELINE_PLATFORM_TIMEOUT", "fast"),
+    ];
+    for (name, value) in cases {
+        let errs = errors(&with(&[(name, value)]));
+        assert!(!errs.is_empty(), "{name}={value} was accepted");
+        assert!(errs.iter().all(|e| e.contains(name)), "{name}={value}: {errs:?}");
+    }
+}
+
+#[test]
+fn missing_secrets_are_named() {
+    let env = Env::from_pairs([("LIFELINE_VAULT_KEYS", "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")]);
+    let errs = errors(&env);
+    assert_eq!(errs.len(), 3, "the token-refresher serves no API: {errs:?}");
+    assert!(errs.iter().all(|e| e.contains("LIFELINE_JWT_SECRET")), "{errs:?}");
+    let env = Env::from_pairs([("LIFELINE_JWT_SECRET", "a-jwt-secret-that-is-long-enough-0123")]);
+    let errs = errors(&env);
+    assert_eq!(errs.len(), 3, "the notifier needs no vault key: {errs:?}");
+    assert!(errs.iter().all(|e| e.contains("LIFELINE_VAULT_KEYS")), "{errs:?}");
+}
