@@ -194,6 +194,9 @@ fn wants_json(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("application/json"))
 }
 
+/// The span makes the callback the root of the reconnect's trace: its context travels with
+/// AccountReconnected to the retries and the retried publishes.
+#[tracing::instrument(name = "oauth_callback", skip_all, fields(platform = %platform))]
 async fn callback(
     State(app): State<AppState>,
     Path(platform): Path<String>,

@@ -13,6 +13,7 @@ use lifeline_kit::{
     Platform,
 };
 use lifeline_platforms::{AccessToken, Failure, Published};
+use tracing::Instrument;
 
 use crate::{model::Post, AppState};
 
@@ -28,6 +29,11 @@ enum Outcome {
 /// Runs one attempt of a post this replica holds the lease on. `cause` is the event that asked
 /// for it (a retry request), so the resulting events join its trace and correlation.
 pub(crate) async fn run(app: &AppState, post: Post, cause: Option<&Envelope>) {
+    let span = tracing::info_span!("publish_attempt", post = %post.id, attempt = post.attempts);
+    run_attempt(app, post, cause).instrument(span).await
+}
+
+async fn run_attempt(app: &AppState, post: Post, cause: Option<&Envelope>) {
     let _permit = app.platform_calls.acquire().await;
     let platform: Platform = match post.platform.parse() {
         Ok(p) => p,

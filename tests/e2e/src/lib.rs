@@ -59,7 +59,13 @@ pub fn init_logging() {
             "debug,sqlx=info,hyper=info,hyper_util=info,h2=info,rustls=info,reqwest=debug,async_nats=info,tower=info,oauth2=debug",
         );
         let layer = tracing_subscriber::fmt::layer().json().with_writer(|| BufferWriter);
-        let _ = tracing_subscriber::registry().with(filter).with(layer).try_init();
+        // Spans get OpenTelemetry contexts (not exported), so trace propagation through NATS
+        // headers is exercised as in production.
+        use opentelemetry::trace::TracerProvider as _;
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
+        let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("e2e"));
+        let _ = tracing_subscriber::registry().with(filter).with(otel).with(layer).try_init();
     });
 }
 
@@ -79,8 +85,16 @@ impl Default for Options {
     }
 }
 
-/// Every message seen on the events subjects: (subject, payload).
-type EventLog = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+/// A message seen on the events subjects.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub subject: String,
+    pub payload: Vec<u8>,
+    /// The trace id of its `traceparent` header, if any.
+    pub trace_id: Option<String>,
+}
+
+type EventLog = Arc<Mutex<Vec<Seen>>>;
 
 /// A running Lifeline.
 pub struct System {
@@ -181,8 +195,17 @@ impl System {
         let sink = events.clone();
         tokio::spawn(async move {
             while let Some(m) = sub.next().await {
+                let trace_id = m
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("traceparent"))
+                    .and_then(|v| v.as_str().split('-').nth(1).map(str::to_owned));
                 if let Ok(mut e) = sink.lock() {
-                    e.push((m.subject.to_string(), m.payload.to_vec()));
+                    e.push(Seen {
+                        subject: m.subject.to_string(),
+                        payload: m.payload.to_vec(),
+                        trace_id,
+                    });
                 }
             }
         });
@@ -411,11 +434,18 @@ impl System {
 
     /// Every event seen on this system's subjects so far: (event name, raw payload).
     pub fn events(&self) -> Vec<(String, Vec<u8>)> {
+        self.seen().into_iter().map(|(name, seen)| (name, seen.payload)).collect()
+    }
+
+    /// Every event seen so far with its name, payload and trace id.
+    pub fn seen(&self) -> Vec<(String, Seen)> {
         let all = self.events.lock().map(|e| e.clone()).unwrap_or_default();
         let subjects = lifeline_events::Subjects::new(self.subject_root.clone());
         all.into_iter()
-            .filter_map(|(subject, payload)| {
-                subjects.parse_event(&subject).map(|(name, _, _)| (name.to_owned(), payload))
+            .filter_map(|seen| {
+                let name =
+                    subjects.parse_event(&seen.subject).map(|(name, _, _)| name.to_owned())?;
+                Some((name, seen))
             })
             .collect()
     }

@@ -64,7 +64,10 @@ fn every_invalid_value_names_its_variable() {
 
 #[test]
 fn missing_secrets_are_named() {
-    let env = Env::from_pairs([("LIFELINE_VAULT_KEYS", "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")]);
+    let env = Env::from_pairs([(
+        "LIFELINE_VAULT_KEYS",
+        "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+    )]);
     let errs = errors(&env);
     assert_eq!(errs.len(), 3, "the token-refresher serves no API: {errs:?}");
     assert!(errs.iter().all(|e| e.contains("LIFELINE_JWT_SECRET")), "{errs:?}");

@@ -9,6 +9,7 @@ use lifeline_events::{
     AccountReconnected, AuthFailed, AuthFailureCause, AuthFailureSource, PostPublished,
     PostRetryRequested, ReconnectReason,
 };
+use prost::Message as _;
 use serde_json::json;
 
 use crate::{connected_account, post_reaches};
@@ -142,6 +143,33 @@ async fn revoked_account_is_reconnected_and_failed_posts_go_out_exactly_once() -
         .expect("envelope")
         .correlation_id
         == correlation));
+
+    // And one trace runs from the reconnect's callback to each retried publish.
+    let seen = system.seen();
+    let trace_of = |name: &str| -> Vec<Option<String>> {
+        seen.iter().filter(|(n, _)| n == name).map(|(_, s)| s.trace_id.clone()).collect()
+    };
+    let reconnect_trace = trace_of("account_reconnected")
+        .pop()
+        .flatten()
+        .expect("the reconnect carries a traceparent");
+    assert!(trace_of("post_retry_requested")
+        .iter()
+        .all(|t| t.as_deref() == Some(reconnect_trace.as_str())));
+    let retried_publishes: Vec<Option<String>> = seen
+        .iter()
+        .filter(|(n, s)| {
+            n == "post_published"
+                && PostPublished::decode(s.payload.as_slice())
+                    .is_ok_and(|p| parked.contains(&p.post_id))
+        })
+        .map(|(_, s)| s.trace_id.clone())
+        .collect();
+    assert_eq!(retried_publishes.len(), 3);
+    assert!(
+        retried_publishes.iter().all(|t| t.as_deref() == Some(reconnect_trace.as_str())),
+        "{retried_publishes:?}"
+    );
 
     system.stop().await
 }
