@@ -3,8 +3,8 @@
 use lifeline_kit::{
     bus::{Bus, Delivery, HandlerError},
     events::{
-        subject_of, AccountReconnected, AuthFailed, AuthFailureCause, ExpiringCredential,
-        TokenExpiring, TokenRefreshed,
+        AccountReconnected, AuthFailed, AuthFailureCause, ExpiringCredential, TokenExpiring,
+        TokenRefreshed,
     },
     service::spawn_consumer,
 };
@@ -19,38 +19,10 @@ pub(crate) fn spawn(
     app: &AppState,
     shutdown: &CancellationToken,
 ) {
-    let a = app.clone();
-    spawn_consumer(
-        tasks,
-        bus,
-        8,
-        move |e: AuthFailed, d| on_auth_failed(a.clone(), e, d),
-        shutdown.clone(),
-    );
-    let a = app.clone();
-    spawn_consumer(
-        tasks,
-        bus,
-        8,
-        move |e: AccountReconnected, d| on_reconnected(a.clone(), e, d),
-        shutdown.clone(),
-    );
-    let a = app.clone();
-    spawn_consumer(
-        tasks,
-        bus,
-        8,
-        move |e: TokenRefreshed, d| on_refreshed(a.clone(), e, d),
-        shutdown.clone(),
-    );
-    let a = app.clone();
-    spawn_consumer(
-        tasks,
-        bus,
-        8,
-        move |e: TokenExpiring, d| on_expiring(a.clone(), e, d),
-        shutdown.clone(),
-    );
+    spawn_consumer(tasks, bus, 8, app.clone(), on_auth_failed, shutdown.clone());
+    spawn_consumer(tasks, bus, 8, app.clone(), on_reconnected, shutdown.clone());
+    spawn_consumer(tasks, bus, 8, app.clone(), on_refreshed, shutdown.clone());
+    spawn_consumer(tasks, bus, 8, app.clone(), on_expiring, shutdown.clone());
 }
 
 fn version(v: u64) -> i64 {
@@ -58,8 +30,8 @@ fn version(v: u64) -> i64 {
 }
 
 /// Marks the account broken, unless a newer credential than the refused one was stored since.
-async fn on_auth_failed(app: AppState, e: AuthFailed, _: Delivery) -> Result<(), HandlerError> {
-    let about = subject_of(&e).map_err(|err| HandlerError::Poison(err.to_string()))?;
+async fn on_auth_failed(app: AppState, e: AuthFailed, d: Delivery) -> Result<(), HandlerError> {
+    let about = d.about;
     let cause = AuthFailureCause::try_from(e.cause).unwrap_or(AuthFailureCause::Unknown);
     let changed = sqlx::query(
         "UPDATE gateway.accounts SET status = 'needs_reconnect', cause = $2, status_detail = $3, status_changed_at = now()
@@ -80,9 +52,9 @@ async fn on_auth_failed(app: AppState, e: AuthFailed, _: Delivery) -> Result<(),
 async fn on_reconnected(
     app: AppState,
     e: AccountReconnected,
-    _: Delivery,
+    d: Delivery,
 ) -> Result<(), HandlerError> {
-    let about = subject_of(&e).map_err(|err| HandlerError::Poison(err.to_string()))?;
+    let about = d.about;
     sqlx::query(
         "UPDATE gateway.accounts SET status = 'healthy', cause = NULL, status_detail = NULL, status_changed_at = now(),
              credential_version = $2, reconnected_at = COALESCE(reconnected_at, now())
@@ -95,8 +67,8 @@ async fn on_reconnected(
     Ok(())
 }
 
-async fn on_refreshed(app: AppState, e: TokenRefreshed, _: Delivery) -> Result<(), HandlerError> {
-    let about = subject_of(&e).map_err(|err| HandlerError::Poison(err.to_string()))?;
+async fn on_refreshed(app: AppState, e: TokenRefreshed, d: Delivery) -> Result<(), HandlerError> {
+    let about = d.about;
     sqlx::query(
         "UPDATE gateway.accounts SET credential_version = GREATEST(credential_version, $2),
              expiring_at = CASE WHEN expiring_credential = 'access_token' THEN NULL ELSE expiring_at END,
@@ -110,8 +82,8 @@ async fn on_refreshed(app: AppState, e: TokenRefreshed, _: Delivery) -> Result<(
     Ok(())
 }
 
-async fn on_expiring(app: AppState, e: TokenExpiring, _: Delivery) -> Result<(), HandlerError> {
-    let about = subject_of(&e).map_err(|err| HandlerError::Poison(err.to_string()))?;
+async fn on_expiring(app: AppState, e: TokenExpiring, d: Delivery) -> Result<(), HandlerError> {
+    let about = d.about;
     let expires_at = e.expires_at.as_ref().and_then(lifeline_kit::events::from_timestamp);
     let credential = match ExpiringCredential::try_from(e.credential) {
         Ok(ExpiringCredential::RefreshToken) => "refresh_token",

@@ -4,8 +4,8 @@
 use lifeline_kit::{
     bus::{Bus, Delivery, HandlerError},
     events::{
-        from_timestamp, subject_of, AccountReconnected, AuthFailed, AuthFailureCause,
-        ExpiringCredential, TokenExpiring,
+        from_timestamp, AccountReconnected, AuthFailed, AuthFailureCause, ExpiringCredential,
+        TokenExpiring,
     },
     service::spawn_consumer,
 };
@@ -21,38 +21,17 @@ pub(crate) fn spawn(
     app: &AppState,
     shutdown: &CancellationToken,
 ) {
-    let a = app.clone();
-    spawn_consumer(
-        tasks,
-        bus,
-        8,
-        move |e: AuthFailed, d| on_auth_failed(a.clone(), e, d),
-        shutdown.clone(),
-    );
-    let a = app.clone();
-    spawn_consumer(
-        tasks,
-        bus,
-        8,
-        move |e: AccountReconnected, d| on_reconnected(a.clone(), e, d),
-        shutdown.clone(),
-    );
-    let a = app.clone();
-    spawn_consumer(
-        tasks,
-        bus,
-        8,
-        move |e: TokenExpiring, d| on_expiring(a.clone(), e, d),
-        shutdown.clone(),
-    );
+    spawn_consumer(tasks, bus, 8, app.clone(), on_auth_failed, shutdown.clone());
+    spawn_consumer(tasks, bus, 8, app.clone(), on_reconnected, shutdown.clone());
+    spawn_consumer(tasks, bus, 8, app.clone(), on_expiring, shutdown.clone());
 }
 
 fn poison(e: impl std::fmt::Display) -> HandlerError {
     HandlerError::Poison(e.to_string())
 }
 
-async fn on_auth_failed(app: AppState, e: AuthFailed, _: Delivery) -> Result<(), HandlerError> {
-    let about = subject_of(&e).map_err(poison)?;
+async fn on_auth_failed(app: AppState, e: AuthFailed, d: Delivery) -> Result<(), HandlerError> {
+    let about = d.about;
     let event_id = e.envelope.as_ref().map(|e| e.event_id.clone()).unwrap_or_default();
     let cause = AuthFailureCause::try_from(e.cause).unwrap_or(AuthFailureCause::Unknown);
     let version = i64::try_from(e.credential_version).unwrap_or(i64::MAX);
@@ -114,9 +93,9 @@ async fn on_auth_failed(app: AppState, e: AuthFailed, _: Delivery) -> Result<(),
 async fn on_reconnected(
     app: AppState,
     e: AccountReconnected,
-    _: Delivery,
+    d: Delivery,
 ) -> Result<(), HandlerError> {
-    let about = subject_of(&e).map_err(poison)?;
+    let about = d.about;
     let event_id = e.envelope.as_ref().map(|e| e.event_id.clone()).unwrap_or_default();
     let version = i64::try_from(e.credential_version).unwrap_or(i64::MAX);
     let mut tx = app.pool.begin().await?;
@@ -142,8 +121,8 @@ async fn on_reconnected(
     Ok(())
 }
 
-async fn on_expiring(app: AppState, e: TokenExpiring, _: Delivery) -> Result<(), HandlerError> {
-    let about = subject_of(&e).map_err(poison)?;
+async fn on_expiring(app: AppState, e: TokenExpiring, d: Delivery) -> Result<(), HandlerError> {
+    let about = d.about;
     let expires_at = e
         .expires_at
         .as_ref()

@@ -4,7 +4,7 @@
 
 use lifeline_kit::{
     bus::{Bus, Delivery, HandlerError},
-    events::{self, subject_of, AccountReconnected, Envelope, PostRetryRequested, RetryReason},
+    events::{AccountReconnected, Envelope, PostRetryRequested, RetryReason},
     ids::PostId,
     service::spawn_consumer,
 };
@@ -22,21 +22,13 @@ pub(crate) fn spawn(
     app: &AppState,
     shutdown: &CancellationToken,
 ) {
-    let a = app.clone();
+    spawn_consumer(tasks, bus, 4, app.clone(), on_reconnected, shutdown.clone());
     spawn_consumer(
         tasks,
         bus,
-        4,
-        move |e: AccountReconnected, d| on_reconnected(a.clone(), e, d),
-        shutdown.clone(),
-    );
-    let a = app.clone();
-    let concurrency = app.config.concurrency;
-    spawn_consumer(
-        tasks,
-        bus,
-        concurrency,
-        move |e: PostRetryRequested, d| on_retry_requested(a.clone(), e, d),
+        app.config.concurrency,
+        app.clone(),
+        on_retry_requested,
         shutdown.clone(),
     );
 }
@@ -44,9 +36,9 @@ pub(crate) fn spawn(
 async fn on_reconnected(
     app: AppState,
     e: AccountReconnected,
-    _: Delivery,
+    d: Delivery,
 ) -> Result<(), HandlerError> {
-    let about = subject_of(&e).map_err(|err| HandlerError::Poison(err.to_string()))?;
+    let about = d.about;
     let cause = e.envelope.as_ref();
     let mut total = 0usize;
     loop {
@@ -85,7 +77,7 @@ async fn on_reconnected(
 async fn on_retry_requested(
     app: AppState,
     e: PostRetryRequested,
-    _: Delivery,
+    d: Delivery,
 ) -> Result<(), HandlerError> {
     let post: PostId = e
         .post_id
@@ -96,8 +88,7 @@ async fn on_retry_requested(
         tracing::debug!(%post, "retry already handled or post not waiting; nothing to do");
         return Ok(());
     };
-    let about: events::Subject =
-        subject_of(&e).map_err(|err| HandlerError::Poison(err.to_string()))?;
+    let about = d.about;
     if leased.account_id.0 != about.account_id {
         tracing::warn!(%post, "retry request names another account than the post's; using the post's");
     }

@@ -7,7 +7,11 @@ use lifeline_kit::Platform;
 
 /// When to refresh a token granted at `granted_at` that lapses at `expires_at`; `None` when it
 /// is not refreshed on a schedule (no expiry, or a platform without refresh).
-pub fn refresh_due(platform: Platform, granted_at: DateTime<Utc>, expires_at: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+pub fn refresh_due(
+    platform: Platform,
+    granted_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
     let expires_at = expires_at?;
     let life = (expires_at - granted_at).max(Duration::zero());
     let lead = match platform {

@@ -4,7 +4,7 @@
 use chrono::Utc;
 use lifeline_kit::{
     bus::{Bus, Delivery, HandlerError},
-    events::{subject_of, AccountConnected, AccountDisconnected, AccountReconnected, Subject},
+    events::{AccountConnected, AccountDisconnected, AccountReconnected, Subject},
     ids::AccountId,
     service::spawn_consumer,
 };
@@ -19,54 +19,29 @@ pub(crate) fn spawn_consumers(
     app: &AppState,
     shutdown: &CancellationToken,
 ) {
-    let a = app.clone();
-    spawn_consumer(
-        tasks,
-        bus,
-        8,
-        move |e: AccountConnected, d| on_connected(a.clone(), e, d),
-        shutdown.clone(),
-    );
-    let a = app.clone();
-    spawn_consumer(
-        tasks,
-        bus,
-        8,
-        move |e: AccountReconnected, d| on_reconnected(a.clone(), e, d),
-        shutdown.clone(),
-    );
-    let a = app.clone();
-    spawn_consumer(
-        tasks,
-        bus,
-        8,
-        move |e: AccountDisconnected, d| on_disconnected(a.clone(), e, d),
-        shutdown.clone(),
-    );
+    spawn_consumer(tasks, bus, 8, app.clone(), on_connected, shutdown.clone());
+    spawn_consumer(tasks, bus, 8, app.clone(), on_reconnected, shutdown.clone());
+    spawn_consumer(tasks, bus, 8, app.clone(), on_disconnected, shutdown.clone());
 }
 
-fn poison(e: impl std::fmt::Display) -> HandlerError {
-    HandlerError::Poison(e.to_string())
-}
-
-async fn on_connected(app: AppState, e: AccountConnected, _: Delivery) -> Result<(), HandlerError> {
-    schedule_from_vault(&app, subject_of(&e).map_err(poison)?).await
+async fn on_connected(app: AppState, _: AccountConnected, d: Delivery) -> Result<(), HandlerError> {
+    schedule_from_vault(&app, d.about).await
 }
 
 async fn on_reconnected(
     app: AppState,
-    e: AccountReconnected,
-    _: Delivery,
+    _: AccountReconnected,
+    d: Delivery,
 ) -> Result<(), HandlerError> {
-    schedule_from_vault(&app, subject_of(&e).map_err(poison)?).await
+    schedule_from_vault(&app, d.about).await
 }
 
 async fn on_disconnected(
     app: AppState,
-    e: AccountDisconnected,
-    _: Delivery,
+    _: AccountDisconnected,
+    d: Delivery,
 ) -> Result<(), HandlerError> {
-    let about = subject_of(&e).map_err(poison)?;
+    let about = d.about;
     sqlx::query("DELETE FROM refresher.schedule WHERE account_id = $1")
         .bind(about.account_id)
         .execute(&app.pool)

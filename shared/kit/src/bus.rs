@@ -266,8 +266,9 @@ impl Bus {
                 Err(e) => Err(HandlerError::Poison(format!("undecodable {}: {e}", E::NAME))),
                 Ok(event) => match subject_of(&event) {
                     Err(e) => Err(HandlerError::Poison(format!("invalid {}: {e}", E::NAME))),
-                    Ok(_) => {
-                        let delivery = Delivery { subject: msg.subject.to_string(), delivered, stream_sequence };
+                    Ok(about) => {
+                        let delivery =
+                            Delivery { about, subject: msg.subject.to_string(), delivered, stream_sequence };
                         handler(event, delivery).await
                     }
                 },
@@ -387,9 +388,11 @@ fn nak_delay(delivered: i64) -> Duration {
     Duration::from_millis(500 * 2u64.pow(exp)).min(Duration::from_secs(60))
 }
 
-/// Where a message came from, for handlers that care.
+/// What an event is about (its parsed envelope) and where the message came from.
 #[derive(Debug, Clone)]
 pub struct Delivery {
+    /// Workspace, account and platform, parsed and validated before the handler runs.
+    pub about: lifeline_events::Subject,
     pub subject: String,
     pub delivered: i64,
     pub stream_sequence: u64,

@@ -49,20 +49,24 @@ pub async fn start(
     Ok(Infra { pool, bus })
 }
 
-/// Keeps a consumer of `E` running until `shutdown`: if it stops with an error (NATS went away),
-/// it is started again after a pause instead of leaving the service deaf.
-pub fn spawn_consumer<E, H, Fut>(
+/// Keeps a consumer of `E` running until `shutdown`, calling `handler(state, event, delivery)`:
+/// if it stops with an error (NATS went away), it is started again after a pause instead of
+/// leaving the service deaf.
+pub fn spawn_consumer<S, E, H, Fut>(
     tasks: &mut JoinSet<()>,
     bus: &Bus,
     concurrency: usize,
+    state: S,
     handler: H,
     shutdown: CancellationToken,
 ) where
+    S: Clone + Send + Sync + 'static,
     E: Event + Send + 'static,
-    H: Fn(E, Delivery) -> Fut + Clone + Send + Sync + 'static,
+    H: Fn(S, E, Delivery) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
 {
     let bus = bus.clone();
+    let handler = move |event: E, delivery: Delivery| handler(state.clone(), event, delivery);
     tasks.spawn(async move {
         loop {
             match bus.consume::<E, _, _>(concurrency, handler.clone(), shutdown.clone()).await {
