@@ -35,6 +35,19 @@ pub(crate) async fn run(app: &AppState, post: Post, cause: Option<&Envelope>) {
 
 async fn run_attempt(app: &AppState, post: Post, cause: Option<&Envelope>) {
     let _permit = app.platform_calls.acquire().await;
+    // Waiting for a permit may have taken a while: renew the lease, and give up if another
+    // holder took the post meanwhile, so two attempts never call the platform at once.
+    match renew_lease(app, &post).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(post = %post.id, "lease expired while waiting to publish; the new holder publishes");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(post = %post.id, error = %e, "cannot renew the lease; the post will be retried");
+            return;
+        }
+    }
     let platform: Platform = match post.platform.parse() {
         Ok(p) => p,
         Err(e) => {
@@ -53,6 +66,20 @@ async fn run_attempt(app: &AppState, post: Post, cause: Option<&Envelope>) {
         // The lease will expire and the sweep will take the post again, reconciling first.
         tracing::error!(post = %post.id, error = %e, "cannot record the attempt's outcome");
     }
+}
+
+async fn renew_lease(app: &AppState, post: &Post) -> Result<bool, sqlx::Error> {
+    let renewed = sqlx::query(
+        "UPDATE publisher.posts SET lease_until = now() + make_interval(secs => $4)
+         WHERE id = $1 AND status = 'publishing' AND lease_owner = $2 AND attempts = $3",
+    )
+    .bind(post.id)
+    .bind(&app.config.common.instance_id)
+    .bind(post.attempts)
+    .bind(app.config.lease.as_secs_f64())
+    .execute(&app.pool)
+    .await?;
+    Ok(renewed.rows_affected() == 1)
 }
 
 async fn call_platform(app: &AppState, post: &Post, platform: Platform) -> (Outcome, i64) {

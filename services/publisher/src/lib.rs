@@ -64,8 +64,15 @@ impl Config {
             return Err(env.invalid("LIFELINE_PUBLISH_BATCH", "must be between 1 and 1000"));
         }
         let lease = env.duration_or("LIFELINE_PUBLISH_LEASE", Duration::from_secs(60))?;
-        if lease < Duration::from_secs(1) {
-            return Err(env.invalid("LIFELINE_PUBLISH_LEASE", "must be at least 1s"));
+        // A lease must outlive any platform call made under it, or a slow call could overlap
+        // with the next holder's.
+        let platform_timeout =
+            env.duration_or("LIFELINE_PLATFORM_TIMEOUT", Duration::from_secs(15))?;
+        if lease < platform_timeout.saturating_mul(2) {
+            return Err(env.invalid(
+                "LIFELINE_PUBLISH_LEASE",
+                "must be at least twice LIFELINE_PLATFORM_TIMEOUT (15s by default)",
+            ));
         }
         let concurrency: usize = env.parse_or("LIFELINE_PUBLISH_CONCURRENCY", 16)?;
         if concurrency == 0 {

@@ -49,6 +49,8 @@ fn every_invalid_value_names_its_variable() {
         ("LIFELINE_OAUTH_SESSION_TTL", "2d"),
         ("LIFELINE_PUBLISH_BATCH", "0"),
         ("LIFELINE_PUBLISH_LEASE", "soon"),
+        ("LIFELINE_PUBLISH_LEASE", "10s"),
+        ("LIFELINE_REFRESH_LEASE", "20s"),
         ("LIFELINE_PUBLISH_MAX_RETRIES", "-1"),
         ("LIFELINE_REFRESH_CONCURRENCY", "0"),
         ("LIFELINE_REFRESH_RETRY_BASE", "99999999999999999999d"),
