@@ -21,7 +21,13 @@ use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub const X_CLIENT_ID: &str = "lifeline-e2e-x";
+/// The platforms the end-to-end system registers with the simulator and the services.
+pub const PLATFORMS: [&str; 7] =
+    ["x", "linkedin", "instagram", "facebook", "youtube", "tiktok", "threads"];
+
+fn client_id(platform: &str) -> String {
+    format!("lifeline-e2e-{platform}")
+}
 
 /// Every log line any component in this process wrote, as JSON lines.
 pub fn captured_logs() -> String {
@@ -144,18 +150,21 @@ impl System {
         let database_url = format!("{}/{database}", server_url());
         let jwt_secret = format!("e2e-jwt-secret-{id}");
         let (_, vault_keys) = lifeline_vault_key();
-        let x_secret = format!("x-secret-{id}");
+        let client_secret = format!("client-secret-{id}");
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
 
         let (sim_listener, sim) = bind().await?;
         let sim_config = platform_sim::SimConfig {
             time_scale: options.time_scale,
-            clients: vec![platform_sim::ClientRegistration {
-                platform: "x".into(),
-                client_id: X_CLIENT_ID.into(),
-                client_secret: Some(x_secret.clone()),
-            }],
+            clients: PLATFORMS
+                .iter()
+                .map(|p| platform_sim::ClientRegistration {
+                    platform: (*p).into(),
+                    client_id: client_id(p),
+                    client_secret: Some(client_secret.clone()),
+                })
+                .collect(),
             public_base_url: sim.clone(),
             ..platform_sim::SimConfig::default()
         };
@@ -166,15 +175,20 @@ impl System {
         let (not_listener, notifier) = bind().await?;
         let (ref_listener, refresher) = bind().await?;
         let env = |service: &str| {
-            Env::from_pairs([
+            let clients = PLATFORMS.iter().flat_map(|p| {
+                let upper = p.to_uppercase();
+                [
+                    (format!("LIFELINE_{upper}_CLIENT_ID"), client_id(p)),
+                    (format!("LIFELINE_{upper}_CLIENT_SECRET"), client_secret.clone()),
+                ]
+            });
+            let common = [
                 ("NATS_URL", nats_url()),
                 ("DATABASE_URL", database_url.clone()),
                 ("LIFELINE_SUBJECT_ROOT", subject_root.clone()),
                 ("LIFELINE_STREAM_PREFIX", stream_prefix.clone()),
                 ("LIFELINE_JWT_SECRET", jwt_secret.clone()),
                 ("LIFELINE_VAULT_KEYS", vault_keys.clone()),
-                ("LIFELINE_X_CLIENT_ID", X_CLIENT_ID.to_owned()),
-                ("LIFELINE_X_CLIENT_SECRET", x_secret.clone()),
                 ("LIFELINE_SIM_URL", sim.clone()),
                 ("LIFELINE_PUBLIC_URL", gateway.clone()),
                 ("LIFELINE_OAUTH_SESSION_TTL", options.oauth_session_ttl.to_owned()),
@@ -184,7 +198,8 @@ impl System {
                 ("LIFELINE_REFRESH_RETRY_BASE", "200ms".to_owned()),
                 ("LIFELINE_DB_MAX_CONNECTIONS", "5".to_owned()),
                 ("LIFELINE_INSTANCE_ID", format!("{service}-{}", &id[..8])),
-            ])
+            ];
+            Env::from_pairs(common.into_iter().map(|(k, v)| (k.to_owned(), v)).chain(clients))
         };
 
         // Create the streams before anything publishes, and listen to every event from the start.
@@ -308,7 +323,18 @@ impl System {
         account: Option<&str>,
         username: &str,
     ) -> anyhow::Result<(u16, Value)> {
-        let authorize = self.start_authorization(workspace, account).await?;
+        self.oauth_on("x", workspace, account, username).await
+    }
+
+    /// [`System::oauth`] on any platform.
+    pub async fn oauth_on(
+        &self,
+        platform: &str,
+        workspace: WorkspaceId,
+        account: Option<&str>,
+        username: &str,
+    ) -> anyhow::Result<(u16, Value)> {
+        let authorize = self.start_authorization_on(platform, workspace, account).await?;
         let callback = self.approve(&authorize, username).await?;
         self.callback(&callback).await
     }
@@ -318,12 +344,21 @@ impl System {
         workspace: WorkspaceId,
         account: Option<&str>,
     ) -> anyhow::Result<String> {
+        self.start_authorization_on("x", workspace, account).await
+    }
+
+    pub async fn start_authorization_on(
+        &self,
+        platform: &str,
+        workspace: WorkspaceId,
+        account: Option<&str>,
+    ) -> anyhow::Result<String> {
         let req = match account {
             Some(id) => self.http.post(format!("{}/v1/accounts/{id}/reconnect", self.gateway)),
             None => self
                 .http
                 .post(format!("{}/v1/accounts/connect", self.gateway))
-                .json(&json!({"platform": "x"})),
+                .json(&json!({ "platform": platform })),
         };
         let r = req.bearer_auth(self.token(workspace)).send().await?;
         let status = r.status();
@@ -425,7 +460,17 @@ impl System {
 
     /// Texts the simulator accepted as posts, in order, for one X user.
     pub async fn sim_post_log(&self, username: &str) -> anyhow::Result<Vec<String>> {
-        let log = self.sim_get(&format!("/_sim/posts?platform=x&username={username}")).await?;
+        self.sim_post_log_on("x", username).await
+    }
+
+    /// Texts the simulator accepted as posts, in order, for one user of one platform.
+    pub async fn sim_post_log_on(
+        &self,
+        platform: &str,
+        username: &str,
+    ) -> anyhow::Result<Vec<String>> {
+        let log =
+            self.sim_get(&format!("/_sim/posts?platform={platform}&username={username}")).await?;
         Ok(log["posts"]
             .as_array()
             .map(|a| a.iter().filter_map(|p| p["text"].as_str().map(str::to_owned)).collect())

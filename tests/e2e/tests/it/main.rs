@@ -3,6 +3,7 @@
 mod config;
 mod isolation;
 mod oauth_rejections;
+mod platforms;
 mod poison;
 mod reconnect;
 mod refresh;
