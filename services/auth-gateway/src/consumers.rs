@@ -30,12 +30,17 @@ fn version(v: u64) -> i64 {
 }
 
 /// Marks the account broken, unless a newer credential than the refused one was stored since.
+/// Within one incident the first specific cause stands; a vague one (`expired` — often only our
+/// inference that a token lapsed after refreshing failed — or `unknown`) gives way to a specific
+/// one, so a revocation the token endpoint reported is not overwritten by a later 401.
 async fn on_auth_failed(app: AppState, e: AuthFailed, d: Delivery) -> Result<(), HandlerError> {
     let about = d.about;
     let cause = AuthFailureCause::try_from(e.cause).unwrap_or(AuthFailureCause::Unknown);
     let changed = sqlx::query(
         "UPDATE gateway.accounts SET status = 'needs_reconnect', cause = $2, status_detail = $3, status_changed_at = now()
-         WHERE id = $1 AND credential_version <= $4 AND (status <> 'needs_reconnect' OR cause IS DISTINCT FROM $2)",
+         WHERE id = $1 AND credential_version <= $4
+           AND (status <> 'needs_reconnect'
+                OR (cause IN ('expired', 'unknown', 'unspecified') AND $2 NOT IN ('expired', 'unknown', 'unspecified')))",
     )
     .bind(about.account_id)
     .bind(cause.as_str())

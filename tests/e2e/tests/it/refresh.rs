@@ -49,6 +49,19 @@ async fn tokens_are_refreshed_before_expiry_and_a_refused_refresh_breaks_the_acc
     .await?;
     let failures: Vec<AuthFailed> = system.events_of();
     assert!(failures.iter().any(|f| f.source == AuthFailureSource::Refresh as i32), "{failures:?}");
+
+    // Once the last access token has lapsed too, a publish fails with what looks like an expiry;
+    // the account keeps the cause the token endpoint reported.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let late = system.schedule_post(ws, &account, "after the token lapsed").await?;
+    post_reaches(&system, ws, &late, "failed_auth").await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, a) = system.get(&system.gateway, &format!("/v1/accounts/{account}"), ws).await?;
+    assert_eq!(
+        (a["status"].as_str(), a["cause"].as_str()),
+        (Some("needs_reconnect"), Some("revoked")),
+        "{a}"
+    );
     let stats = system.sim_get("/_sim/stats").await?;
     assert_eq!(stats["x"]["refresh_token_reuse"], 0, "{stats}");
     system.stop().await
