@@ -47,6 +47,8 @@ struct AccountRow {
 struct AccountView {
     #[serde(flatten)]
     row: AccountRow,
+    /// The platform's name as people write it ("LinkedIn").
+    platform_name: &'static str,
     /// The cause in plain words, when the account needs reconnecting.
     cause_text: Option<String>,
     /// What the owner should do, if anything.
@@ -72,12 +74,35 @@ impl From<AccountRow> for AccountView {
                 )
             })
         };
-        AccountView { row, cause_text, action }
+        let platform_name =
+            row.platform.parse::<Platform>().map(Platform::display_name).unwrap_or("unknown");
+        AccountView { row, platform_name, cause_text, action }
     }
 }
 
 const SELECT: &str = "SELECT id, platform, platform_user_id, username, display_name, status, cause, status_detail,
     status_changed_at, expiring_at, expiring_credential, connected_at, reconnected_at FROM gateway.accounts";
+
+#[derive(Serialize)]
+struct PlatformView {
+    id: Platform,
+    name: &'static str,
+}
+
+#[derive(Serialize)]
+struct PlatformList {
+    platforms: Vec<PlatformView>,
+}
+
+/// The platforms this Lifeline can connect (those with a configured OAuth client).
+async fn platforms(State(app): State<AppState>, Workspace(_): Workspace) -> Json<PlatformList> {
+    let platforms = Platform::ALL
+        .into_iter()
+        .filter(|p| app.connectors.get(*p).is_some())
+        .map(|p| PlatformView { id: p, name: p.display_name() })
+        .collect();
+    Json(PlatformList { platforms })
+}
 
 #[derive(Serialize)]
 struct AccountList {

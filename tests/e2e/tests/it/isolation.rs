@@ -67,6 +67,17 @@ async fn other_workspaces_resources_are_not_found() -> anyhow::Result<()> {
     let (_, list) = system.get(&system.gateway, "/v1/accounts", intruder).await?;
     assert_eq!(list["accounts"].as_array().map(Vec::len), Some(0));
 
+    // The platforms on offer are those with a configured client.
+    let (_, platforms) = system.get(&system.gateway, "/v1/platforms", ws).await?;
+    assert!(
+        platforms["platforms"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["id"] == "x" && p["name"] == "X")),
+        "{platforms}"
+    );
+    let (_, a) = system.get(&system.gateway, &format!("/v1/accounts/{account}"), ws).await?;
+    assert_eq!(a["platform_name"], "X");
+
     // The owner can mark its notification read.
     let (status, _) = system
         .post_json(
