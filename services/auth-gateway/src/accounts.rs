@@ -21,6 +21,7 @@ use crate::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
+        .route("/v1/platforms", get(platforms))
         .route("/v1/accounts", get(list))
         .route("/v1/accounts/{id}", get(show).delete(disconnect))
 }

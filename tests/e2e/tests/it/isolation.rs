@@ -68,7 +68,8 @@ async fn other_workspaces_resources_are_not_found() -> anyhow::Result<()> {
     assert_eq!(list["accounts"].as_array().map(Vec::len), Some(0));
 
     // The platforms on offer are those with a configured client.
-    let (_, platforms) = system.get(&system.gateway, "/v1/platforms", ws).await?;
+    let (code, platforms) = system.get(&system.gateway, "/v1/platforms", ws).await?;
+    assert_eq!(code, 200, "{platforms}");
     assert!(
         platforms["platforms"]
             .as_array()
