@@ -21,29 +21,33 @@ bin=$root/target/debug
 
 # Secrets are generated once per checkout and never committed (.run is ignored by git).
 mkdir -p .run/logs
-if [ ! -f .run/secrets.env ]; then
-  rand() { head -c "$1" /dev/urandom | base64 | tr -d '\n'; }
-  x_secret=$(rand 24 | tr '+/' '-_')
-  cat > .run/secrets.env <<SECRETS
-LIFELINE_JWT_SECRET=$(rand 48)
-LIFELINE_VAULT_KEYS=k1:$(rand 32)
-LIFELINE_X_CLIENT_SECRET=$x_secret
-SIM_X_CLIENT_SECRET=$x_secret
-SECRETS
-  chmod 600 .run/secrets.env
-fi
+platforms="x linkedin instagram facebook youtube tiktok threads"
+touch .run/secrets.env
+chmod 600 .run/secrets.env
+rand() { head -c "$1" /dev/urandom | base64 | tr -d '\n'; }
+add_secret() { grep -q "^$1=" .run/secrets.env || echo "$1=$2" >> .run/secrets.env; }
+add_secret LIFELINE_JWT_SECRET "$(rand 48)"
+add_secret LIFELINE_VAULT_KEYS "k1:$(rand 32)"
+for p in $platforms; do
+  P=$(echo "$p" | tr a-z A-Z)
+  secret=$(rand 24 | tr '+/' '-_')
+  add_secret "LIFELINE_${P}_CLIENT_SECRET" "$secret"
+  add_secret "SIM_${P}_CLIENT_SECRET" "$(grep "^LIFELINE_${P}_CLIENT_SECRET=" .run/secrets.env | cut -d= -f2-)"
+done
 set -a
 # shellcheck disable=SC1091
 . .run/secrets.env
 NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
 DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/lifeline}
-LIFELINE_X_CLIENT_ID=lifeline-x-dev
-SIM_X_CLIENT_ID=lifeline-x-dev
 LIFELINE_SIM_URL=http://127.0.0.1:8090
 LIFELINE_PUBLIC_URL=http://127.0.0.1:8080
 # Platform time runs 60x faster: X's 2-hour tokens last 2 minutes, so refreshes are visible.
 SIM_TIME_SCALE=${SIM_TIME_SCALE:-60}
 set +a
+for p in $platforms; do
+  P=$(echo "$p" | tr a-z A-Z)
+  export "LIFELINE_${P}_CLIENT_ID=lifeline-$p-dev" "SIM_${P}_CLIENT_ID=lifeline-$p-dev"
+done
 
 pids=()
 stop() {
@@ -95,25 +99,44 @@ if [ ! -f .run/demo.env ]; then echo "WORKSPACE=$("$bin/lifelinectl" token mint 
 . .run/demo.env
 token=$("$bin/lifelinectl" token mint --workspace "$WORKSPACE" --ttl 7d)
 auth=(-H "authorization: Bearer $token")
-account=$(curl -fsS "${auth[@]}" http://127.0.0.1:8080/v1/accounts | jq -r '.accounts[] | select(.platform == "x") | .id' | head -n 1)
-if [ -z "$account" ]; then
-  authorize=$(curl -fsS "${auth[@]}" -H 'content-type: application/json' -d '{"platform":"x"}' http://127.0.0.1:8080/v1/accounts/connect | jq -r .authorize_url)
-  callback=$(curl -fsS -o /dev/null -w '%{redirect_url}' "$authorize&sim_approve_as=demo_user")
-  account=$(curl -fsS -H 'accept: application/json' "$callback" | jq -r .account_id)
-  log "connected X account @demo_user ($account)"
-fi
+# Goes through the platform's OAuth flow, approving on the simulator as @demo_user.
+connect_demo() {
+  local authorize callback
+  authorize=$(curl -fsS "${auth[@]}" -H 'content-type: application/json' -d "{\"platform\":\"$1\"}" \
+    http://127.0.0.1:8080/v1/accounts/connect | jq -r .authorize_url) || return 1
+  callback=$(curl -fsS -o /dev/null -w '%{redirect_url}' "$authorize&sim_approve_as=demo_user") || return 1
+  curl -fsS -H 'accept: application/json' "$callback" | jq -r .account_id
+}
+configured=$(curl -fsS "${auth[@]}" http://127.0.0.1:8080/v1/platforms | jq -r '.platforms[].id')
 now=$(date -u +%s)
-for i in 0 1 2; do
-  at=$(date -u -d "@$((now + i * 60))" +%Y-%m-%dT%H:%M:%SZ)
-  curl -fsS "${auth[@]}" -H 'content-type: application/json' \
-    -d "{\"account_id\":\"$account\",\"text\":\"Lifeline demo post $i ($(date -u +%H:%M:%S))\",\"scheduled_at\":\"$at\"}" \
-    http://127.0.0.1:8081/v1/posts >/dev/null
+for p in $configured; do
+  account=$(curl -fsS "${auth[@]}" http://127.0.0.1:8080/v1/accounts | jq -r --arg p "$p" '.accounts[] | select(.platform == $p) | .id' | head -n 1)
+  if [ -z "$account" ]; then
+    if ! account=$(connect_demo "$p") || [ -z "$account" ] || [ "$account" = null ]; then
+      log "could not connect a demo $p account (see .run/logs/platform-sim.log); skipping it"
+      continue
+    fi
+    log "connected $p account @demo_user ($account)"
+  fi
+  case $p in
+    instagram) media=",\"media\":{\"url\":\"http://127.0.0.1:8090/_sim/media/sample.jpg\",\"kind\":\"image\"}" ;;
+    youtube|tiktok) media=",\"media\":{\"url\":\"http://127.0.0.1:8090/_sim/media/sample.mp4\",\"kind\":\"video\"}" ;;
+    *) media= ;;
+  esac
+  for i in 0 1 2; do
+    at=$(date -u -d "@$((now + i * 60))" +%Y-%m-%dT%H:%M:%SZ)
+    curl -fsS "${auth[@]}" -H 'content-type: application/json' \
+      -d "{\"account_id\":\"$account\",\"text\":\"Lifeline demo post $i on $p ($(date -u +%H:%M:%S))\",\"scheduled_at\":\"$at\"$media}" \
+      http://127.0.0.1:8081/v1/posts >/dev/null || log "could not schedule a demo post on $p"
+  done
+  [ "$p" = x ] && x_account=$account
 done
-log "scheduled 3 demo posts (now, +1 min, +2 min)"
+account=${x_account:-}
+log "scheduled 3 demo posts per connected platform (now, +1 min, +2 min)"
 
 cat <<INFO
 
-  Lifeline is running.  Workspace $WORKSPACE, X account @demo_user ($account).
+  Lifeline is running.  Workspace $WORKSPACE; platforms: $(echo $configured); X account @demo_user ($account).
 
   Accounts page   http://127.0.0.1:8080/#token=$token
   APIs            gateway :8080  publisher :8081  notifier :8082  refresher :8083 (/metrics, /readyz)
