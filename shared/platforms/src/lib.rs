@@ -3,8 +3,17 @@
 //! types and error mapping side by side; adding one means adding a folder and a line in
 //! [`Connectors::from_env`].
 
+mod common;
+pub mod facebook;
+mod graph;
+pub mod instagram;
+pub mod linkedin;
+mod oauth;
 mod taxonomy;
+pub mod threads;
+pub mod tiktok;
 pub mod x;
+pub mod youtube;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -143,7 +152,9 @@ impl Connectors {
     ///
     /// `LIFELINE_PUBLIC_URL` (default `http://127.0.0.1:8080`) is where the auth-gateway is
     /// reachable; callbacks go to `<public>/oauth/callback/<platform>`. `LIFELINE_SIM_URL`, when
-    /// set, points every platform at the simulator (`<sim>/<platform>/…`).
+    /// set, points every platform host at the simulator (`<sim>/x`, `<sim>/linkedin/www`,
+    /// `<sim>/google/apis`, …: each connector's `from_env` lists its hosts), unless that host's
+    /// own `LIFELINE_<P>_<HOST>_URL` is set.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let public = env.string_or("LIFELINE_PUBLIC_URL", "http://127.0.0.1:8080");
         let public = url::Url::parse(&public)
@@ -158,6 +169,36 @@ impl Connectors {
         let mut by_platform: HashMap<Platform, Arc<dyn Connector>> = HashMap::new();
         if let Some(c) = x::XConnector::from_env(env, &public, sim.as_ref(), http.clone())? {
             by_platform.insert(Platform::X, Arc::new(c));
+        }
+        if let Some(c) =
+            linkedin::LinkedInConnector::from_env(env, &public, sim.as_ref(), http.clone())?
+        {
+            by_platform.insert(Platform::LinkedIn, Arc::new(c));
+        }
+        if let Some(c) =
+            youtube::YouTubeConnector::from_env(env, &public, sim.as_ref(), http.clone())?
+        {
+            by_platform.insert(Platform::YouTube, Arc::new(c));
+        }
+        if let Some(c) =
+            instagram::InstagramConnector::from_env(env, &public, sim.as_ref(), http.clone())?
+        {
+            by_platform.insert(Platform::Instagram, Arc::new(c));
+        }
+        if let Some(c) =
+            threads::ThreadsConnector::from_env(env, &public, sim.as_ref(), http.clone())?
+        {
+            by_platform.insert(Platform::Threads, Arc::new(c));
+        }
+        if let Some(c) =
+            facebook::FacebookConnector::from_env(env, &public, sim.as_ref(), http.clone())?
+        {
+            by_platform.insert(Platform::Facebook, Arc::new(c));
+        }
+        if let Some(c) =
+            tiktok::TikTokConnector::from_env(env, &public, sim.as_ref(), http.clone())?
+        {
+            by_platform.insert(Platform::TikTok, Arc::new(c));
         }
         Ok(Connectors { by_platform })
     }

@@ -11,6 +11,11 @@ use crate::{AuthCause, Failure};
 
 /// Classifies a non-success answer of X's API. `believed_expired`: our record says the access
 /// token had lapsed, which tells an expiry from a revocation (X's 401 says neither).
+///
+/// A 401 or 403 counts as an auth failure only with X's own problem body (`"status":401` /
+/// `"title":"Unauthorized"`, `"status":403` / `"title":"Forbidden"`, or error code 89/32):
+/// a bare status, an HTML page or garbage could come from anything in front of X, and an outage
+/// must never mark an account for reconnect.
 pub fn classify_api(
     status: StatusCode,
     headers: &HeaderMap,
@@ -25,9 +30,17 @@ pub fn classify_api(
         .or(problem.title.clone())
         .unwrap_or_else(|| status.to_string());
     let detail = format!("X {}: {}", status.as_u16(), truncate(&detail));
-    let code_88 = problem.errors.as_ref().is_some_and(|e| e.iter().any(|e| e.code == Some(88)));
+    let has_code =
+        |c: i64| problem.errors.as_ref().is_some_and(|e| e.iter().any(|e| e.code == Some(c)));
+    let titled = |t: &str| problem.title.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(t));
+    let x_401 =
+        problem.status == Some(401) || titled("Unauthorized") || has_code(89) || has_code(32);
+    let x_403 = problem.status == Some(403) || titled("Forbidden");
     match status.as_u16() {
-        _ if code_88 => Failure::RateLimited { retry_after: rate_limit_reset(headers), detail },
+        _ if has_code(88) => {
+            Failure::RateLimited { retry_after: rate_limit_reset(headers), detail }
+        }
+        401 | 403 if !(x_401 || x_403) => Failure::transient(detail),
         401 => {
             let cause = if believed_expired { AuthCause::Expired } else { AuthCause::Revoked };
             Failure::auth(cause, detail)
@@ -174,7 +187,10 @@ mod tests {
     fn garbage_bodies_do_not_panic() {
         for body in [&b""[..], b"{", b"null", b"[1,2]", br#"{"detail": 5}"#, b"\xff\xfe"] {
             let _ = classify_api(StatusCode::BAD_REQUEST, &h(), body, false);
-            let _ = classify_api(StatusCode::UNAUTHORIZED, &h(), body, false);
+            for status in [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN] {
+                let f = classify_api(status, &h(), body, false);
+                assert!(matches!(f, Failure::Transient { .. }), "{status} {body:?}: {f:?}");
+            }
         }
     }
 }

@@ -40,6 +40,7 @@ pub struct Problem {
     #[serde(rename = "type")]
     pub kind: Option<String>,
     pub errors: Option<Vec<ProblemError>>,
+    pub status: Option<u16>,
 }
 
 #[derive(Deserialize)]
