@@ -1,35 +1,29 @@
 //! The `/_sim` control API: fault injection and inspection for tests and
 //! demos. JSON in and out, no authentication (the simulator is never exposed).
+//! Full reference with each platform's answers: `docs/platform-sim.md`.
 //!
-//! Routes (`{platform}` is a platform key; today only `x`; unknown → 404):
+//! Routes (`{platform}` is a control key: `x`, `linkedin`, `instagram`,
+//! `facebook`, `youtube`, `tiktok`, `threads`; unknown → 404):
 //!
-//! - `POST /_sim/{platform}/accounts/{username}/revoke` — the user revokes the
-//!   app: every access and refresh token of that user (all clients) and every
-//!   unredeemed code stops working. The user can authorize again and the new
-//!   tokens work. → `200 {"revoked_tokens": n}`; unknown user → `404`.
-//! - `POST /_sim/{platform}/accounts/{username}/expire` — the user's live
-//!   access tokens expire now; refresh tokens keep working.
-//!   → `200 {"expired_tokens": n}`; unknown user → `404`.
-//! - `POST /_sim/{platform}/rate-limit` body `{"for_seconds": f64}` — for that
-//!   many real seconds every API call (not OAuth) answers 429 with
-//!   `x-rate-limit-*` headers whose reset is the end of the period.
-//!   → `200 {"rate_limited_for_seconds": f}`.
-//! - `POST /_sim/{platform}/outage` body `{"for_seconds": f64, "status": 503}`
-//!   — for that many real seconds every endpoint of the platform, OAuth
-//!   included, answers `status` (500–599, default 503) with a problem body.
-//!   → `200 {"outage_for_seconds": f, "status": s}`.
-//! - `POST /_sim/{platform}/clear-faults` — ends rate limit and outage now.
-//!   → `200 {"cleared": true}`.
-//! - `GET /_sim/posts?platform=x&username=u` — the post log in acceptance
-//!   order, duplicates visible; both filters optional.
-//!   → `200 {"posts":[{"platform","id","user_id","username","text","created_at"}]}`.
-//! - `GET /_sim/tokens` — every access token, refresh token and authorization
-//!   code ever issued, so tests can prove none leaked into logs.
-//!   → `200 {"tokens":["..."]}`.
-//! - `GET /_sim/stats` — per-platform counters.
-//!   → `200 {"x":{"refresh_token_reuse":n,"tokens_issued":n,"refreshes":n,"posts":n}}`
-//!   (`tokens_issued` counts successful token responses, `refreshes` the
-//!   successful refresh grants among them).
+//! - `POST /_sim/{platform}/accounts/{username}/{action}`, action one of
+//!   `revoke`, `expire`, `password-change`, `remove-scope` (body
+//!   `{"scope": "..."}`), `security-checkpoint`, `deauthorize` — something
+//!   happened to the account; each platform then answers as it really does.
+//!   → `200 {"revoked_tokens"|"expired_tokens"|"affected_tokens": n}`;
+//!   unknown user → `404`.
+//! - `POST /_sim/{platform}/rate-limit` body `{"for_seconds": f64}` — API
+//!   calls (not OAuth) answer the platform's own rate-limit error.
+//! - `POST /_sim/{platform}/outage` body `{"for_seconds": f64, "status": 503,
+//!   "hang": false}` — every endpoint answers `status` (500–599); with
+//!   `hang` requests first hang until the outage ends.
+//! - `POST /_sim/{platform}/latency` body `{"ms": 50, "for_seconds": f64}`.
+//! - `POST /_sim/{platform}/reject-content` body `{"for_seconds": f64}` —
+//!   publish calls answer the platform's content-refused error.
+//! - `POST /_sim/{platform}/clear-faults` — ends every fault now.
+//! - `POST /_sim/{platform}/settings` — platform settings (YouTube:
+//!   `{"testing_mode": bool}`).
+//! - `GET /_sim/posts?platform=x&username=u`, `GET /_sim/tokens`,
+//!   `GET /_sim/stats`, `GET /_sim/media/sample.jpg|sample.mp4`.
 //!
 //! Errors are `{"error": "<message>"}` with 400 (bad body) or 404 (unknown
 //! platform or user).
@@ -39,23 +33,27 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::state::{PlatformSim, SimState};
+use crate::state::{AccountAction, PlatformSim, SimState};
 use crate::support::parse_form;
 
 pub(crate) fn router(state: SimState) -> Router {
     Router::new()
-        .route("/{platform}/accounts/{username}/revoke", post(revoke_account))
-        .route("/{platform}/accounts/{username}/expire", post(expire_account))
+        .route("/{platform}/accounts/{username}/{action}", post(account_action))
         .route("/{platform}/rate-limit", post(rate_limit))
         .route("/{platform}/outage", post(outage))
+        .route("/{platform}/latency", post(latency))
+        .route("/{platform}/reject-content", post(reject_content))
         .route("/{platform}/clear-faults", post(clear_faults))
+        .route("/{platform}/settings", post(settings))
+        .route("/media/sample.jpg", get(sample_jpg))
+        .route("/media/sample.mp4", get(sample_mp4))
         .route("/posts", get(posts))
         .route("/tokens", get(tokens))
         .route("/stats", get(stats))
@@ -85,40 +83,51 @@ fn unknown_user(username: &str) -> ControlError {
     error(StatusCode::NOT_FOUND, format!("unknown user: {username}"))
 }
 
-async fn revoke_account(
+async fn account_action(
     State(state): State<SimState>,
-    Path((name, username)): Path<(String, String)>,
+    Path((name, username, action)): Path<(String, String, String)>,
+    body: Bytes,
 ) -> Response {
     let p = match platform(&state, &name) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    match p.revoke_account(&username) {
-        Some(n) => {
-            tracing::info!(platform = p.name(), username, revoked = n, "sim: account revoked");
-            Json(json!({ "revoked_tokens": n })).into_response()
+    let action = match action.as_str() {
+        "revoke" => AccountAction::Revoke,
+        "expire" => AccountAction::Expire,
+        "password-change" => AccountAction::PasswordChange,
+        "security-checkpoint" => AccountAction::SecurityCheckpoint,
+        "deauthorize" => AccountAction::Deauthorize,
+        "remove-scope" => {
+            #[derive(Deserialize)]
+            struct Scope {
+                scope: String,
+            }
+            match serde_json::from_slice::<Scope>(&body) {
+                Ok(s) if !s.scope.trim().is_empty() => {
+                    AccountAction::RemoveScope(s.scope.trim().to_owned())
+                }
+                _ => {
+                    return error(StatusCode::BAD_REQUEST, "expected {\"scope\": \"...\"}")
+                        .into_response()
+                }
+            }
         }
-        None => unknown_user(&username).into_response(),
-    }
-}
-
-async fn expire_account(
-    State(state): State<SimState>,
-    Path((name, username)): Path<(String, String)>,
-) -> Response {
-    let p = match platform(&state, &name) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
+        other => {
+            return error(StatusCode::NOT_FOUND, format!("unknown account action: {other}"))
+                .into_response()
+        }
     };
-    match p.expire_account(&username) {
+    match p.account_action(&username, &action) {
         Some(n) => {
             tracing::info!(
                 platform = p.name(),
                 username,
-                expired = n,
-                "sim: access tokens expired"
+                ?action,
+                tokens = n,
+                "sim: account action"
             );
-            Json(json!({ "expired_tokens": n })).into_response()
+            Json(json!({ action.answer_key(): n })).into_response()
         }
         None => unknown_user(&username).into_response(),
     }
@@ -128,16 +137,19 @@ async fn expire_account(
 struct ForSeconds {
     for_seconds: f64,
     status: Option<u16>,
+    #[serde(default)]
+    hang: bool,
+    ms: Option<u64>,
 }
 
-/// Parses `{"for_seconds": f, ...}` into a real duration.
-fn parse_for_seconds(body: &[u8]) -> Result<(Duration, Option<u16>), ControlError> {
+/// Parses `{"for_seconds": f, ...}` into a real duration and the rest.
+fn parse_for_seconds(body: &[u8]) -> Result<(Duration, ForSeconds), ControlError> {
     let parsed: ForSeconds = serde_json::from_slice(body).map_err(|e| {
         error(StatusCode::BAD_REQUEST, format!("expected {{\"for_seconds\": number}}: {e}"))
     })?;
     let d = Duration::try_from_secs_f64(parsed.for_seconds)
         .map_err(|_| error(StatusCode::BAD_REQUEST, "for_seconds must be a finite number >= 0"))?;
-    Ok((d, parsed.status))
+    Ok((d, parsed))
 }
 
 async fn rate_limit(
@@ -163,18 +175,88 @@ async fn outage(State(state): State<SimState>, Path(name): Path<String>, body: B
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let (d, status) = match parse_for_seconds(&body) {
+    let (d, parsed) = match parse_for_seconds(&body) {
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
-    let status = status.unwrap_or(503);
+    let status = parsed.status.unwrap_or(503);
     if !(500..=599).contains(&status) {
         return error(StatusCode::BAD_REQUEST, "status must be between 500 and 599")
             .into_response();
     }
-    state.common().set_outage(p.name(), d, status);
-    tracing::info!(platform = p.name(), seconds = d.as_secs_f64(), status, "sim: outage on");
-    Json(json!({ "outage_for_seconds": d.as_secs_f64(), "status": status })).into_response()
+    let hang = parsed.hang;
+    state.common().set_outage(p.name(), d, status, hang);
+    tracing::info!(platform = p.name(), seconds = d.as_secs_f64(), status, hang, "sim: outage on");
+    Json(json!({ "outage_for_seconds": d.as_secs_f64(), "status": status, "hang": hang }))
+        .into_response()
+}
+
+async fn latency(State(state): State<SimState>, Path(name): Path<String>, body: Bytes) -> Response {
+    let p = match platform(&state, &name) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let (d, parsed) = match parse_for_seconds(&body) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let Some(ms) = parsed.ms else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected {\"ms\": number, \"for_seconds\": number}",
+        )
+        .into_response();
+    };
+    state.common().set_latency(p.name(), d, Duration::from_millis(ms));
+    tracing::info!(platform = p.name(), seconds = d.as_secs_f64(), ms, "sim: latency on");
+    Json(json!({ "latency_ms": ms, "for_seconds": d.as_secs_f64() })).into_response()
+}
+
+async fn reject_content(
+    State(state): State<SimState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let p = match platform(&state, &name) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let (d, _) = match parse_for_seconds(&body) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    state.common().set_reject_content(p.name(), d);
+    tracing::info!(platform = p.name(), seconds = d.as_secs_f64(), "sim: rejecting content");
+    Json(json!({ "reject_content_for_seconds": d.as_secs_f64() })).into_response()
+}
+
+async fn settings(
+    State(state): State<SimState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let p = match platform(&state, &name) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let value: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(StatusCode::BAD_REQUEST, format!("expected JSON: {e}")).into_response()
+        }
+    };
+    match p.configure(&value) {
+        Ok(now) => Json(now).into_response(),
+        Err(message) => error(StatusCode::BAD_REQUEST, message).into_response(),
+    }
+}
+
+async fn sample_jpg() -> Response {
+    ([(header::CONTENT_TYPE, "image/jpeg")], crate::media::SAMPLE_JPG).into_response()
+}
+
+async fn sample_mp4() -> Response {
+    ([(header::CONTENT_TYPE, "video/mp4")], crate::media::SAMPLE_MP4).into_response()
 }
 
 async fn clear_faults(State(state): State<SimState>, Path(name): Path<String>) -> Response {

@@ -1,6 +1,8 @@
 //! Platform simulator: a faithful in-memory fake of the social platforms' OAuth
-//! and publishing APIs (X today, one folder per platform), plus a `/_sim`
-//! control API to inject faults. It is the only fake in the Lifeline system.
+//! and publishing APIs (X, LinkedIn, Instagram, Facebook Pages, YouTube,
+//! TikTok, Threads; one folder per platform), plus a `/_sim` control API to
+//! inject faults. It is the only fake in the Lifeline system.
+//! Reference: `docs/platform-sim.md`.
 
 use std::net::SocketAddr;
 
@@ -9,11 +11,23 @@ use axum::routing::get;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
+mod accounts;
+mod authorize;
 pub mod clock;
 mod control;
+mod facebook;
+mod faults;
+mod graph;
+mod instagram;
+mod linkedin;
+mod media;
+mod meta_login;
 mod state;
 mod support;
+mod threads;
+mod tiktok;
 mod x;
+mod youtube;
 
 pub use state::SimState;
 
@@ -22,6 +36,12 @@ pub const DEFAULT_X_CLIENT_ID: &str = "lifeline-x-dev";
 /// Default X OAuth client secret when `SIM_X_CLIENT_SECRET` is unset. Only
 /// acceptable because this is the simulator, never a real platform.
 pub const DEFAULT_X_CLIENT_SECRET: &str = "sim-x-secret";
+/// The platforms with an OAuth client registration, by control key. Each
+/// reads `SIM_<KEY>_CLIENT_ID` / `SIM_<KEY>_CLIENT_SECRET` (key upper-cased)
+/// and defaults to `lifeline-<key>-dev` / `sim-<key>-secret`.
+pub const PLATFORM_KEYS: &[&str] =
+    &["x", "linkedin", "instagram", "facebook", "youtube", "tiktok", "threads"];
+
 /// Default listen address when `SIM_HTTP_ADDR` is unset.
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8090";
 
@@ -61,6 +81,9 @@ pub struct SimConfig {
     pub public_base_url: String,
     /// Address `main` binds (`SIM_HTTP_ADDR`); `run` takes a bound listener.
     pub http_addr: SocketAddr,
+    /// Whether the Google app is in "Testing" publishing status
+    /// (`SIM_GOOGLE_TESTING_MODE`): refresh tokens then die after 7 days.
+    pub google_testing_mode: bool,
 }
 
 /// An invalid configuration value, named by its environment variable.
@@ -71,7 +94,9 @@ pub enum ConfigError {
     #[error("{key} must be a socket address like 127.0.0.1:8090, got {value:?}")]
     Addr { key: &'static str, value: String },
     #[error("{key} must not be empty")]
-    Empty { key: &'static str },
+    Empty { key: String },
+    #[error("{key} must be true or false, got {value:?}")]
+    Bool { key: &'static str, value: String },
 }
 
 impl Default for SimConfig {
@@ -80,20 +105,25 @@ impl Default for SimConfig {
             DEFAULT_HTTP_ADDR.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8090)));
         Self {
             time_scale: 1.0,
-            clients: vec![ClientRegistration {
-                platform: "x".to_owned(),
-                client_id: DEFAULT_X_CLIENT_ID.to_owned(),
-                client_secret: Some(DEFAULT_X_CLIENT_SECRET.to_owned()),
-            }],
+            clients: PLATFORM_KEYS
+                .iter()
+                .map(|p| ClientRegistration {
+                    platform: (*p).to_owned(),
+                    client_id: format!("lifeline-{p}-dev"),
+                    client_secret: Some(format!("sim-{p}-secret")),
+                })
+                .collect(),
             public_base_url: format!("http://{http_addr}"),
             http_addr,
+            google_testing_mode: false,
         }
     }
 }
 
 impl SimConfig {
-    /// Reads `SIM_TIME_SCALE`, `SIM_X_CLIENT_ID`, `SIM_X_CLIENT_SECRET` (empty
-    /// = public client), `SIM_HTTP_ADDR` and `SIM_PUBLIC_BASE_URL`.
+    /// Reads `SIM_TIME_SCALE`, `SIM_<PLATFORM>_CLIENT_ID`,
+    /// `SIM_<PLATFORM>_CLIENT_SECRET` (empty = public client, X only),
+    /// `SIM_GOOGLE_TESTING_MODE`, `SIM_HTTP_ADDR` and `SIM_PUBLIC_BASE_URL`.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|key| std::env::var(key).ok())
     }
@@ -119,14 +149,35 @@ impl SimConfig {
                 .map_err(|_| ConfigError::Addr { key: "SIM_HTTP_ADDR", value: raw })?,
         };
 
-        let client_id = lookup("SIM_X_CLIENT_ID").unwrap_or_else(|| DEFAULT_X_CLIENT_ID.to_owned());
-        if client_id.trim().is_empty() {
-            return Err(ConfigError::Empty { key: "SIM_X_CLIENT_ID" });
+        let mut clients = Vec::with_capacity(PLATFORM_KEYS.len());
+        for p in PLATFORM_KEYS {
+            let upper = p.to_ascii_uppercase();
+            let id_key = format!("SIM_{upper}_CLIENT_ID");
+            let client_id = lookup(&id_key).unwrap_or_else(|| format!("lifeline-{p}-dev"));
+            if client_id.trim().is_empty() {
+                return Err(ConfigError::Empty { key: id_key });
+            }
+            let secret_key = format!("SIM_{upper}_CLIENT_SECRET");
+            let client_secret = match lookup(&secret_key) {
+                None => Some(format!("sim-{p}-secret")),
+                Some(s) if s.is_empty() && *p == "x" => None,
+                Some(s) if s.is_empty() => return Err(ConfigError::Empty { key: secret_key }),
+                Some(s) => Some(s),
+            };
+            clients.push(ClientRegistration {
+                platform: (*p).to_owned(),
+                client_id: client_id.trim().to_owned(),
+                client_secret,
+            });
         }
-        let client_secret = match lookup("SIM_X_CLIENT_SECRET") {
-            None => Some(DEFAULT_X_CLIENT_SECRET.to_owned()),
-            Some(s) if s.is_empty() => None,
-            Some(s) => Some(s),
+
+        let google_testing_mode = match lookup("SIM_GOOGLE_TESTING_MODE") {
+            None => false,
+            Some(raw) => match raw.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" | "" => false,
+                _ => return Err(ConfigError::Bool { key: "SIM_GOOGLE_TESTING_MODE", value: raw }),
+            },
         };
 
         let public_base_url = lookup("SIM_PUBLIC_BASE_URL")
@@ -135,13 +186,10 @@ impl SimConfig {
 
         Ok(Self {
             time_scale,
-            clients: vec![ClientRegistration {
-                platform: "x".to_owned(),
-                client_id,
-                client_secret,
-            }],
+            clients,
             public_base_url: public_base_url.trim_end_matches('/').to_owned(),
             http_addr,
+            google_testing_mode,
         })
     }
 }
@@ -152,7 +200,7 @@ pub fn router(state: SimState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .nest("/_sim", control::router(state.clone()));
     for platform in state.platforms() {
-        app = app.nest(&format!("/{}", platform.name()), platform.clone().router(state.common()));
+        app = app.nest(&format!("/{}", platform.prefix()), platform.clone().router(state.common()));
     }
     app
 }
@@ -211,7 +259,28 @@ mod tests {
     #[test]
     fn empty_secret_means_public_client() {
         let c = SimConfig::from_lookup(lookup(&[("SIM_X_CLIENT_SECRET", "")])).expect("valid");
-        assert!(c.clients[0].client_secret.is_none());
+        let x = c.clients.iter().find(|r| r.platform == "x").expect("x");
+        assert!(x.client_secret.is_none());
+    }
+
+    #[test]
+    fn every_platform_gets_a_client() {
+        let c = SimConfig::from_lookup(lookup(&[
+            ("SIM_TIKTOK_CLIENT_ID", "tt-app"),
+            ("SIM_GOOGLE_TESTING_MODE", "true"),
+        ]))
+        .expect("valid");
+        assert_eq!(c.clients.len(), PLATFORM_KEYS.len());
+        let tt = c.clients.iter().find(|r| r.platform == "tiktok").expect("tiktok");
+        assert_eq!(tt.client_id, "tt-app");
+        assert_eq!(tt.client_secret.as_deref(), Some("sim-tiktok-secret"));
+        assert!(c.google_testing_mode);
+        let err = SimConfig::from_lookup(lookup(&[("SIM_LINKEDIN_CLIENT_SECRET", "")]))
+            .expect_err("confidential only");
+        assert!(err.to_string().contains("SIM_LINKEDIN_CLIENT_SECRET"));
+        let err = SimConfig::from_lookup(lookup(&[("SIM_GOOGLE_TESTING_MODE", "maybe")]))
+            .expect_err("bool");
+        assert!(err.to_string().contains("SIM_GOOGLE_TESTING_MODE"));
     }
 
     #[test]

@@ -18,17 +18,56 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Something that happened to one platform account, injected through
+/// `POST /_sim/{platform}/accounts/{username}/{action}`. Each platform maps it
+/// to what it really answers afterwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AccountAction {
+    /// The user removed the app in the platform's settings.
+    Revoke,
+    /// The user's access tokens lapse now.
+    Expire,
+    /// The user changed their password.
+    PasswordChange,
+    /// The user unticked one permission.
+    RemoveScope(String),
+    /// The platform locked the account until the user passes a checkpoint.
+    SecurityCheckpoint,
+    /// The app was deauthorized (Meta's "deauthorize callback" event).
+    Deauthorize,
+}
+
+impl AccountAction {
+    /// The JSON key of the control API's answer, e.g. `revoked_tokens`.
+    pub fn answer_key(&self) -> &'static str {
+        match self {
+            Self::Revoke => "revoked_tokens",
+            Self::Expire => "expired_tokens",
+            _ => "affected_tokens",
+        }
+    }
+}
+
 /// One simulated platform. Adding a platform means adding a folder that
 /// implements this and one line in `SimState::new`.
 pub(crate) trait PlatformSim: Send + Sync + 'static {
-    /// URL prefix and control-API key, e.g. `"x"`.
+    /// Control-API key and client-registration key, e.g. `"x"`.
     fn name(&self) -> &'static str;
-    /// The platform's own routes, mounted under `/{name}`.
+    /// URL prefix the platform's routes are mounted under (`/{prefix}`);
+    /// defaults to the name (YouTube lives under `/google`).
+    fn prefix(&self) -> &'static str {
+        self.name()
+    }
+    /// The platform's own routes, mounted under `/{prefix}`.
     fn router(self: Arc<Self>, common: Arc<Common>) -> Router;
-    /// Revokes every token of `username`; `None` when the user is unknown.
-    fn revoke_account(&self, username: &str) -> Option<usize>;
-    /// Expires every access token of `username` now; `None` when unknown.
-    fn expire_account(&self, username: &str) -> Option<usize>;
+    /// Applies a control action to every token of `username`; returns how
+    /// many tokens it touched, `None` when the user is unknown.
+    fn account_action(&self, username: &str, action: &AccountAction) -> Option<usize>;
+    /// Platform-specific settings (`POST /_sim/{platform}/settings`); returns
+    /// the settings now in force, or a message for a 400.
+    fn configure(&self, _settings: &serde_json::Value) -> Result<serde_json::Value, String> {
+        Err(format!("{} has no settings", self.name()))
+    }
     /// The post log, in acceptance order.
     fn posts(&self) -> Vec<PostRecord>;
     /// Counters for `GET /_sim/stats`.
@@ -52,12 +91,22 @@ pub(crate) struct PostRecord {
 pub(crate) struct Faults {
     pub rate_limited_until: Option<Instant>,
     pub outage: Option<Outage>,
+    pub latency: Option<Latency>,
+    pub reject_content_until: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Outage {
     pub until: Instant,
     pub status: u16,
+    /// Requests hang until the outage ends instead of failing fast.
+    pub hang: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Latency {
+    pub until: Instant,
+    pub extra: Duration,
 }
 
 /// State every platform shares.
@@ -74,6 +123,17 @@ impl Common {
         self.clients.iter().find(|c| c.platform == platform && c.client_id == client_id)
     }
 
+    /// The client when `client_id` is registered for `platform` and
+    /// `secret` is its secret.
+    pub fn authenticate_client(
+        &self,
+        platform: &str,
+        client_id: &str,
+        secret: &str,
+    ) -> Option<&ClientRegistration> {
+        self.client(platform, client_id).filter(|c| c.client_secret.as_deref() == Some(secret))
+    }
+
     pub fn record_secret(&self, secret: &str) {
         lock(&self.issued_secrets).push(secret.to_owned());
     }
@@ -82,19 +142,41 @@ impl Common {
         lock(&self.issued_secrets).clone()
     }
 
+    fn faults(&self, platform: &'static str) -> Faults {
+        lock(&self.faults).get(platform).copied().unwrap_or_default()
+    }
+
     /// The outage in force for `platform`, if any.
     pub fn outage(&self, platform: &'static str) -> Option<Outage> {
         let now = self.clock.now();
-        lock(&self.faults).get(platform).and_then(|f| f.outage).filter(|o| o.until > now)
+        self.faults(platform).outage.filter(|o| o.until > now)
+    }
+
+    /// Applies injected latency and hangs, then returns the outage the
+    /// request must answer with, if any. Every platform's outermost layer.
+    pub async fn before_request(&self, platform: &'static str) -> Option<Outage> {
+        let now = self.clock.now();
+        let faults = self.faults(platform);
+        if let Some(l) = faults.latency.filter(|l| l.until > now) {
+            tokio::time::sleep(l.extra).await;
+        }
+        let outage = self.outage(platform)?;
+        if outage.hang {
+            tokio::time::sleep_until(outage.until.into()).await;
+        }
+        Some(outage)
     }
 
     /// When the injected rate limit for `platform` ends, if one is in force.
     pub fn rate_limited_until(&self, platform: &'static str) -> Option<Instant> {
         let now = self.clock.now();
-        lock(&self.faults)
-            .get(platform)
-            .and_then(|f| f.rate_limited_until)
-            .filter(|until| *until > now)
+        self.faults(platform).rate_limited_until.filter(|until| *until > now)
+    }
+
+    /// Whether the platform currently refuses content (reject-content fault).
+    pub fn content_rejected(&self, platform: &'static str) -> bool {
+        let now = self.clock.now();
+        self.faults(platform).reject_content_until.is_some_and(|until| until > now)
     }
 
     pub fn set_rate_limit(&self, platform: &'static str, real: Duration) {
@@ -102,9 +184,20 @@ impl Common {
         lock(&self.faults).entry(platform).or_default().rate_limited_until = Some(until);
     }
 
-    pub fn set_outage(&self, platform: &'static str, real: Duration, status: u16) {
+    pub fn set_outage(&self, platform: &'static str, real: Duration, status: u16, hang: bool) {
         let until = self.clock.now() + real;
-        lock(&self.faults).entry(platform).or_default().outage = Some(Outage { until, status });
+        lock(&self.faults).entry(platform).or_default().outage =
+            Some(Outage { until, status, hang });
+    }
+
+    pub fn set_latency(&self, platform: &'static str, real: Duration, extra: Duration) {
+        let until = self.clock.now() + real;
+        lock(&self.faults).entry(platform).or_default().latency = Some(Latency { until, extra });
+    }
+
+    pub fn set_reject_content(&self, platform: &'static str, real: Duration) {
+        let until = self.clock.now() + real;
+        lock(&self.faults).entry(platform).or_default().reject_content_until = Some(until);
     }
 
     pub fn clear_faults(&self, platform: &'static str) {
@@ -127,7 +220,15 @@ impl SimState {
             faults: Mutex::default(),
             issued_secrets: Mutex::default(),
         });
-        let all: Vec<Arc<dyn PlatformSim>> = vec![Arc::new(crate::x::XSim::default())];
+        let all: Vec<Arc<dyn PlatformSim>> = vec![
+            Arc::new(crate::x::XSim::default()),
+            Arc::new(crate::linkedin::LinkedInSim::default()),
+            Arc::new(crate::instagram::sim()),
+            Arc::new(crate::threads::sim()),
+            Arc::new(crate::facebook::FacebookSim::default()),
+            Arc::new(crate::youtube::YouTubeSim::new(config.google_testing_mode)),
+            Arc::new(crate::tiktok::TikTokSim::default()),
+        ];
         let platforms = all.into_iter().map(|p| (p.name(), p)).collect();
         Self { common, platforms: Arc::new(platforms) }
     }

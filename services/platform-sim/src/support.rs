@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use rand::RngCore as _;
@@ -80,6 +82,74 @@ pub(crate) fn html_escape(s: &str) -> String {
         }
     }
     out
+}
+
+/// The token of an `Authorization: Bearer …` header.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
+
+/// `http://<Host>` of a request, for absolute URLs the platform hands out
+/// (YouTube's upload session). The simulator only speaks plain HTTP.
+pub(crate) fn request_base(headers: &HeaderMap) -> String {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1");
+    format!("http://{host}")
+}
+
+/// A 302 to `redirect_uri` (already validated) with `pairs` appended to its
+/// query; an error page if it cannot be parsed after all.
+pub(crate) fn redirect_with(redirect_uri: &str, pairs: &[(&str, &str)]) -> Response {
+    let Ok(mut url) = url::Url::parse(redirect_uri) else {
+        return error_page("Error", "Invalid redirect_uri");
+    };
+    url.query_pairs_mut().extend_pairs(pairs);
+    match HeaderValue::from_str(url.as_str()) {
+        Ok(location) => (StatusCode::FOUND, [(header::LOCATION, location)]).into_response(),
+        Err(_) => error_page("Error", "Invalid redirect_uri"),
+    }
+}
+
+/// Whether `uri` is an absolute http(s) URL without a fragment, the shape
+/// every platform requires of a redirect_uri.
+pub(crate) fn valid_redirect_uri(uri: &str) -> bool {
+    matches!(url::Url::parse(uri), Ok(u) if matches!(u.scheme(), "http" | "https") && u.fragment().is_none())
+}
+
+/// A platform's error page for an authorize request it cannot redirect.
+pub(crate) fn error_page(title: &str, detail: &str) -> Response {
+    let body = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title></head>\
+         <body><h1>{t}</h1><p class=\"detail\">{d}</p></body></html>",
+        t = html_escape(title),
+        d = html_escape(detail)
+    );
+    (StatusCode::BAD_REQUEST, Html(body)).into_response()
+}
+
+/// A JSON response with `status` and `no-store` caching, as token endpoints send.
+pub(crate) fn json_no_store(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut resp = (status, axum::Json(body)).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+/// Parameters of a request: the query, then (for form bodies) the body; the
+/// query wins on conflicts, as Graph does.
+pub(crate) fn query_and_form(query: Option<&str>, body: &[u8]) -> HashMap<String, String> {
+    let mut params = parse_form(query.unwrap_or_default().as_bytes());
+    if !body.is_empty() && !body.starts_with(b"{") {
+        for (k, v) in parse_form(body) {
+            params.entry(k).or_insert(v);
+        }
+    }
+    params
 }
 
 #[cfg(test)]

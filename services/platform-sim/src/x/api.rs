@@ -90,6 +90,9 @@ pub(crate) async fn create_tweet(
         Ok(t) => t,
         Err(e) => return e.into_response(),
     };
+    if ctx.common.content_rejected(PLATFORM) {
+        return finish(wire::duplicate_tweet());
+    }
     let result = ctx.store().post_tweet(&caller.user_key, &text, &ctx.common.clock);
     match result {
         Ok(tweet) => {

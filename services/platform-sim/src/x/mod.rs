@@ -16,7 +16,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::json;
 
-use crate::state::{lock, Common, PlatformSim, PostRecord};
+use crate::state::{lock, AccountAction, Common, PlatformSim, PostRecord};
 use store::XStore;
 
 pub(crate) const PLATFORM: &str = "x";
@@ -67,12 +67,17 @@ impl PlatformSim for XSim {
             .with_state(ctx)
     }
 
-    fn revoke_account(&self, username: &str) -> Option<usize> {
-        lock(&self.store).revoke_user(username)
-    }
-
-    fn expire_account(&self, username: &str) -> Option<usize> {
-        lock(&self.store).expire_user(username, std::time::Instant::now())
+    fn account_action(&self, username: &str, action: &AccountAction) -> Option<usize> {
+        let mut store = lock(&self.store);
+        match action {
+            AccountAction::Expire => store.expire_user(username, std::time::Instant::now()),
+            AccountAction::RemoveScope(scope) => store.remove_scope_user(username, scope),
+            // X has no separate signal for these: the tokens simply stop working.
+            AccountAction::Revoke
+            | AccountAction::PasswordChange
+            | AccountAction::SecurityCheckpoint
+            | AccountAction::Deauthorize => store.revoke_user(username),
+        }
     }
 
     fn posts(&self) -> Vec<PostRecord> {
@@ -95,6 +100,8 @@ impl PlatformSim for XSim {
         let s = &store.stats;
         json!({
             "refresh_token_reuse": s.refresh_token_reuse,
+            // X refuses duplicates (403) instead of accepting them twice.
+            "duplicate_posts": 0,
             "tokens_issued": s.tokens_issued,
             "refreshes": s.refreshes,
             "posts": s.posts,
@@ -103,7 +110,7 @@ impl PlatformSim for XSim {
 }
 
 async fn outage(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
-    let mut resp = match ctx.common.outage(PLATFORM) {
+    let mut resp = match ctx.common.before_request(PLATFORM).await {
         Some(o) => {
             let status = StatusCode::from_u16(o.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
             wire::outage(status)

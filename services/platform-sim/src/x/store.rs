@@ -419,6 +419,24 @@ impl XStore {
         Some(n)
     }
 
+    /// Control API: the user unticked `scope`; live tokens lose it.
+    pub fn remove_scope_user(&mut self, username: &str, scope: &str) -> Option<usize> {
+        let key = username.to_ascii_lowercase();
+        self.users.get(&key)?;
+        let mut n = 0;
+        let grants = self
+            .access
+            .values_mut()
+            .map(|t| &mut t.grant)
+            .chain(self.refresh.values_mut().map(|t| &mut t.grant));
+        for g in grants.filter(|g| g.user_key == key) {
+            let before = g.scopes.len();
+            g.scopes.retain(|s| s != scope);
+            n += usize::from(g.scopes.len() != before);
+        }
+        Some(n)
+    }
+
     /// Control API: expire the user's live access tokens now.
     pub fn expire_user(&mut self, username: &str, now: Instant) -> Option<usize> {
         let key = username.to_ascii_lowercase();

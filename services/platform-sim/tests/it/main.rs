@@ -3,7 +3,14 @@
 
 mod api;
 mod control;
+mod facebook;
+mod faults;
+mod instagram;
+mod linkedin;
 mod oauth;
+mod threads;
+mod tiktok;
+mod youtube;
 
 use std::time::Duration;
 
@@ -37,20 +44,33 @@ impl Drop for Sim {
 }
 
 pub async fn start(time_scale: f64) -> Sim {
+    start_with(time_scale, false).await
+}
+
+/// The default client id and secret of a platform (`SimConfig::default`).
+pub fn app(platform: &str) -> (String, String) {
+    (format!("lifeline-{platform}-dev"), format!("sim-{platform}-secret"))
+}
+
+pub async fn start_with(time_scale: f64, google_testing_mode: bool) -> Sim {
+    let others = SimConfig::default().clients.into_iter().filter(|c| c.platform != "x");
     let config = SimConfig {
         time_scale,
-        clients: vec![
-            ClientRegistration {
-                platform: "x".into(),
-                client_id: CLIENT_ID.into(),
-                client_secret: Some(CLIENT_SECRET.into()),
-            },
-            ClientRegistration {
-                platform: "x".into(),
-                client_id: PUBLIC_CLIENT_ID.into(),
-                client_secret: None,
-            },
-        ],
+        google_testing_mode,
+        clients: others
+            .chain([
+                ClientRegistration {
+                    platform: "x".into(),
+                    client_id: CLIENT_ID.into(),
+                    client_secret: Some(CLIENT_SECRET.into()),
+                },
+                ClientRegistration {
+                    platform: "x".into(),
+                    client_id: PUBLIC_CLIENT_ID.into(),
+                    client_secret: None,
+                },
+            ])
+            .collect(),
         ..SimConfig::default()
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -206,6 +226,41 @@ impl Sim {
         resp.json().await.expect("json")
     }
 
+    /// GET an authorize URL with `sim_approve_as`; asserts the 302 and
+    /// returns the redirect's query parameters.
+    pub async fn approve(&self, path: &str, pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        let resp = self
+            .http
+            .get(format!("{}{path}?{}", self.base, form(pairs)))
+            .send()
+            .await
+            .expect("authorize");
+        assert_eq!(resp.status(), StatusCode::FOUND, "authorize {path}");
+        location_params(&resp)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.expect("get")
+    }
+
+    pub async fn get_bearer(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).bearer_auth(token).send().await.expect("get")
+    }
+
+    pub async fn post_form(&self, path: &str, pairs: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(pairs))
+            .send()
+            .await
+            .expect("post")
+    }
+
+    pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
+        self.http.post(self.url(path)).bearer_auth(token).json(body).send().await.expect("post")
+    }
+
     /// Cancels the shutdown token and waits for `run` to return.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.shutdown.cancel();
@@ -215,6 +270,24 @@ impl Sim {
             .expect("stops promptly")
             .expect("task did not panic")
     }
+}
+
+/// Status and JSON body of a response.
+pub async fn status_json(resp: reqwest::Response) -> (StatusCode, Value) {
+    let status = resp.status();
+    let text = resp.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// Asserts a Graph error with `code` and optional `subcode`; returns the body.
+pub async fn assert_graph_error(resp: reqwest::Response, code: u64, subcode: Option<u64>) -> Value {
+    let (status, body) = status_json(resp).await;
+    assert!(status.is_client_error() || status.is_server_error(), "{status} {body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert_eq!(body["error"]["error_subcode"].as_u64(), subcode, "{body}");
+    assert!(body["error"]["fbtrace_id"].is_string(), "{body}");
+    assert!(body["error"]["type"].is_string(), "{body}");
+    body
 }
 
 /// Asserts a successful token response and extracts the tokens.
@@ -263,3 +336,6 @@ async fn healthz_and_graceful_shutdown() {
     assert_eq!(resp.status(), StatusCode::OK);
     sim.stop().await.expect("run returns Ok after cancel");
 }
+
+/// A few hundred bytes standing in for a video.
+pub const MP4: &[u8] = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2 sim video bytes";

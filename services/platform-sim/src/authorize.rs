@@ -1,0 +1,151 @@
+//! The authorize step every OAuth platform shares: validate the request the
+//! platform's way, render a consent page (username, Approve / Deny) or, with
+//! `sim_approve_as=<username>`, approve at once and redirect with a code.
+
+use std::collections::HashMap;
+
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+
+use crate::accounts::{valid_username, Pkce};
+use crate::state::Common;
+use crate::support::{error_page, html_escape, redirect_with};
+
+/// A validated authorize request.
+#[derive(Debug, Clone)]
+pub(crate) struct AuthRequest {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub scopes: Vec<String>,
+    pub state: Option<String>,
+    pub pkce: Option<Pkce>,
+    /// Google `access_type=offline`.
+    pub offline: bool,
+    /// Google `prompt` contains `consent`.
+    pub prompt_consent: bool,
+}
+
+/// Why an authorize request fails.
+#[derive(Debug)]
+pub(crate) enum AuthzError {
+    /// Shown on the platform's own page: client or redirect_uri not trusted.
+    Page(String),
+    /// Sent back to the (valid) redirect_uri as query parameters.
+    Redirect { redirect_uri: String, pairs: Vec<(String, String)> },
+}
+
+/// One platform's authorize rules.
+pub(crate) trait Authorizer {
+    fn common(&self) -> &Common;
+    /// Title of the consent and error pages, e.g. "Sign in with LinkedIn".
+    fn title(&self) -> &'static str;
+    fn validate(&self, params: &HashMap<String, String>) -> Result<AuthRequest, AuthzError>;
+    /// Signs `username` in and issues a code for `request`.
+    fn issue_code(&self, request: &AuthRequest, username: &str) -> String;
+    /// Query parameters of the redirect when the user denies.
+    fn deny_pairs(&self) -> Vec<(&'static str, &'static str)> {
+        vec![("error", "access_denied")]
+    }
+    /// Extra parameters beside `code` and `state` on success (TikTok: `scopes`).
+    fn success_extra(&self, _request: &AuthRequest) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+    /// Parameters the consent form must carry back.
+    fn carried(&self) -> &'static [&'static str];
+}
+
+fn fail<A: Authorizer>(a: &A, e: AuthzError) -> Response {
+    match e {
+        AuthzError::Page(detail) => error_page(a.title(), &detail),
+        AuthzError::Redirect { redirect_uri, pairs } => {
+            let pairs: Vec<(&str, &str)> =
+                pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            redirect_with(&redirect_uri, &pairs)
+        }
+    }
+}
+
+fn approve<A: Authorizer>(a: &A, request: &AuthRequest, username: &str) -> Response {
+    if !valid_username(username) {
+        return error_page(a.title(), "Invalid username");
+    }
+    let code = a.issue_code(request, username);
+    a.common().record_secret(&code);
+    tracing::info!(title = a.title(), username, "authorization approved");
+    let extra = a.success_extra(request);
+    let mut pairs: Vec<(&str, &str)> = vec![("code", code.as_str())];
+    if let Some(state) = &request.state {
+        pairs.push(("state", state));
+    }
+    pairs.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
+    redirect_with(&request.redirect_uri, &pairs)
+}
+
+/// GET: the consent page, or an immediate approval with `sim_approve_as`.
+pub(crate) fn page<A: Authorizer>(a: &A, params: &HashMap<String, String>) -> Response {
+    let request = match a.validate(params) {
+        Ok(r) => r,
+        Err(e) => return fail(a, e),
+    };
+    if let Some(username) = params.get("sim_approve_as") {
+        return approve(a, &request, username.trim());
+    }
+    let hidden: String = a
+        .carried()
+        .iter()
+        .filter_map(|k| params.get(*k).map(|v| (*k, v)))
+        .map(|(k, v)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                html_escape(k),
+                html_escape(v)
+            )
+        })
+        .collect();
+    let scopes: String =
+        request.scopes.iter().map(|s| format!("<li>{}</li>", html_escape(s))).collect();
+    let body = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head>\
+         <body><h1>{title}</h1><p>{app} would like to:</p><ul>{scopes}</ul>\
+         <form method=\"post\" action=\"\">{hidden}\
+         <label>Username <input type=\"text\" name=\"username\" value=\"demo_user\"></label>\
+         <button type=\"submit\" name=\"decision\" value=\"approve\">Allow</button>\
+         <button type=\"submit\" name=\"decision\" value=\"deny\">Cancel</button>\
+         </form></body></html>",
+        title = html_escape(a.title()),
+        app = html_escape(&request.client_id),
+    );
+    (StatusCode::OK, Html(body)).into_response()
+}
+
+/// POST: the consent form's decision (its hidden fields are validated again).
+pub(crate) fn decision<A: Authorizer>(a: &A, params: &HashMap<String, String>) -> Response {
+    let request = match a.validate(params) {
+        Ok(r) => r,
+        Err(e) => return fail(a, e),
+    };
+    match params.get("decision").map(String::as_str) {
+        Some("approve") => {
+            let username = params.get("username").map_or("demo_user", |u| u.trim());
+            approve(a, &request, username)
+        }
+        Some("deny") => {
+            let mut pairs = a.deny_pairs();
+            if let Some(state) = &request.state {
+                pairs.push(("state", state));
+            }
+            redirect_with(&request.redirect_uri, &pairs)
+        }
+        _ => error_page(a.title(), "Missing required parameter: decision"),
+    }
+}
+
+/// A required, non-empty parameter.
+pub(crate) fn required<'a>(params: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+    params.get(name).map(String::as_str).filter(|v| !v.is_empty())
+}
+
+/// Splits a scope list on commas and/or spaces, dropping empties.
+pub(crate) fn split_scopes(raw: &str) -> Vec<String> {
+    raw.split([',', ' ']).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
