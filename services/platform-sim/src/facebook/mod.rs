@@ -239,7 +239,8 @@ async fn graph_dispatch(
         (["me"], true) => node(&ctx, &params, &headers, None),
         (["me", "accounts"], true) => me_accounts(&ctx, &params, &headers),
         ([id], true) => node(&ctx, &params, &headers, Some(id)),
-        ([id, "feed"], false) => create_post(&ctx, &params, &headers, id),
+        ([id, "feed"], false) => create_post(&ctx, &params, &headers, id, false),
+        ([id, "photos"], false) => create_post(&ctx, &params, &headers, id, true),
         ([id, "feed" | "posts" | "published_posts"], true) => {
             list_posts(&ctx, &params, &headers, id)
         }
@@ -430,12 +431,14 @@ fn me_accounts(
     .into_response())
 }
 
-/// `POST /{page-id}/feed` with `message` (and/or `link`), Page token only.
+/// `POST /{page-id}/feed` with `message` (and/or `link`), or `POST /{page-id}/photos` with an
+/// image `url` and an optional `message` (or `caption`); Page token only.
 fn create_post(
     ctx: &Ctx,
     params: &HashMap<String, String>,
     headers: &HeaderMap,
     id: &str,
+    photo: bool,
 ) -> Result<Response, GraphError> {
     let t = caller(ctx, params, headers, ALL_KINDS)?;
     let user = ctx
@@ -454,8 +457,13 @@ fn create_post(
             "If posting to a page, requires both pages_read_engagement and pages_manage_posts as an admin with sufficient administrative permission",
         ));
     }
-    let message = params.get("message").cloned().unwrap_or_default();
-    if message.trim().is_empty() && required(params, "link").is_none() {
+    let message = params.get("message").or(params.get("caption")).cloned().unwrap_or_default();
+    if photo {
+        let url = required(params, "url").ok_or_else(|| graph::missing_param("url"))?;
+        if !url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+            return Err(graph::invalid_param("The parameter url is not a valid URL"));
+        }
+    } else if message.trim().is_empty() && required(params, "link").is_none() {
         return Err(graph::invalid_param("Missing message or attachment"));
     }
     if message.chars().count() > 63_206 {
@@ -468,7 +476,12 @@ fn create_post(
     let post = ctx.accounts().record_post(&t.user_key, &message, |n| {
         format!("{page_id}_{}", 122_000_000_000_000_000u64 + n)
     });
-    tracing::info!(platform = PLATFORM, post_id = %post.id, "page post created");
+    tracing::info!(platform = PLATFORM, post_id = %post.id, photo, "page post created");
+    if photo {
+        // The photo object's own id, and the Page post that shows it.
+        let photo_id = post.id.rsplit('_').next().unwrap_or_default().to_owned();
+        return Ok(axum::Json(json!({ "id": photo_id, "post_id": post.id })).into_response());
+    }
     Ok(axum::Json(json!({ "id": post.id })).into_response())
 }
 

@@ -111,6 +111,7 @@ impl PlatformSim for YouTubeSim {
             .with_state(ctx.clone());
         let api = Router::new()
             .route("/apis/youtube/v3/channels", get(channels))
+            .route("/apis/youtube/v3/playlistItems", get(playlist_items))
             .route("/apis/upload/youtube/v3/videos", post(upload_init).put(upload_bytes))
             .with_state(ctx);
         let fc = FaultCfg { platform: PLATFORM, common, outage, rate_limited };
@@ -652,6 +653,105 @@ async fn channels(State(ctx): State<Ctx>, headers: HeaderMap, RawQuery(q): RawQu
         "etag": random_b64(12),
         "pageInfo": { "totalResults": 1, "resultsPerPage": 5 },
         "items": [item],
+    }))
+    .into_response()
+}
+
+/// `GET /youtube/v3/playlistItems?part=snippet&playlistId=UU…&maxResults=N`: the caller's
+/// uploads playlist (the one `channels` names in `contentDetails.relatedPlaylists.uploads`),
+/// newest first. Other playlists do not exist here.
+async fn playlist_items(
+    State(ctx): State<Ctx>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let t = match caller(&ctx, &headers) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let params = parse_form(q.unwrap_or_default().as_bytes());
+    let Some(part) = required(&params, "part") else {
+        return bad_request("Required parameter: part", "required");
+    };
+    let parts: Vec<&str> = part.split(',').map(str::trim).collect();
+    if let Some(bad) =
+        parts.iter().find(|p| !["id", "snippet", "contentDetails", "status"].contains(p))
+    {
+        return bad_request(&format!("'{bad}'"), "unknownPart");
+    }
+    let Some(playlist) = required(&params, "playlistId") else {
+        return bad_request(
+            "No filter selected. Expected one of: id, playlistId",
+            "missingRequiredParameter",
+        );
+    };
+    let max = match params.get("maxResults").map(|m| m.parse::<usize>()) {
+        None => 5,
+        Some(Ok(n)) if n <= 50 => n,
+        Some(_) => return bad_request("Invalid value for maxResults", "invalidValue"),
+    };
+    if !has_any(&t, &[YT, YT_READONLY, YT_FORCE_SSL, YT_PARTNER]) {
+        return insufficient_scope();
+    }
+    let s = ctx.store();
+    let Some(u) = s.accounts.user(&t.user_key).cloned() else { return unauthenticated() };
+    if playlist != format!("UU{}", &u.id[2..]) {
+        return api_error(
+            StatusCode::NOT_FOUND,
+            "The playlist identified with the request's <code>playlistId</code> parameter cannot be found.",
+            "playlistNotFound",
+            "youtube.playlistItem",
+            Some("NOT_FOUND"),
+        );
+    }
+    let mut videos: Vec<&Value> = s
+        .uploads
+        .values()
+        .filter(|u| u.user_key == t.user_key)
+        .filter_map(|u| u.video.as_ref())
+        .collect();
+    videos.sort_by(|a, b| {
+        let at = |v: &Value| {
+            v.pointer("/snippet/publishedAt").and_then(Value::as_str).map(str::to_owned)
+        };
+        at(b).cmp(&at(a))
+    });
+    let total = videos.len();
+    let items: Vec<Value> = videos
+        .into_iter()
+        .take(max)
+        .enumerate()
+        .map(|(position, v)| {
+            let full = json!({
+                "kind": "youtube#playlistItem",
+                "etag": random_b64(12),
+                "id": random_b64(24),
+                "snippet": {
+                    "publishedAt": v["snippet"]["publishedAt"],
+                    "channelId": u.id,
+                    "title": v["snippet"]["title"],
+                    "description": v["snippet"]["description"],
+                    "thumbnails": {},
+                    "channelTitle": u.name,
+                    "playlistId": playlist,
+                    "position": position,
+                    "resourceId": { "kind": "youtube#video", "videoId": v["id"] },
+                },
+                "contentDetails": { "videoId": v["id"], "videoPublishedAt": v["snippet"]["publishedAt"] },
+                "status": { "privacyStatus": v["status"]["privacyStatus"] },
+            });
+            let mut item = json!({ "kind": full["kind"], "etag": full["etag"], "id": full["id"] });
+            for p in parts.iter().filter(|p| **p != "id") {
+                item[*p] = full[*p].clone();
+            }
+            item
+        })
+        .collect();
+    axum::Json(json!({
+        "kind": "youtube#playlistItemListResponse",
+        "etag": random_b64(12),
+        "pageInfo": { "totalResults": total, "resultsPerPage": max },
+        "items": items,
     }))
     .into_response()
 }

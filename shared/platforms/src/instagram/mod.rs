@@ -209,8 +209,9 @@ impl Connector for InstagramConnector {
         };
         let scopes = short
             .permissions
-            .as_deref()
-            .map(|p| p.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+            .as_ref()
+            .map(wire::Permissions::scopes)
+            .filter(|s| !s.is_empty())
             .unwrap_or_else(|| SCOPES.iter().map(|s| (*s).to_owned()).collect());
         let mut url = endpoint(&self.graph, "access_token");
         url.query_pairs_mut()

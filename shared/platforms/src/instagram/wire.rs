@@ -15,9 +15,27 @@ pub enum CodeAnswer {
 #[derive(Deserialize)]
 pub struct ShortLived {
     pub access_token: SecretString,
-    /// Comma-separated granted permissions.
+    /// The granted permissions: a comma-separated string in the documentation's example, an
+    /// array in live answers.
     #[serde(default)]
-    pub permissions: Option<String>,
+    pub permissions: Option<Permissions>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum Permissions {
+    List(Vec<String>),
+    Joined(String),
+}
+
+impl Permissions {
+    pub fn scopes(&self) -> Vec<String> {
+        let all: Vec<&str> = match self {
+            Permissions::List(l) => l.iter().map(String::as_str).collect(),
+            Permissions::Joined(s) => s.split(',').collect(),
+        };
+        all.into_iter().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    }
 }
 
 /// `GET graph.instagram.com/access_token` (ig_exchange_token) and `/refresh_access_token`.
@@ -61,4 +79,28 @@ pub struct MediaItem {
     pub caption: Option<String>,
     #[serde(default)]
     pub timestamp: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scopes(body: &str) -> Vec<String> {
+        let short = match serde_json::from_str::<CodeAnswer>(body).expect("a code answer") {
+            CodeAnswer::Flat(s) => s,
+            CodeAnswer::Wrapped { mut data } => data.remove(0),
+        };
+        short.permissions.as_ref().map(Permissions::scopes).unwrap_or_default()
+    }
+
+    #[test]
+    fn code_answer_in_the_documented_and_the_live_shape() {
+        // Business Login docs: wrapped in `data`, permissions joined with commas.
+        let documented = r#"{"data":[{"access_token":"IGQ","user_id":"1020","permissions":"instagram_business_basic,instagram_business_content_publish"}]}"#;
+        // Live answers: flat, numeric user_id, permissions as an array.
+        let live = r#"{"access_token":"IGQ","user_id":1020,"permissions":["instagram_business_basic","instagram_business_content_publish"]}"#;
+        let want = ["instagram_business_basic", "instagram_business_content_publish"];
+        assert_eq!(scopes(documented), want);
+        assert_eq!(scopes(live), want);
+    }
 }
