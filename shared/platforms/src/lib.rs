@@ -1,13 +1,16 @@
 //! The connector layer: one connector per platform behind one trait, and one error taxonomy
 //! every platform answer is classified into. A platform lives in its own folder with its wire
 //! types and error mapping side by side; adding one means adding a folder and a line in
-//! [`Connectors::from_env`].
+//! [`Connectors::from_env`]. Instagram and Threads share one Meta-login connector
+//! (`meta_login`), configured by `instagram::CONFIG` and `threads::CONFIG`. The contract tests
+//! (`tests/contract`) run every connector against platform-sim.
 
 mod common;
 pub mod facebook;
 mod graph;
 pub mod instagram;
 pub mod linkedin;
+mod meta_login;
 mod oauth;
 mod taxonomy;
 pub mod threads;
@@ -180,15 +183,16 @@ impl Connectors {
         {
             by_platform.insert(Platform::YouTube, Arc::new(c));
         }
-        if let Some(c) =
-            instagram::InstagramConnector::from_env(env, &public, sim.as_ref(), http.clone())?
-        {
-            by_platform.insert(Platform::Instagram, Arc::new(c));
-        }
-        if let Some(c) =
-            threads::ThreadsConnector::from_env(env, &public, sim.as_ref(), http.clone())?
-        {
-            by_platform.insert(Platform::Threads, Arc::new(c));
+        for meta in [&instagram::CONFIG, &threads::CONFIG] {
+            if let Some(c) = meta_login::MetaLoginConnector::from_env(
+                meta,
+                env,
+                &public,
+                sim.as_ref(),
+                http.clone(),
+            )? {
+                by_platform.insert(meta.platform, Arc::new(c));
+            }
         }
         if let Some(c) =
             facebook::FacebookConnector::from_env(env, &public, sim.as_ref(), http.clone())?

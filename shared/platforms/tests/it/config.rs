@@ -64,3 +64,26 @@ fn a_bad_host_url_names_its_variable() {
         .expect("invalid");
     assert!(err.to_string().contains("LIFELINE_TIKTOK_OPEN_URL"), "{err}");
 }
+
+#[test]
+fn instagram_and_threads_without_their_app_secret_do_not_start() {
+    for platform in ["INSTAGRAM", "THREADS"] {
+        let env = Env::from_pairs([
+            (format!("LIFELINE_{platform}_CLIENT_ID"), "app-id".to_owned()),
+            ("LIFELINE_X_CLIENT_ID".to_owned(), "x-id".to_owned()),
+        ]);
+        let err = Connectors::from_env(&env).err().unwrap_or_else(|| panic!("{platform} started"));
+        let var = format!("LIFELINE_{platform}_CLIENT_SECRET");
+        assert!(
+            matches!(&err, lifeline_kit::config::ConfigError::Missing { name, .. } if *name == var),
+            "{platform}: {err}"
+        );
+        assert!(err.to_string().contains(&var), "{err}");
+        // With the secret it starts.
+        let env = Env::from_pairs([
+            (format!("LIFELINE_{platform}_CLIENT_ID"), "app-id"),
+            (format!("LIFELINE_{platform}_CLIENT_SECRET"), "app-secret"),
+        ]);
+        assert_eq!(Connectors::from_env(&env).expect("configured").platforms().count(), 1);
+    }
+}

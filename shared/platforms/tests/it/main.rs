@@ -1,7 +1,6 @@
 //! The connector layer's integration tests: documented answers classified as documented
 //! ([`fixtures`]), and no classifier panicking or crying "auth" on garbage ([`robustness`]).
-//! Contract tests against platform-sim belong here too, as a module, once it serves these
-//! platforms.
+//! The contract tests against platform-sim are their own crate: `tests/contract`.
 
 mod config;
 mod fixtures;

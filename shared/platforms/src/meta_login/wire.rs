@@ -1,10 +1,11 @@
-//! Instagram API with Instagram Login: token answers, `/me`, media containers and media lists.
+//! Meta login JSON (Instagram API with Instagram Login, Threads): token answers, `/me`,
+//! containers and the user's media.
 
 use secrecy::SecretString;
 use serde::Deserialize;
 
-/// `POST api.instagram.com/oauth/access_token`: the short-lived token. Older answers are flat,
-/// newer ones wrap it in `data: [ … ]`.
+/// The code exchange's short-lived token. Instagram's documentation wraps it in
+/// `data: [ … ]`; live answers (and Threads) are flat.
 #[derive(Deserialize)]
 #[serde(untagged)]
 pub enum CodeAnswer {
@@ -15,8 +16,8 @@ pub enum CodeAnswer {
 #[derive(Deserialize)]
 pub struct ShortLived {
     pub access_token: SecretString,
-    /// The granted permissions: a comma-separated string in the documentation's example, an
-    /// array in live answers.
+    /// The granted permissions (Instagram): a comma-separated string in the documentation's
+    /// example, an array in live answers.
     #[serde(default)]
     pub permissions: Option<Permissions>,
 }
@@ -38,7 +39,7 @@ impl Permissions {
     }
 }
 
-/// `GET graph.instagram.com/access_token` (ig_exchange_token) and `/refresh_access_token`.
+/// `GET /access_token` (exchange) and `/refresh_access_token`: the 60-day token.
 #[derive(Deserialize)]
 pub struct LongLived {
     pub access_token: SecretString,
@@ -46,12 +47,18 @@ pub struct LongLived {
     pub expires_in: Option<u64>,
 }
 
-/// `GET /me?fields=user_id,username`: `user_id` is the professional account id publishing uses.
+/// `GET /me`: Instagram names the professional account publishing uses `user_id`, Threads
+/// names the profile `id`. Graph sends ids as strings, but a number must not break identity.
 #[derive(Deserialize)]
 pub struct Me {
-    pub user_id: serde_json::Value,
+    #[serde(default)]
+    pub id: Option<serde_json::Value>,
+    #[serde(default)]
+    pub user_id: Option<serde_json::Value>,
     #[serde(default)]
     pub username: String,
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -59,11 +66,14 @@ pub struct Created {
     pub id: String,
 }
 
-/// `GET /{container-id}?fields=status_code`: EXPIRED, ERROR, FINISHED, IN_PROGRESS, PUBLISHED.
+/// `GET /{container-id}?fields=status_code` (Instagram) or `?fields=status` (Threads):
+/// EXPIRED, ERROR, FINISHED, IN_PROGRESS, PUBLISHED.
 #[derive(Deserialize)]
 pub struct ContainerStatus {
     #[serde(default)]
     pub status_code: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -72,11 +82,14 @@ pub struct MediaList {
     pub data: Vec<MediaItem>,
 }
 
+/// A published item; its text is `caption` (Instagram) or `text` (Threads).
 #[derive(Deserialize)]
 pub struct MediaItem {
     pub id: String,
     #[serde(default)]
     pub caption: Option<String>,
+    #[serde(default)]
+    pub text: Option<String>,
     #[serde(default)]
     pub timestamp: Option<String>,
 }
@@ -102,5 +115,7 @@ mod tests {
         let want = ["instagram_business_basic", "instagram_business_content_publish"];
         assert_eq!(scopes(documented), want);
         assert_eq!(scopes(live), want);
+        // Threads: flat, no permissions.
+        assert!(scopes(r#"{"access_token":"THQ","user_id":25}"#).is_empty());
     }
 }
