@@ -110,4 +110,4 @@ macro_rules! platforms {
     )+};
 }
 
-platforms!(x);
+platforms!(x, linkedin, instagram, facebook, youtube, tiktok, threads);
