@@ -4,10 +4,11 @@
 use lifeline_kit::{
     bus::{Bus, Delivery, HandlerError},
     events::{
-        from_timestamp, AccountReconnected, AuthFailed, AuthFailureCause, ExpiringCredential,
-        TokenExpiring,
+        from_timestamp, AccountReconnected, AuthFailed, AuthFailureCause, AuthFailureSource,
+        ExpiringCredential, TokenExpiring,
     },
     service::spawn_consumer,
+    Platform,
 };
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +36,17 @@ async fn on_auth_failed(app: AppState, e: AuthFailed, d: Delivery) -> Result<(),
     let event_id = e.envelope.as_ref().map(|e| e.event_id.clone()).unwrap_or_default();
     let cause = AuthFailureCause::try_from(e.cause).unwrap_or(AuthFailureCause::Unknown);
     let version = i64::try_from(e.credential_version).unwrap_or(i64::MAX);
+    // A publish failure on a platform with refresh may heal by itself: hold the notification
+    // for the grace period. The refresher's own verdict (refresh or probe) is final.
+    let may_heal = e.source == AuthFailureSource::Publish as i32
+        && about.platform != Platform::Facebook
+        && !app.grace.is_zero();
+    let notify_after = chrono::Utc::now()
+        + if may_heal {
+            chrono::Duration::from_std(app.grace).unwrap_or_default()
+        } else {
+            chrono::Duration::zero()
+        };
     let mut tx = app.pool.begin().await?;
     let reconnected: Option<i64> = sqlx::query_scalar(
         "SELECT reconnected_version FROM notifier.account_versions WHERE account_id = $1",
@@ -46,9 +58,9 @@ async fn on_auth_failed(app: AppState, e: AuthFailed, d: Delivery) -> Result<(),
         tracing::debug!(account = %about.account_id, "failure of a credential replaced since; ignored");
         return Ok(());
     }
-    let incident: Option<Uuid> = sqlx::query_scalar(
-        "INSERT INTO notifier.incidents (id, workspace_id, account_id, platform, cause, opened_by_event)
-         VALUES ($1, $2, $3, $4, $5, $6)
+    let opened: Option<Uuid> = sqlx::query_scalar(
+        "INSERT INTO notifier.incidents (id, workspace_id, account_id, platform, cause, opened_by_event, notify_after)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (account_id) WHERE closed_at IS NULL DO NOTHING
          RETURNING id",
     )
@@ -58,12 +70,46 @@ async fn on_auth_failed(app: AppState, e: AuthFailed, d: Delivery) -> Result<(),
     .bind(about.platform.as_str())
     .bind(cause.as_str())
     .bind(&event_id)
+    .bind(notify_after)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(incident) = incident else {
-        // Already notified for this incident.
-        return Ok(());
+    let pending: Option<(Uuid, String)> = match opened {
+        Some(id) if !may_heal => Some((id, cause.as_str().to_owned())),
+        Some(_) => None,
+        None if !may_heal => {
+            // An incident is open and still waiting: this verdict ends the wait, and its cause
+            // replaces a vague one.
+            sqlx::query_as(
+                "UPDATE notifier.incidents SET notify_after = now(),
+                     cause = CASE WHEN cause IN ('expired', 'unknown', 'unspecified') THEN $2 ELSE cause END
+                 WHERE account_id = $1 AND closed_at IS NULL AND notified_at IS NULL
+                 RETURNING id, cause",
+            )
+            .bind(about.account_id)
+            .bind(cause.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+        }
+        None => None,
     };
+    if let Some((incident, cause)) = pending {
+        notify(&mut tx, incident, about, &cause).await?;
+    } else if opened.is_some() {
+        tracing::info!(account = %about.account_id, platform = %about.platform, cause = cause.as_str(),
+            "incident opened; the owner is told if a refresh does not heal it");
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Writes the incident's one notification and marks it sent.
+async fn notify(
+    tx: &mut sqlx::PgConnection,
+    incident: Uuid,
+    about: lifeline_kit::events::Subject,
+    cause: &str,
+) -> Result<(), sqlx::Error> {
+    let cause = AuthFailureCause::parse(cause).unwrap_or(AuthFailureCause::Unknown);
     let title = format!("Your {} account needs reconnecting", about.platform.display_name());
     let body = format!(
         "Lifeline cannot publish to this {} account because {}. Reconnect it on the Accounts page; \
@@ -84,10 +130,43 @@ async fn on_auth_failed(app: AppState, e: AuthFailed, d: Delivery) -> Result<(),
     .bind(format!("incident:{incident}"))
     .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
+    sqlx::query("UPDATE notifier.incidents SET notified_at = now() WHERE id = $1")
+        .bind(incident)
+        .execute(&mut *tx)
+        .await?;
     metrics::counter!("lifeline_notifications_total", "kind" => "connection_broken").increment(1);
-    tracing::info!(account = %about.account_id, platform = %about.platform, cause = cause.as_str(), "incident opened; owner notified");
+    tracing::info!(account = %about.account_id, platform = %about.platform, cause = cause.as_str(), "owner notified");
     Ok(())
+}
+
+/// Sends the notifications whose grace period ran out with the incident still open.
+pub(crate) async fn send_when_grace_ends(app: AppState, shutdown: CancellationToken) {
+    loop {
+        if let Err(e) = send_due(&app).await {
+            tracing::warn!(error = %e, "cannot send pending notifications; will try again");
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+async fn send_due(app: &AppState) -> Result<(), sqlx::Error> {
+    let mut tx = app.pool.begin().await?;
+    let due: Vec<(Uuid, Uuid, Uuid, String, String)> = sqlx::query_as(
+        "SELECT id, workspace_id, account_id, platform, cause FROM notifier.incidents
+         WHERE notified_at IS NULL AND closed_at IS NULL AND notify_after <= now()
+         ORDER BY notify_after LIMIT 200 FOR UPDATE SKIP LOCKED",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for (id, workspace_id, account_id, platform, cause) in due {
+        let Ok(platform) = platform.parse::<Platform>() else { continue };
+        let about = lifeline_kit::events::Subject { workspace_id, account_id, platform };
+        notify(&mut tx, id, about, &cause).await?;
+    }
+    tx.commit().await
 }
 
 async fn on_reconnected(

@@ -23,6 +23,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct Config {
     pub common: CommonConfig,
     pub jwt: JwtKeys,
+    /// How long a publish failure that a refresh might heal waits before the owner is told,
+    /// `LIFELINE_NOTIFY_GRACE` (60s). A refresh that confirms the failure ends the wait.
+    pub grace: std::time::Duration,
 }
 
 impl Config {
@@ -30,6 +33,14 @@ impl Config {
         Ok(Config {
             common: CommonConfig::from_env(env, SERVICE, DEFAULT_PORT)?,
             jwt: JwtKeys::new(&lifeline_kit::auth::jwt_secret(env)?),
+            grace: {
+                let grace =
+                    env.duration_or("LIFELINE_NOTIFY_GRACE", std::time::Duration::from_secs(60))?;
+                if grace > std::time::Duration::from_secs(3600) {
+                    return Err(env.invalid("LIFELINE_NOTIFY_GRACE", "must be at most 1h"));
+                }
+                grace
+            },
         })
     }
 }
@@ -37,6 +48,7 @@ impl Config {
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub pool: PgPool,
+    pub grace: std::time::Duration,
 }
 
 pub async fn run(
@@ -45,9 +57,10 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
     let infra = service::start(&config.common, SCHEMA, &MIGRATOR).await?;
-    let app = AppState { pool: infra.pool.clone() };
+    let app = AppState { pool: infra.pool.clone(), grace: config.grace };
     let mut tasks = JoinSet::new();
     incidents::spawn(&mut tasks, &infra.bus, &app, &shutdown);
+    tasks.spawn(incidents::send_when_grace_ends(app.clone(), shutdown.clone()));
     let router = Router::new()
         .merge(api::routes())
         .with_state(app)

@@ -222,6 +222,14 @@ async fn record(
                 next_attempt_at: next.map(timestamp),
             };
             match failure {
+                Failure::Auth { .. }
+                    if replaced_since(&mut tx, post.account_id, credential_version).await? =>
+                {
+                    // The token was replaced (refreshed or reconnected) while this call was out:
+                    // try again with the new one instead of parking the post.
+                    reschedule(&mut tx, post, Utc::now(), "auth", &detail, false).await?;
+                    tracing::info!(post = %post.id, %platform, "auth failure with a token replaced since; retrying at once");
+                }
                 Failure::Auth { cause: auth_cause, .. } => {
                     sqlx::query(
                         "UPDATE publisher.posts SET status = 'failed_auth', last_failure_kind = 'auth', last_error = $2,
@@ -307,6 +315,22 @@ async fn record(
     tx.commit().await?;
     app.outbox.wake();
     Ok(())
+}
+
+/// Whether the vault holds a newer credential than `version`. The row is share-locked until the
+/// caller's transaction ends, so a refresh or reconnect storing a newer one waits for this
+/// post's fate to be committed; its AccountReconnected then finds the post parked.
+async fn replaced_since(
+    tx: &mut sqlx::PgConnection,
+    account: lifeline_kit::ids::AccountId,
+    version: i64,
+) -> Result<bool, sqlx::Error> {
+    let current: Option<i64> =
+        sqlx::query_scalar("SELECT version FROM vault.credentials WHERE account_id = $1 FOR SHARE")
+            .bind(account)
+            .fetch_optional(tx)
+            .await?;
+    Ok(current.is_some_and(|v| v > version))
 }
 
 async fn reschedule(

@@ -1,13 +1,20 @@
-//! token-refresher: keeps access tokens fresh ahead of expiry. A lease-based sweep refreshes due
-//! credentials through the platform's connector, stores the result by compare-and-swap before
-//! anything else, and reports a refused refresh as AuthFailed.
+//! token-refresher: keeps every account's credentials alive, per platform. A lease-based sweep
+//! refreshes due credentials (or probes tokens that never expire) through the platform's
+//! connector behind a per-platform gate (concurrency, rate, circuit breaker), stores the result
+//! by compare-and-swap before anything else, reports a refused refresh as AuthFailed, warns
+//! ahead of expiries it cannot prevent (TokenExpiring), and tries one immediate refresh when a
+//! publish fails for auth reasons. `docs/refresh-policy.md` describes the behaviour.
 
-mod policy;
+mod gate;
+pub mod policy;
+mod reactive;
 mod refresh;
 mod schedule;
+mod warnings;
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
+use lifeline_kit::Platform;
 use lifeline_kit::{
     config::{CommonConfig, ConfigError, Env},
     outbox::Outbox,
@@ -16,7 +23,7 @@ use lifeline_kit::{
 use lifeline_platforms::Connectors;
 use lifeline_vault::{Vault, VaultKeys};
 use sqlx::PgPool;
-use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
+use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 pub const SERVICE: &str = "token-refresher";
@@ -35,10 +42,19 @@ pub struct Config {
     pub batch: i64,
     /// `LIFELINE_REFRESH_LEASE` (60s): longer than any platform call can take.
     pub lease: Duration,
-    /// Refresh calls in flight at once, `LIFELINE_REFRESH_CONCURRENCY` (16).
-    pub concurrency: usize,
     /// First retry delay after a transient refresh failure (`LIFELINE_REFRESH_RETRY_BASE`, 5s).
     pub retry_base: Duration,
+    /// Per-platform limits: `LIFELINE_REFRESH_CONCURRENCY` (16 calls in flight) and
+    /// `LIFELINE_REFRESH_RATE` (50 calls/s, 0 = unlimited), each overridable per platform as
+    /// `LIFELINE_<PLATFORM>_REFRESH_CONCURRENCY` / `LIFELINE_<PLATFORM>_REFRESH_RATE`.
+    pub limits: HashMap<Platform, gate::Limits>,
+    pub breaker: gate::BreakerConfig,
+    /// TokenExpiring horizons, `LIFELINE_EXPIRING_HORIZONS` ("7d,1d").
+    pub horizons: Vec<Duration>,
+    /// How often a token that never expires is probed, `LIFELINE_PROBE_INTERVAL` (24h).
+    pub probe_interval: Duration,
+    /// Tasks writing outcomes, `LIFELINE_REFRESH_WRITERS` (2).
+    pub writers: usize,
 }
 
 impl Config {
@@ -63,9 +79,49 @@ impl Config {
                 "must be at least twice LIFELINE_PLATFORM_TIMEOUT (15s by default)",
             ));
         }
-        let concurrency: usize = env.parse_or("LIFELINE_REFRESH_CONCURRENCY", 16)?;
-        if concurrency == 0 {
-            return Err(env.invalid("LIFELINE_REFRESH_CONCURRENCY", "must be at least 1"));
+        let default_concurrency = read_concurrency(env, "LIFELINE_REFRESH_CONCURRENCY", 16)?;
+        let default_rate = read_rate(env, "LIFELINE_REFRESH_RATE", 50.0)?;
+        let mut limits = HashMap::new();
+        for p in Platform::ALL {
+            let upper = p.as_str().to_uppercase();
+            let limit = gate::Limits {
+                concurrency: read_concurrency(
+                    env,
+                    &format!("LIFELINE_{upper}_REFRESH_CONCURRENCY"),
+                    default_concurrency,
+                )?,
+                rate: read_rate(env, &format!("LIFELINE_{upper}_REFRESH_RATE"), default_rate)?,
+            };
+            limits.insert(p, limit);
+        }
+        let cooldown = env.duration_or("LIFELINE_BREAKER_COOLDOWN", Duration::from_secs(30))?;
+        if cooldown < Duration::from_millis(100) || cooldown > Duration::from_secs(3600) {
+            return Err(env.invalid("LIFELINE_BREAKER_COOLDOWN", "must be between 100ms and 1h"));
+        }
+        let min_calls: usize = env.parse_or("LIFELINE_BREAKER_MIN_CALLS", 10)?;
+        if !(1..=1000).contains(&min_calls) {
+            return Err(env.invalid("LIFELINE_BREAKER_MIN_CALLS", "must be between 1 and 1000"));
+        }
+        let failure_ratio: f64 = env.parse_or("LIFELINE_BREAKER_FAILURE_RATIO", 0.5)?;
+        if !(failure_ratio > 0.0 && failure_ratio <= 1.0) {
+            return Err(env.invalid("LIFELINE_BREAKER_FAILURE_RATIO", "must be in (0, 1]"));
+        }
+        let breaker = gate::BreakerConfig {
+            window: min_calls.max(20),
+            min_calls,
+            failure_ratio,
+            cooldown,
+            max_cooldown: (cooldown * 20).min(Duration::from_secs(3600)).max(cooldown),
+        };
+        let horizons = horizons(env)?;
+        let probe_interval =
+            env.duration_or("LIFELINE_PROBE_INTERVAL", Duration::from_secs(86_400))?;
+        if probe_interval < Duration::from_secs(1) {
+            return Err(env.invalid("LIFELINE_PROBE_INTERVAL", "must be at least 1s"));
+        }
+        let writers: usize = env.parse_or("LIFELINE_REFRESH_WRITERS", 2)?;
+        if !(1..=32).contains(&writers) {
+            return Err(env.invalid("LIFELINE_REFRESH_WRITERS", "must be between 1 and 32"));
         }
         let retry_base = env.duration_or("LIFELINE_REFRESH_RETRY_BASE", Duration::from_secs(5))?;
         if retry_base < Duration::from_millis(10) || retry_base > Duration::from_secs(600) {
@@ -79,9 +135,46 @@ impl Config {
             sweep_interval,
             batch,
             lease,
-            concurrency,
+            limits,
+            breaker,
+            horizons,
+            probe_interval,
+            writers,
         })
     }
+}
+
+fn read_concurrency(env: &Env, name: &str, default: usize) -> Result<usize, ConfigError> {
+    let n: usize = env.parse_or(name, default)?;
+    if !(1..=10_000).contains(&n) {
+        return Err(env.invalid(name, "must be between 1 and 10000"));
+    }
+    Ok(n)
+}
+
+fn read_rate(env: &Env, name: &str, default: f64) -> Result<f64, ConfigError> {
+    let r: f64 = env.parse_or(name, default)?;
+    if !(r.is_finite() && r >= 0.0) {
+        return Err(env.invalid(name, "must be a number of calls per second, 0 for no limit"));
+    }
+    Ok(r)
+}
+
+fn horizons(env: &Env) -> Result<Vec<Duration>, ConfigError> {
+    const NAME: &str = "LIFELINE_EXPIRING_HORIZONS";
+    let raw = env.string_or(NAME, "7d,1d");
+    let mut horizons = Vec::new();
+    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match lifeline_kit::config::parse_duration(part) {
+            Some(d) if !d.is_zero() => horizons.push(d),
+            _ => {
+                return Err(env.invalid(NAME, format!("'{part}' is not a duration like 7d or 12h")))
+            }
+        }
+    }
+    horizons.sort_unstable_by(|a, b| b.cmp(a));
+    horizons.dedup();
+    Ok(horizons)
 }
 
 #[derive(Clone)]
@@ -91,7 +184,8 @@ pub(crate) struct AppState {
     pub outbox: Outbox,
     pub connectors: Connectors,
     pub config: Arc<Config>,
-    pub platform_calls: Arc<Semaphore>,
+    /// One gate per configured platform.
+    pub gates: Arc<HashMap<Platform, Arc<gate::Gate>>>,
 }
 
 pub async fn run(
@@ -106,13 +200,20 @@ pub async fn run(
         vault: Vault::new(infra.pool.clone(), config.vault_keys.clone()),
         outbox: Outbox::new(SCHEMA, &infra.bus),
         connectors: config.connectors.clone(),
-        platform_calls: Arc::new(Semaphore::new(config.concurrency)),
+        gates: Arc::new(
+            Platform::ALL
+                .into_iter()
+                .filter(|p| config.connectors.get(*p).is_some())
+                .map(|p| (p, Arc::new(gate::Gate::new(p, config.limits[&p], config.breaker))))
+                .collect(),
+        ),
         config: Arc::new(config.clone()),
     };
     let mut tasks = JoinSet::new();
     tasks.spawn(app.outbox.clone().relay(infra.pool.clone(), infra.bus.clone(), shutdown.clone()));
     schedule::spawn_consumers(&mut tasks, &infra.bus, &app, &shutdown);
-    tasks.spawn(refresh::sweep(app.clone(), shutdown.clone()));
+    reactive::spawn(&mut tasks, &infra.bus, &app, &shutdown);
+    tasks.spawn(refresh::run(app.clone(), shutdown.clone()));
     let router = lifeline_kit::http::ops_router(infra.pool.clone(), infra.bus.client().clone());
     tracing::info!(addr = %listener.local_addr()?, "token-refresher listening");
     lifeline_kit::http::serve(listener, router, shutdown.clone()).await?;

@@ -1,253 +1,700 @@
-//! The refresh sweep: lease due credentials in a batch (`FOR UPDATE SKIP LOCKED` + lease expiry,
-//! so replicas never refresh one account at once), refresh each through its connector, and store
-//! the new tokens by compare-and-swap in the same transaction as the schedule and the events.
+//! The refresh pipeline.
+//!
+//! 1. **Lease** (the sweep): per platform, as many due rows as that platform's gate has room for,
+//!    `FOR UPDATE SKIP LOCKED` + `lease_until`, so replicas never hold one account at once. The
+//!    query walks the `(platform, due_at)` partial index: its cost follows the number due.
+//! 2. **Call** (one task per row): load the credential (one query per leased batch), pass the
+//!    platform's gate (breaker, concurrency, rate), refresh or probe.
+//! 3. **Settle** (writer tasks): outcomes are written in small batches, one transaction each:
+//!    the vault's compare-and-swap first, then the schedule, then the events into the outbox.
+//!
+//! A rotating refresh token is never sent twice: before the call the row records which
+//! credential version's token is on the wire (`sent_version`, committed). Any answer from the
+//! platform clears it. If no answer comes (timeout, crash), the next holder finds the mark and
+//! does not send again; the row goes `in_doubt` and the owner is warned before the access token
+//! lapses. docs/refresh-policy.md describes this window.
 
-use chrono::Utc;
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
 use lifeline_kit::{
-    events::{self, timestamp, AuthFailed, AuthFailureSource, Envelope, TokenRefreshed},
+    events::{
+        self, timestamp, AccountReconnected, AuthFailed, AuthFailureCause, AuthFailureSource,
+        Envelope, ReconnectReason, TokenRefreshed,
+    },
     ids::{AccountId, WorkspaceId},
     Platform,
 };
-use lifeline_platforms::Failure;
-use lifeline_vault::{Tokens, VaultError};
-use tokio::task::JoinSet;
+use lifeline_platforms::{AccessToken, Failure};
+use lifeline_vault::{Credential, Tokens, VaultError};
+use sqlx::{PgConnection, Postgres, Transaction};
+use tokio::{
+    sync::{mpsc, Mutex, Notify},
+    task::JoinSet,
+    time::Instant,
+};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
-use crate::{policy, AppState};
+use crate::{
+    gate::{Admit, Gate},
+    policy::{self, State},
+    warnings, AppState,
+};
 
-pub(crate) async fn sweep(app: AppState, shutdown: CancellationToken) {
-    let mut in_flight = JoinSet::new();
-    loop {
-        match lease_due_credentials(&app).await {
-            Ok(leased) => {
-                for (account, workspace, platform) in leased {
-                    let app = app.clone();
-                    in_flight.spawn(async move {
-                        refresh_one(&app, account, workspace, platform).await
-                    });
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot lease due credentials; will try again"),
-        }
-        while in_flight.try_join_next().is_some() {}
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(app.config.sweep_interval) => {}
-        }
-    }
-    while in_flight.join_next().await.is_some() {}
+/// A row this replica holds the lease on.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct Leased {
+    pub account_id: Uuid,
+    pub workspace_id: Uuid,
+    pub action: String,
+    pub due_at: Option<DateTime<Utc>>,
+    pub failures: i32,
+    pub sent_version: Option<i64>,
+    pub publish_failed_version: Option<i64>,
 }
 
-async fn lease_due_credentials(
+/// What happened to one leased row.
+#[derive(Debug)]
+enum Outcome {
+    Refreshed {
+        from_version: i64,
+        tokens: Tokens,
+        platform_user_id: String,
+        scopes: Vec<String>,
+    },
+    Probed,
+    /// The platform refused the credential.
+    Refused {
+        cause: AuthFailureCause,
+        detail: String,
+        version: i64,
+    },
+    /// The platform or network failed; retried with backoff. Never breaks the account.
+    Failed(Failure),
+    /// A rotating refresh token went out and no answer came back.
+    InDoubt {
+        detail: String,
+    },
+    /// The breaker kept the call back.
+    Deferred(DateTime<Utc>),
+    Unrefreshable,
+    /// The account was disconnected.
+    Gone,
+    /// The lease ran out before the call; another replica has the row.
+    LeaseLost,
+}
+
+impl Outcome {
+    fn label(&self) -> &'static str {
+        match self {
+            Outcome::Refreshed { .. } => "refreshed",
+            Outcome::Probed => "probed_ok",
+            Outcome::Refused { .. } => "auth_failed",
+            Outcome::Failed(Failure::RateLimited { .. }) => "rate_limited",
+            Outcome::Failed(_) => "transient",
+            Outcome::InDoubt { .. } => "in_doubt",
+            Outcome::Deferred(_) => "deferred",
+            Outcome::Unrefreshable => "unrefreshable",
+            Outcome::Gone => "gone",
+            Outcome::LeaseLost => "lease_lost",
+        }
+    }
+}
+
+struct Settlement {
+    platform: Platform,
+    row: Leased,
+    /// The stored credential when the call was made (absent when gone).
+    credential: Option<CredentialFacts>,
+    outcome: Outcome,
+    leased_at: Instant,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CredentialFacts {
+    access_expires_at: Option<DateTime<Utc>>,
+    refresh_expires_at: Option<DateTime<Utc>>,
+}
+
+impl From<&Credential> for CredentialFacts {
+    fn from(c: &Credential) -> Self {
+        CredentialFacts {
+            access_expires_at: c.tokens.access_expires_at,
+            refresh_expires_at: c.tokens.refresh_expires_at,
+        }
+    }
+}
+
+type Outcomes = Arc<Mutex<mpsc::Receiver<Settlement>>>;
+
+/// Runs the sweep, the calls and the writers until `shutdown`; then lets every call in flight
+/// finish and be written.
+pub(crate) async fn run(app: AppState, shutdown: CancellationToken) {
+    let (tx, rx) = mpsc::channel::<Settlement>(4096);
+    let rx: Outcomes = Arc::new(Mutex::new(rx));
+    let mut writers = JoinSet::new();
+    for _ in 0..app.config.writers {
+        writers.spawn(write_outcomes(app.clone(), rx.clone()));
+    }
+    let wake = Arc::new(Notify::new());
+    let mut calls = JoinSet::new();
+    loop {
+        let started = Instant::now();
+        let mut more_due = false;
+        for gate in app.gates.values() {
+            match lease(&app, gate, &tx, &wake, &mut calls).await {
+                Ok(full) => more_due |= full,
+                Err(e) => {
+                    tracing::warn!(platform = %gate.platform, error = %e, "cannot lease due credentials; will try again");
+                }
+            }
+        }
+        if let Err(e) = warnings::sweep(&app).await {
+            tracing::warn!(error = %e, "cannot send expiry warnings; will try again");
+        }
+        metrics::histogram!("lifeline_refresh_sweep_seconds")
+            .record(started.elapsed().as_secs_f64());
+        while calls.try_join_next().is_some() {}
+        // More is due than there was room for: come back as soon as a call finishes.
+        let pause = if more_due { Duration::from_secs(1) } else { app.config.sweep_interval };
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(pause) => {}
+            () = wake.notified(), if more_due => {}
+        }
+    }
+    while calls.join_next().await.is_some() {}
+    drop(tx);
+    while writers.join_next().await.is_some() {}
+}
+
+/// Leases due rows of one platform and starts their calls. Returns true when it filled all the
+/// room it had (more may be due).
+async fn lease(
     app: &AppState,
-) -> Result<Vec<(AccountId, WorkspaceId, String)>, sqlx::Error> {
-    let rows = sqlx::query_as(
+    gate: &Arc<Gate>,
+    tx: &mpsc::Sender<Settlement>,
+    wake: &Arc<Notify>,
+    calls: &mut JoinSet<()>,
+) -> Result<bool, sqlx::Error> {
+    let room = gate.lease_room(usize::try_from(app.config.batch).unwrap_or(1));
+    if room == 0 {
+        return Ok(false);
+    }
+    let rows: Vec<Leased> = sqlx::query_as(
         "UPDATE refresher.schedule s SET lease_owner = $1, lease_until = now() + make_interval(secs => $2)
          FROM (SELECT account_id FROM refresher.schedule
-               WHERE state = 'active' AND due_at <= now() AND (lease_until IS NULL OR lease_until < now())
-               ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) due
+               WHERE platform = $3 AND state = 'active' AND due_at <= now()
+                 AND (lease_until IS NULL OR lease_until < now())
+               ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED) due
          WHERE s.account_id = due.account_id
-         RETURNING s.account_id, s.workspace_id, s.platform",
+         RETURNING s.account_id, s.workspace_id, s.action, s.due_at, s.failures, s.sent_version,
+                   s.publish_failed_version",
     )
     .bind(&app.config.common.instance_id)
     .bind(app.config.lease.as_secs_f64())
-    .bind(app.config.batch)
+    .bind(gate.platform.as_str())
+    .bind(i64::try_from(room).unwrap_or(i64::MAX))
     .fetch_all(&app.pool)
     .await?;
-    metrics::counter!("lifeline_refresh_leased_total").increment(rows.len() as u64);
-    Ok(rows)
-}
-
-async fn refresh_one(app: &AppState, account: AccountId, workspace: WorkspaceId, platform: String) {
-    let Ok(platform) = platform.parse::<Platform>() else {
-        tracing::error!(%account, %platform, "scheduled account has an unknown platform");
-        return;
-    };
-    let outcome = attempt(app, account, platform).await;
-    let label = match &outcome {
-        Ok(_) => "refreshed",
-        Err(Step::Failed(Failure::Auth { .. })) => "auth_failed",
-        Err(Step::Failed(_)) => "transient",
-        Err(Step::Superseded) => "superseded",
-        Err(Step::Gone) => "gone",
-        Err(Step::Unrefreshable) => "unrefreshable",
-    };
-    metrics::counter!("lifeline_refreshes_total", "platform" => platform.as_str(), "outcome" => label).increment(1);
-    let about = events::Subject { workspace_id: workspace.0, account_id: account.0, platform };
-    if let Err(e) = settle(app, about, outcome).await {
-        tracing::error!(%account, error = %e, "cannot record the refresh outcome; the lease will expire and it is retried");
+    if rows.is_empty() {
+        return Ok(false);
     }
-}
-
-enum Step {
-    Failed(Failure),
-    /// A newer credential was stored meanwhile (a reconnect): nothing to do.
-    Superseded,
-    /// The account was disconnected.
-    Gone,
-    Unrefreshable,
-}
-
-struct Refreshed {
-    version: i64,
-    tokens: Tokens,
-}
-
-async fn attempt(
-    app: &AppState,
-    account: AccountId,
-    platform: Platform,
-) -> Result<Refreshed, Step> {
-    let connector = app.connectors.get(platform).ok_or_else(|| {
-        Step::Failed(Failure::transient(format!("{platform} is not configured on this refresher")))
-    })?;
-    let credential = match app.vault.load(account).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return Err(Step::Gone),
-        Err(e) => return Err(Step::Failed(Failure::transient(format!("vault: {e}")))),
-    };
-    let Some(refresh_token) = credential.tokens.refresh_token.clone() else {
-        return Err(Step::Unrefreshable);
-    };
-    let _permit = app.platform_calls.acquire().await;
+    let leased_at = Instant::now();
     let now = Utc::now();
-    let grant = connector.refresh(&refresh_token).await.map_err(Step::Failed)?;
-    let tokens = Tokens {
-        access_token: grant.access_token.clone(),
-        // Keep the stored refresh token when the platform returned none (non-rotating platforms).
-        refresh_token: grant.refresh_token.clone().or(Some(refresh_token)),
-        access_expires_at: grant.access_expires_at(now),
-        refresh_expires_at: grant.refresh_expires_at(now).or(credential.tokens.refresh_expires_at),
-        scopes: if grant.scopes.is_empty() {
-            credential.tokens.scopes.clone()
-        } else {
-            grant.scopes.clone()
-        },
+    gate.leased(rows.len());
+    metrics::counter!("lifeline_refresh_leased_total", "platform" => gate.platform.as_str())
+        .increment(rows.len() as u64);
+    for row in &rows {
+        if let Some(due) = row.due_at {
+            let lag = (now - due).to_std().unwrap_or_default();
+            metrics::histogram!("lifeline_refresh_lag_seconds").record(lag.as_secs_f64());
+        }
+    }
+    let full = rows.len() == room;
+    let ids: Vec<AccountId> = rows.iter().map(|r| AccountId(r.account_id)).collect();
+    let mut credentials: HashMap<AccountId, Result<Credential, VaultError>> = match app
+        .vault
+        .load_many(&ids)
+        .await
+    {
+        Ok(found) => found.into_iter().collect(),
+        Err(e) => {
+            // Leave the rows leased: they come back when the lease runs out.
+            tracing::warn!(platform = %gate.platform, error = %e, "cannot load leased credentials");
+            for _ in &rows {
+                gate.settled();
+            }
+            return Ok(false);
+        }
     };
-    // The rotated refresh token is the only copy: store it before anything else can fail.
-    let mut conn =
-        app.pool.acquire().await.map_err(|e| Step::Failed(Failure::transient(e.to_string())))?;
-    match app.vault.compare_and_swap(&mut conn, account, credential.version, &tokens, false).await {
-        Ok(version) => Ok(Refreshed { version, tokens }),
-        Err(VaultError::VersionConflict(_)) => Err(Step::Superseded),
-        Err(e) => Err(Step::Failed(Failure::transient(format!("vault: {e}")))),
+    for row in rows {
+        let credential = credentials.remove(&AccountId(row.account_id));
+        let (app, gate, tx, wake) = (app.clone(), gate.clone(), tx.clone(), wake.clone());
+        calls.spawn(async move {
+            let (facts, outcome) = call(&app, &gate, &row, credential).await;
+            let settlement =
+                Settlement { platform: gate.platform, row, credential: facts, outcome, leased_at };
+            if tx.send(settlement).await.is_err() {
+                tracing::error!("the outcome writers are gone; the lease will run out");
+            }
+            wake.notify_one();
+        });
+    }
+    Ok(full)
+}
+
+async fn call(
+    app: &AppState,
+    gate: &Gate,
+    row: &Leased,
+    credential: Option<Result<Credential, VaultError>>,
+) -> (Option<CredentialFacts>, Outcome) {
+    let credential = match credential {
+        None => return (None, Outcome::Gone),
+        Some(Err(e)) => {
+            return (None, Outcome::Failed(Failure::transient(format!("vault: {e}"))));
+        }
+        Some(Ok(c)) => c,
+    };
+    let facts = CredentialFacts::from(&credential);
+    (Some(facts), call_platform(app, gate, row, credential).await)
+}
+
+async fn call_platform(
+    app: &AppState,
+    gate: &Gate,
+    row: &Leased,
+    credential: Credential,
+) -> Outcome {
+    let platform = gate.platform;
+    let Some(connector) = app.connectors.get(platform) else {
+        return Outcome::Failed(Failure::transient(format!(
+            "{platform} is not configured on this refresher"
+        )));
+    };
+    let probe = row.action == "probe";
+    let rotating = !probe && policy::rotates(platform);
+    if rotating && row.sent_version == Some(credential.version) {
+        return Outcome::InDoubt {
+            detail: "a refresh of this token was sent earlier and its answer never arrived".into(),
+        };
+    }
+    let refresh_token = match (&credential.tokens.refresh_token, probe) {
+        (_, true) => None,
+        (Some(t), false) => Some(t.clone()),
+        (None, false) => return Outcome::Unrefreshable,
+    };
+    let admitted = gate.admit();
+    if let Admit::Defer(until) = admitted {
+        let wait = until.saturating_duration_since(Instant::now())
+            + lifeline_kit::backoff::full_jitter(Duration::from_secs(1), 1);
+        return Outcome::Deferred(
+            Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default(),
+        );
+    }
+    let _permit = gate.enter().await;
+    if rotating {
+        match mark_sent(app, row.account_id, credential.version).await {
+            Ok(true) => {}
+            Ok(false) => return Outcome::LeaseLost,
+            Err(e) => return Outcome::Failed(Failure::transient(format!("database: {e}"))),
+        }
+    }
+    let started = Instant::now();
+    let result = match refresh_token {
+        Some(token) => connector.refresh(&token).await.map(Some),
+        None => {
+            let token = AccessToken {
+                secret: credential.tokens.access_token.clone(),
+                expires_at: credential.tokens.access_expires_at,
+            };
+            connector.probe(&token).await.map(|()| None)
+        }
+    };
+    metrics::histogram!("lifeline_refresh_call_seconds", "platform" => platform.as_str())
+        .record(started.elapsed().as_secs_f64());
+    let platform_failed = matches!(
+        result,
+        Err(Failure::Transient { .. } | Failure::Ambiguous { .. } | Failure::RateLimited { .. })
+    );
+    let pause = match &result {
+        Err(Failure::RateLimited { retry_after, .. }) => *retry_after,
+        _ => None,
+    };
+    gate.record(admitted, platform_failed, pause);
+    let now = Utc::now();
+    match result {
+        Ok(None) => Outcome::Probed,
+        Ok(Some(grant)) => {
+            let tokens = Tokens {
+                access_token: grant.access_token.clone(),
+                // Keep the stored refresh token when the platform returned none (non-rotating).
+                refresh_token: grant.refresh_token.clone().or(credential.tokens.refresh_token),
+                access_expires_at: grant.access_expires_at(now),
+                refresh_expires_at: grant
+                    .refresh_expires_at(now)
+                    .or(credential.tokens.refresh_expires_at),
+                scopes: if grant.scopes.is_empty() {
+                    credential.tokens.scopes.clone()
+                } else {
+                    grant.scopes.clone()
+                },
+            };
+            Outcome::Refreshed {
+                from_version: credential.version,
+                scopes: tokens.scopes.clone(),
+                tokens,
+                platform_user_id: credential.platform_user_id,
+            }
+        }
+        Err(Failure::Auth { cause, detail }) => {
+            Outcome::Refused { cause, detail, version: credential.version }
+        }
+        Err(Failure::Ambiguous { detail }) if rotating => Outcome::InDoubt { detail },
+        Err(failure) => Outcome::Failed(failure),
     }
 }
 
-async fn settle(
-    app: &AppState,
-    about: events::Subject,
-    outcome: Result<Refreshed, Step>,
-) -> Result<(), sqlx::Error> {
-    let account = about.account_id;
-    let mut tx = app.pool.begin().await?;
-    match outcome {
-        Ok(refreshed) => {
-            let due =
-                policy::refresh_due(about.platform, Utc::now(), refreshed.tokens.access_expires_at);
-            sqlx::query(
-                "UPDATE refresher.schedule SET due_at = $2, state = CASE WHEN $2::timestamptz IS NULL THEN 'unrefreshable' ELSE 'active' END,
-                     failures = 0, last_error = NULL, last_refreshed_at = now(), credential_version = $3,
-                     lease_owner = NULL, lease_until = NULL, updated_at = now()
-                 WHERE account_id = $1",
-            )
-            .bind(account)
-            .bind(due)
-            .bind(refreshed.version)
-            .execute(&mut *tx)
-            .await?;
-            let event = TokenRefreshed {
-                envelope: Some(Envelope::build(about, None)),
-                access_expires_at: refreshed.tokens.access_expires_at.map(timestamp),
-                refresh_expires_at: refreshed.tokens.refresh_expires_at.map(timestamp),
-                credential_version: u64::try_from(refreshed.version).unwrap_or_default(),
-            };
-            app.outbox.enqueue(&mut tx, &event).await?;
-            tracing::info!(%account, platform = %about.platform, version = refreshed.version, "token refreshed");
-        }
-        Err(Step::Failed(Failure::Auth { cause, detail })) => {
-            let version: i64 = sqlx::query_scalar(
-                "UPDATE refresher.schedule SET state = 'broken', last_error = $2, lease_owner = NULL, lease_until = NULL, updated_at = now()
-                 WHERE account_id = $1 RETURNING credential_version",
-            )
-            .bind(account)
-            .bind(&detail)
-            .fetch_optional(&mut *tx)
-            .await?
-            .unwrap_or_default();
-            let event = AuthFailed {
-                envelope: Some(Envelope::build(about, None)),
-                cause: cause as i32,
-                source: AuthFailureSource::Refresh as i32,
-                detail: detail.clone(),
-                credential_version: u64::try_from(version).unwrap_or_default(),
-                post_id: String::new(),
-            };
-            app.outbox.enqueue(&mut tx, &event).await?;
-            tracing::warn!(%account, platform = %about.platform, cause = cause.as_str(), "refresh refused; account needs reconnecting");
-        }
-        Err(Step::Failed(failure)) => {
-            let failures: i32 = sqlx::query_scalar::<_, i32>(
-                "SELECT failures FROM refresher.schedule WHERE account_id = $1",
-            )
-            .bind(account)
-            .fetch_optional(&mut *tx)
-            .await?
-            .unwrap_or_default()
-                + 1;
-            let wait = match &failure {
-                Failure::RateLimited { retry_after: Some(d), .. } => *d,
-                _ => lifeline_kit::backoff::full_jitter(app.config.retry_base, failures),
-            };
-            let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-            sqlx::query(
-                "UPDATE refresher.schedule SET failures = $2, last_error = $3, due_at = $4, lease_owner = NULL, lease_until = NULL,
-                     updated_at = now()
-                 WHERE account_id = $1",
-            )
-            .bind(account)
-            .bind(failures)
-            .bind(failure.to_string())
-            .bind(next)
-            .execute(&mut *tx)
-            .await?;
-            // An outage never marks an account as needing reconnect; it is only retried.
-            tracing::warn!(%account, platform = %about.platform, failures, error = %failure, "refresh failed; will retry");
-        }
-        Err(Step::Superseded) => {
-            // Reschedule from the newer credential right away.
-            tx.commit().await?;
-            if let Err(e) = crate::schedule::schedule_from_vault(app, about).await {
-                tracing::warn!(%account, error = ?e, "cannot reschedule after a newer credential was stored");
+/// Records that this credential version's refresh token is about to go out. False when the
+/// lease was lost meanwhile (another replica may be about to send it).
+async fn mark_sent(app: &AppState, account: Uuid, version: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE refresher.schedule SET sent_version = $2
+         WHERE account_id = $1 AND lease_owner = $3 AND lease_until > now()",
+    )
+    .bind(account)
+    .bind(version)
+    .bind(&app.config.common.instance_id)
+    .execute(&app.pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Drains outcomes in batches of up to `BATCH`, one transaction per batch. A batch that fails
+/// is written again one outcome per transaction, so one bad row cannot lose the others' tokens.
+async fn write_outcomes(app: AppState, rx: Outcomes) {
+    const BATCH: usize = 64;
+    loop {
+        let mut batch = Vec::with_capacity(BATCH);
+        {
+            let mut rx = rx.lock().await;
+            if rx.recv_many(&mut batch, BATCH).await == 0 {
+                return;
             }
-            clear_lease(app, account).await?;
-            return Ok(());
         }
-        Err(Step::Gone) => {
-            sqlx::query("DELETE FROM refresher.schedule WHERE account_id = $1")
-                .bind(account)
-                .execute(&mut *tx)
-                .await?;
+        let batch: Vec<Arc<Settlement>> = batch.into_iter().map(Arc::new).collect();
+        match settle_batch(&app, &batch).await {
+            Ok(after) => finish(&app, &batch, after).await,
+            Err(e) => {
+                tracing::warn!(error = %e, outcomes = batch.len(), "writing a batch of outcomes failed; writing them one by one");
+                for one in &batch {
+                    let single = std::slice::from_ref(one);
+                    match settle_batch(&app, single).await {
+                        Ok(after) => finish(&app, single, after).await,
+                        Err(e) => {
+                            tracing::error!(account = %one.row.account_id, error = %e,
+                                "cannot record a refresh outcome; the lease will run out and the row is retried");
+                            finish(&app, single, Vec::new()).await;
+                        }
+                    }
+                }
+            }
         }
-        Err(Step::Unrefreshable) => {
-            sqlx::query(
-                "UPDATE refresher.schedule SET state = 'unrefreshable', lease_owner = NULL, lease_until = NULL, updated_at = now()
-                 WHERE account_id = $1",
-            )
-            .bind(account)
-            .execute(&mut *tx)
-            .await?;
+    }
+}
+
+/// After the commit: metrics, the gate's lease count, and rows to reschedule from the vault.
+async fn finish(app: &AppState, batch: &[Arc<Settlement>], superseded: Vec<events::Subject>) {
+    app.outbox.wake();
+    for s in batch {
+        metrics::counter!("lifeline_refreshes_total", "platform" => s.platform.as_str(), "outcome" => s.outcome.label())
+            .increment(1);
+        metrics::histogram!("lifeline_refresh_latency_seconds")
+            .record(s.leased_at.elapsed().as_secs_f64());
+        if let Some(gate) = app.gates.get(&s.platform) {
+            gate.settled();
+        }
+    }
+    for about in superseded {
+        if let Err(e) = crate::schedule::schedule_from_vault(app, about).await {
+            tracing::warn!(account = %about.account_id, error = ?e, "cannot reschedule after a newer credential was stored");
+        }
+    }
+}
+
+/// Writes every outcome of the batch in one transaction; returns the accounts whose credential
+/// was replaced meanwhile (to reschedule from the vault once committed).
+async fn settle_batch(
+    app: &AppState,
+    batch: &[Arc<Settlement>],
+) -> Result<Vec<events::Subject>, sqlx::Error> {
+    let mut tx = app.pool.begin().await?;
+    let mut superseded = Vec::new();
+    for s in batch {
+        let about = events::Subject {
+            workspace_id: WorkspaceId(s.row.workspace_id).0,
+            account_id: s.row.account_id,
+            platform: s.platform,
+        };
+        if settle(app, &mut tx, about, s).await? {
+            superseded.push(about);
         }
     }
     tx.commit().await?;
-    app.outbox.wake();
+    Ok(superseded)
+}
+
+/// One outcome. Every write is conditional on still holding the lease; returns true when the
+/// vault holds a newer credential than the one refreshed.
+async fn settle(
+    app: &AppState,
+    tx: &mut Transaction<'static, Postgres>,
+    about: events::Subject,
+    s: &Settlement,
+) -> Result<bool, sqlx::Error> {
+    let account = s.row.account_id;
+    let me = &app.config.common.instance_id;
+    let now = Utc::now();
+    let facts = |state: State, failures: i32, access_issued_at, access, refresh| policy::Facts {
+        platform: s.platform,
+        state,
+        failures,
+        access_issued_at,
+        access_expires_at: access,
+        refresh_expires_at: refresh,
+    };
+    match &s.outcome {
+        Outcome::Refreshed { from_version, tokens, platform_user_id, scopes } => {
+            // The rotated refresh token is the only copy: it is stored first.
+            let version = match app
+                .vault
+                .compare_and_swap(tx, AccountId(account), *from_version, tokens, false)
+                .await
+            {
+                Ok(v) => v,
+                Err(VaultError::VersionConflict(_)) => {
+                    clear_lease(tx, account, me).await?;
+                    return Ok(true);
+                }
+                Err(VaultError::Db(e)) => return Err(e),
+                Err(e) => return Err(sqlx::Error::Protocol(format!("vault: {e}"))),
+            };
+            let due = policy::refresh_due(s.platform, now, tokens.access_expires_at);
+            let state = if due.is_some() { State::Active } else { State::Unrefreshable };
+            let f = facts(state, 0, Some(now), tokens.access_expires_at, tokens.refresh_expires_at);
+            let warn_at = warn_at(app, &f, now);
+            // `before` reads the row as it is now (a publish failure may have been recorded
+            // while the call was out), locked until the update below.
+            let recovered: Option<Option<i64>> = sqlx::query_scalar(
+                "WITH before AS (SELECT publish_failed_version FROM refresher.schedule
+                                 WHERE account_id = $1 AND lease_owner = $2 FOR UPDATE)
+                 UPDATE refresher.schedule SET due_at = $3, state = $4, failures = 0, last_error = NULL,
+                     last_refreshed_at = now(), credential_version = $5, sent_version = NULL,
+                     access_issued_at = now(), access_expires_at = $6, refresh_expires_at = $7,
+                     warn_at = $8, publish_failed_version = NULL,
+                     lease_owner = NULL, lease_until = NULL, updated_at = now()
+                 WHERE account_id = $1 AND lease_owner = $2
+                 RETURNING (SELECT publish_failed_version FROM before)",
+            )
+            .bind(account)
+            .bind(me)
+            .bind(due)
+            .bind(state.as_str())
+            .bind(version)
+            .bind(tokens.access_expires_at)
+            .bind(tokens.refresh_expires_at)
+            .bind(warn_at)
+            .fetch_optional(&mut **tx)
+            .await?;
+            let event = TokenRefreshed {
+                envelope: Some(Envelope::build(about, None)),
+                access_expires_at: tokens.access_expires_at.map(timestamp),
+                refresh_expires_at: tokens.refresh_expires_at.map(timestamp),
+                credential_version: u64::try_from(version).unwrap_or_default(),
+            };
+            app.outbox.enqueue(tx, &event).await?;
+            // A publish failed with the old token and the refresh worked: the account recovered
+            // by itself. Announce it so parked posts retry and the incident closes quietly.
+            if recovered.flatten().is_some() || s.row.publish_failed_version.is_some() {
+                let event = AccountReconnected {
+                    envelope: Some(Envelope::build(about, None)),
+                    platform_user_id: platform_user_id.clone(),
+                    scopes: scopes.clone(),
+                    credential_version: u64::try_from(version).unwrap_or_default(),
+                    reason: ReconnectReason::RecoveredByRefresh as i32,
+                };
+                app.outbox.enqueue(tx, &event).await?;
+                tracing::info!(%account, platform = %s.platform, version, "account recovered by refreshing; parked posts will retry");
+            } else {
+                tracing::debug!(%account, platform = %s.platform, version, "token refreshed");
+            }
+        }
+        Outcome::Probed => {
+            let next = policy::next_probe(account, now, app.config.probe_interval);
+            sqlx::query(
+                "UPDATE refresher.schedule SET due_at = $3, failures = 0, last_error = NULL,
+                     lease_owner = NULL, lease_until = NULL, updated_at = now()
+                 WHERE account_id = $1 AND lease_owner = $2",
+            )
+            .bind(account)
+            .bind(me)
+            .bind(next)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Outcome::Refused { cause, detail, version } => {
+            let source = if s.row.action == "probe" {
+                AuthFailureSource::Probe
+            } else {
+                AuthFailureSource::Refresh
+            };
+            let held = sqlx::query(
+                "UPDATE refresher.schedule SET state = 'broken', last_error = $3, sent_version = NULL,
+                     warn_at = NULL, lease_owner = NULL, lease_until = NULL, updated_at = now()
+                 WHERE account_id = $1 AND lease_owner = $2",
+            )
+            .bind(account)
+            .bind(me)
+            .bind(detail)
+            .execute(&mut **tx)
+            .await?;
+            if held.rows_affected() == 1 {
+                let event = AuthFailed {
+                    envelope: Some(Envelope::build(about, None)),
+                    cause: *cause as i32,
+                    source: source as i32,
+                    detail: detail.clone(),
+                    credential_version: u64::try_from(*version).unwrap_or_default(),
+                    post_id: String::new(),
+                };
+                app.outbox.enqueue(tx, &event).await?;
+                tracing::warn!(%account, platform = %s.platform, cause = cause.as_str(), source = source.as_str_name(), "the platform refused the credential; the account needs reconnecting");
+            }
+        }
+        Outcome::Failed(failure) => {
+            let failures = s.row.failures.saturating_add(1);
+            let wait = match failure {
+                Failure::RateLimited { retry_after: Some(d), .. } => *d,
+                _ => lifeline_kit::backoff::full_jitter(app.config.retry_base, failures),
+            };
+            let next = now + chrono::Duration::from_std(wait).unwrap_or_default();
+            reschedule_failing(app, tx, s, next, failures, &failure.to_string()).await?;
+            // An outage never marks an account as needing reconnect; it is only retried.
+            tracing::debug!(%account, platform = %s.platform, failures, error = %failure, "refresh failed; will retry");
+        }
+        Outcome::Deferred(until) => {
+            let failures = s.row.failures.saturating_add(1);
+            reschedule_failing(app, tx, s, *until, failures, "circuit breaker open").await?;
+        }
+        Outcome::InDoubt { detail } => {
+            let c = s.credential.as_ref();
+            let f = facts(
+                State::InDoubt,
+                s.row.failures,
+                None,
+                c.and_then(|c| c.access_expires_at),
+                c.and_then(|c| c.refresh_expires_at),
+            );
+            sqlx::query(
+                "UPDATE refresher.schedule SET state = 'in_doubt', last_error = $3, warn_at = $4,
+                     lease_owner = NULL, lease_until = NULL, updated_at = now()
+                 WHERE account_id = $1 AND lease_owner = $2",
+            )
+            .bind(account)
+            .bind(me)
+            .bind(detail)
+            .bind(warn_at(app, &f, now))
+            .execute(&mut **tx)
+            .await?;
+            tracing::warn!(%account, platform = %s.platform, %detail, "a rotating refresh token's fate is unknown; it will not be sent again, the owner is warned");
+        }
+        Outcome::Unrefreshable => {
+            let c = s.credential.as_ref();
+            let f = facts(
+                State::Unrefreshable,
+                0,
+                None,
+                c.and_then(|c| c.access_expires_at),
+                c.and_then(|c| c.refresh_expires_at),
+            );
+            sqlx::query(
+                "UPDATE refresher.schedule SET state = 'unrefreshable', warn_at = $3,
+                     lease_owner = NULL, lease_until = NULL, updated_at = now()
+                 WHERE account_id = $1 AND lease_owner = $2",
+            )
+            .bind(account)
+            .bind(me)
+            .bind(warn_at(app, &f, now))
+            .execute(&mut **tx)
+            .await?;
+        }
+        Outcome::Gone => {
+            sqlx::query(
+                "DELETE FROM refresher.schedule WHERE account_id = $1 AND lease_owner = $2",
+            )
+            .bind(account)
+            .bind(me)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Outcome::LeaseLost => {}
+    }
+    Ok(false)
+}
+
+async fn reschedule_failing(
+    app: &AppState,
+    tx: &mut Transaction<'static, Postgres>,
+    s: &Settlement,
+    next: DateTime<Utc>,
+    failures: i32,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    let c = s.credential.as_ref();
+    let issued: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT access_issued_at FROM refresher.schedule WHERE account_id = $1")
+            .bind(s.row.account_id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .flatten();
+    let f = policy::Facts {
+        platform: s.platform,
+        state: State::Active,
+        failures,
+        access_issued_at: issued,
+        access_expires_at: c.and_then(|c| c.access_expires_at),
+        refresh_expires_at: c.and_then(|c| c.refresh_expires_at),
+    };
+    sqlx::query(
+        "UPDATE refresher.schedule SET failures = $3, last_error = $4, due_at = $5, sent_version = NULL,
+             warn_at = $6, lease_owner = NULL, lease_until = NULL, updated_at = now()
+         WHERE account_id = $1 AND lease_owner = $2",
+    )
+    .bind(s.row.account_id)
+    .bind(&app.config.common.instance_id)
+    .bind(failures)
+    .bind(error)
+    .bind(next)
+    .bind(warn_at(app, &f, Utc::now()))
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
-async fn clear_lease(app: &AppState, account: uuid::Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE refresher.schedule SET lease_owner = NULL, lease_until = NULL WHERE account_id = $1")
-        .bind(account)
-        .execute(&app.pool)
-        .await?;
+fn warn_at(app: &AppState, facts: &policy::Facts, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    policy::watch(facts, &app.config.horizons).and_then(|w| policy::next_warning(&w, now))
+}
+
+async fn clear_lease(conn: &mut PgConnection, account: Uuid, me: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE refresher.schedule SET lease_owner = NULL, lease_until = NULL
+         WHERE account_id = $1 AND lease_owner = $2",
+    )
+    .bind(account)
+    .bind(me)
+    .execute(conn)
+    .await?;
     Ok(())
 }

@@ -11,7 +11,10 @@ use lifeline_kit::{
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::{policy, AppState};
+use crate::{
+    policy::{self, State},
+    AppState,
+};
 
 pub(crate) fn spawn_consumers(
     tasks: &mut JoinSet<()>,
@@ -50,7 +53,8 @@ async fn on_disconnected(
 }
 
 /// (Re)schedules an account from what the vault holds now; an older credential version never
-/// overwrites the schedule of a newer one.
+/// overwrites the schedule of a newer one. Tokens with an expiry are refreshed on the platform's
+/// schedule; tokens without one are probed, at the account's slot of the day.
 pub(crate) async fn schedule_from_vault(
     app: &AppState,
     about: Subject,
@@ -62,21 +66,49 @@ pub(crate) async fn schedule_from_vault(
         // Disconnected since the event was emitted.
         return Ok(());
     };
-    let due = policy::refresh_due(info.platform, Utc::now(), info.access_expires_at);
-    let state = if due.is_some() && info.has_refresh_token { "active" } else { "unrefreshable" };
+    let now = Utc::now();
+    let (action, state, due) = match info.access_expires_at {
+        None => (
+            "probe",
+            State::Active,
+            Some(policy::next_probe(account.0, now, app.config.probe_interval)),
+        ),
+        Some(_) => match policy::refresh_due(info.platform, now, info.access_expires_at) {
+            Some(due) if info.has_refresh_token => ("refresh", State::Active, Some(due)),
+            _ => ("refresh", State::Unrefreshable, None),
+        },
+    };
+    let facts = policy::Facts {
+        platform: info.platform,
+        state,
+        failures: 0,
+        access_issued_at: Some(now),
+        access_expires_at: info.access_expires_at,
+        refresh_expires_at: info.refresh_expires_at,
+    };
+    let warn_at =
+        policy::watch(&facts, &app.config.horizons).and_then(|w| policy::next_warning(&w, now));
     sqlx::query(
-        "INSERT INTO refresher.schedule (account_id, workspace_id, platform, state, due_at, credential_version)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (account_id) DO UPDATE SET state = $4, due_at = $5, credential_version = $6, failures = 0,
-             last_error = NULL, updated_at = now()
-         WHERE schedule.credential_version < $6",
+        "INSERT INTO refresher.schedule (account_id, workspace_id, platform, state, action, due_at,
+             credential_version, access_issued_at, access_expires_at, refresh_expires_at, warn_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, now(), $8, $9, $10)
+         ON CONFLICT (account_id) DO UPDATE SET state = $4, action = $5, due_at = $6,
+             credential_version = $7, access_issued_at = now(), access_expires_at = $8,
+             refresh_expires_at = $9, warn_at = $10, failures = 0, last_error = NULL,
+             sent_version = NULL, publish_failed_version = NULL, reactive_version = NULL,
+             lease_owner = NULL, lease_until = NULL, updated_at = now()
+         WHERE schedule.credential_version < $7",
     )
     .bind(account)
     .bind(info.workspace_id)
     .bind(info.platform.as_str())
-    .bind(state)
+    .bind(state.as_str())
+    .bind(action)
     .bind(due)
     .bind(info.version)
+    .bind(info.access_expires_at)
+    .bind(info.refresh_expires_at)
+    .bind(warn_at)
     .execute(&app.pool)
     .await?;
     Ok(())

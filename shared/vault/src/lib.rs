@@ -207,6 +207,11 @@ pub struct CredentialInfo {
     pub version: i64,
 }
 
+const LOAD: &str =
+    "SELECT account_id, workspace_id, platform, platform_user_id, key_id, access_token,
+        refresh_token, access_expires_at, refresh_expires_at, scopes, first_granted_at, version
+     FROM vault.credentials";
+
 #[derive(Clone, Debug)]
 pub struct Vault {
     pool: PgPool,
@@ -305,20 +310,40 @@ impl Vault {
     }
 
     pub async fn load(&self, account: AccountId) -> Result<Option<Credential>, VaultError> {
-        let row = sqlx::query(
-            "SELECT account_id, workspace_id, platform, platform_user_id, key_id, access_token,
-                    refresh_token, access_expires_at, refresh_expires_at, scopes, first_granted_at, version
-             FROM vault.credentials WHERE account_id = $1",
-        )
-        .bind(account)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
+        let row = sqlx::query(&format!("{LOAD} WHERE account_id = $1"))
+            .bind(account)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| self.decode(&row)).transpose()
+    }
+
+    /// Loads many credentials in one query (the refresher's leased batch). Accounts without a
+    /// credential are absent from the answer; one that cannot be decrypted is an `Err` in its
+    /// slot and does not spoil the others.
+    pub async fn load_many(
+        &self,
+        accounts: &[AccountId],
+    ) -> Result<Vec<(AccountId, Result<Credential, VaultError>)>, VaultError> {
+        let ids: Vec<uuid::Uuid> = accounts.iter().map(|a| a.0).collect();
+        let rows = sqlx::query(&format!("{LOAD} WHERE account_id = ANY($1)"))
+            .bind(&ids)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let account = AccountId(row.try_get("account_id")?);
+                Ok((account, self.decode(row)))
+            })
+            .collect()
+    }
+
+    fn decode(&self, row: &sqlx::postgres::PgRow) -> Result<Credential, VaultError> {
+        let account = AccountId(row.try_get("account_id")?);
         let key_id: String = row.try_get("key_id")?;
         let platform: String = row.try_get("platform")?;
         let refresh: Option<Vec<u8>> = row.try_get("refresh_token")?;
         let access: Vec<u8> = row.try_get("access_token")?;
-        Ok(Some(Credential {
+        Ok(Credential {
             account_id: account,
             workspace_id: row.try_get("workspace_id")?,
             platform: platform.parse().map_err(|e: lifeline_kit::events::UnknownPlatform| {
@@ -336,7 +361,7 @@ impl Vault {
             },
             first_granted_at: row.try_get("first_granted_at")?,
             version: row.try_get("version")?,
-        }))
+        })
     }
 
     /// Facts about a credential without decrypting it (ownership checks, scheduling).

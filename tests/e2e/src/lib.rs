@@ -83,11 +83,21 @@ pub struct Options {
     pub oauth_session_ttl: &'static str,
     /// First retry delay of the publisher after a transient failure.
     pub publish_retry_base: &'static str,
+    /// token-refresher replicas started in process (each with its own instance id).
+    pub refreshers: usize,
+    /// Extra configuration for every service, overriding the defaults.
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { time_scale: 1.0, oauth_session_ttl: "10m", publish_retry_base: "200ms" }
+        Options {
+            time_scale: 1.0,
+            oauth_session_ttl: "10m",
+            publish_retry_base: "200ms",
+            refreshers: 1,
+            env: Vec::new(),
+        }
     }
 }
 
@@ -115,6 +125,9 @@ pub struct System {
     pub nats: async_nats::Client,
     pub jwt_secret: String,
     pub http: reqwest::Client,
+    /// The configuration every service was started with (less the instance id), for starting
+    /// more replicas, in process or as child processes.
+    pub env: Vec<(String, String)>,
     events: EventLog,
     shutdown: CancellationToken,
     tasks: JoinSet<anyhow::Result<()>>,
@@ -197,10 +210,18 @@ impl System {
                 ("LIFELINE_PUBLISH_RETRY_BASE", options.publish_retry_base.to_owned()),
                 ("LIFELINE_REFRESH_RETRY_BASE", "200ms".to_owned()),
                 ("LIFELINE_DB_MAX_CONNECTIONS", "5".to_owned()),
+                ("LIFELINE_NOTIFY_GRACE", "2s".to_owned()),
                 ("LIFELINE_INSTANCE_ID", format!("{service}-{}", &id[..8])),
             ];
-            Env::from_pairs(common.into_iter().map(|(k, v)| (k.to_owned(), v)).chain(clients))
+            let pairs: Vec<(String, String)> = common
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .chain(clients)
+                .chain(options.env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())))
+                .collect();
+            pairs
         };
+        let config_of = |service: &str| Env::from_pairs(env(service));
 
         // Create the streams before anything publishes, and listen to every event from the start.
         let nats =
@@ -225,10 +246,10 @@ impl System {
             }
         });
 
-        let gw_config = auth_gateway::Config::from_env(&env("gateway"))?;
-        let pub_config = publisher::Config::from_env(&env("publisher"))?;
-        let not_config = notifier::Config::from_env(&env("notifier"))?;
-        let ref_config = token_refresher::Config::from_env(&env("refresher"))?;
+        let gw_config = auth_gateway::Config::from_env(&config_of("gateway"))?;
+        let pub_config = publisher::Config::from_env(&config_of("publisher"))?;
+        let not_config = notifier::Config::from_env(&config_of("notifier"))?;
+        let ref_config = token_refresher::Config::from_env(&config_of("refresher"))?;
         let s = shutdown.clone();
         tasks.spawn(async move {
             auth_gateway::run(gw_listener, gw_config, s).await.context("auth-gateway")
@@ -245,6 +266,17 @@ impl System {
         tasks.spawn(async move {
             token_refresher::run(ref_listener, ref_config, s).await.context("token-refresher")
         });
+        for replica in 1..options.refreshers {
+            let config =
+                token_refresher::Config::from_env(&config_of(&format!("refresher{replica}")))?;
+            let (listener, _) = bind().await?;
+            let s = shutdown.clone();
+            tasks.spawn(async move {
+                token_refresher::run(listener, config, s).await.context("token-refresher replica")
+            });
+        }
+        let shared_env: Vec<(String, String)> =
+            env("shared").into_iter().filter(|(k, _)| k != "LIFELINE_INSTANCE_ID").collect();
 
         let http =
             reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
@@ -260,6 +292,7 @@ impl System {
             nats,
             jwt_secret,
             http,
+            env: shared_env,
             events,
             shutdown,
             tasks,

@@ -119,9 +119,15 @@ async fn revoked_account_is_reconnected_and_failed_posts_go_out_exactly_once() -
     assert_eq!(tail, ["post_published"; 3], "{after:?}");
     assert_eq!(story[..first_failure], ["post_published"], "{story:?}");
 
+    // Each parked post reported the failure; the refresher's one immediate refresh was refused
+    // too and confirmed the cause.
     let failures: Vec<AuthFailed> = system.events_of();
-    assert!(failures.iter().all(|f| f.cause == AuthFailureCause::Revoked as i32
-        && f.source == AuthFailureSource::Publish as i32));
+    assert!(failures.iter().all(|f| f.cause == AuthFailureCause::Revoked as i32), "{failures:?}");
+    let by_refresh =
+        failures.iter().filter(|f| f.source == AuthFailureSource::Refresh as i32).count();
+    let by_publish =
+        failures.iter().filter(|f| f.source == AuthFailureSource::Publish as i32).count();
+    assert_eq!((by_publish, by_refresh), (3, 1), "{failures:?}");
     let reconnected: Vec<AccountReconnected> = system.events_of();
     assert_eq!(reconnected.len(), 1);
     assert_eq!(reconnected[0].reason, ReconnectReason::UserReauthorized as i32);

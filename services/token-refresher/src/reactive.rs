@@ -1,0 +1,82 @@
+//! The reactive path: a publish failed for auth reasons. The token may only have lapsed early, so
+//! the account's refresh is made due now, once per credential version. If it works, the settle
+//! step announces AccountReconnected (recovered by refresh) and parked posts retry without the
+//! owner doing anything; if the platform refuses, AuthFailed from the refresh confirms the cause.
+
+use lifeline_kit::{
+    bus::{Bus, Delivery, HandlerError},
+    events::{AccountReconnected, AuthFailed, AuthFailureSource, Envelope, ReconnectReason},
+    service::spawn_consumer,
+};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::AppState;
+
+pub(crate) fn spawn(
+    tasks: &mut JoinSet<()>,
+    bus: &Bus,
+    app: &AppState,
+    shutdown: &CancellationToken,
+) {
+    spawn_consumer(tasks, bus, 8, app.clone(), on_auth_failed, shutdown.clone());
+}
+
+async fn on_auth_failed(app: AppState, e: AuthFailed, d: Delivery) -> Result<(), HandlerError> {
+    if e.source != AuthFailureSource::Publish as i32 {
+        // Our own refresh and probe failures: nothing more to try.
+        return Ok(());
+    }
+    let about = d.about;
+    let failed_version = i64::try_from(e.credential_version).unwrap_or(i64::MAX);
+    let mut tx = app.pool.begin().await?;
+    let row: Option<(String, String, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT state, action, credential_version, reactive_version FROM refresher.schedule
+         WHERE account_id = $1 FOR UPDATE",
+    )
+    .bind(about.account_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((state, action, version, tried)) = row else {
+        tracing::debug!(account = %about.account_id, "publish auth failure of an account not scheduled here");
+        return Ok(());
+    };
+    if state != "active" || action != "refresh" {
+        // Nothing to refresh with, a refresh already refused, or a rotation in doubt.
+        return Ok(());
+    }
+    if version > failed_version {
+        // A refresh replaced the failed token already: the account works again. Say so, so the
+        // posts parked with the old token retry.
+        let event = AccountReconnected {
+            envelope: Some(Envelope::build(about, e.envelope.as_ref())),
+            platform_user_id: String::new(),
+            scopes: Vec::new(),
+            credential_version: u64::try_from(version).unwrap_or_default(),
+            reason: ReconnectReason::RecoveredByRefresh as i32,
+        };
+        app.outbox.enqueue(&mut tx, &event).await?;
+        tx.commit().await?;
+        app.outbox.wake();
+        tracing::info!(account = %about.account_id, "publish failed with a token refreshed since; parked posts will retry");
+        return Ok(());
+    }
+    if version < failed_version || tried.is_some_and(|t| t >= failed_version) {
+        // Not yet scheduled from that credential, or already tried once.
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE refresher.schedule SET due_at = now(), publish_failed_version = $2,
+             reactive_version = $2, updated_at = now()
+         WHERE account_id = $1",
+    )
+    .bind(about.account_id)
+    .bind(failed_version)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    metrics::counter!("lifeline_reactive_refreshes_total", "platform" => about.platform.as_str())
+        .increment(1);
+    tracing::info!(account = %about.account_id, platform = %about.platform, "publish refused the token; trying one immediate refresh");
+    Ok(())
+}
