@@ -28,15 +28,20 @@ DROP INDEX schedule_due;
 CREATE INDEX schedule_due ON schedule (platform, due_at) WHERE state = 'active';
 CREATE INDEX schedule_warn ON schedule (warn_at) WHERE warn_at IS NOT NULL;
 
--- Each horizon fires once per token; a token is known by the expiry it carries.
+-- Each horizon fires once per token. An access token is known by its expiry; a refresh token by
+-- the grant it belongs to (its reported expiry can move by a second from one answer to the next).
 CREATE TABLE warnings (
     account_id uuid NOT NULL,
     credential text NOT NULL CHECK (credential IN ('access_token', 'refresh_token')),
-    expires_at timestamptz NOT NULL,
+    token_epoch timestamptz NOT NULL,
     horizon_seconds bigint NOT NULL,
+    expires_at timestamptz NOT NULL,
     sent_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (account_id, credential, expires_at, horizon_seconds)
+    PRIMARY KEY (account_id, credential, token_epoch, horizon_seconds)
 );
+
+-- When the account's grant began (the vault's first_granted_at; a reconnect starts a new one).
+ALTER TABLE schedule ADD COLUMN granted_at timestamptz;
 
 -- When the current access token was issued: the policy's lead time is a fraction of its life.
 ALTER TABLE schedule ADD COLUMN access_issued_at timestamptz;

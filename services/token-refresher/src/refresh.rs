@@ -590,11 +590,43 @@ async fn settle(
         }
         Outcome::InDoubt { detail } => {
             let c = s.credential.as_ref();
+            let access_expires_at = c.and_then(|c| c.access_expires_at);
+            if access_expires_at.is_some_and(|at| at <= now) {
+                // The interrupted refresh was the last chance: the access token has lapsed and
+                // the refresh token may be spent. The account needs reconnecting; say so now
+                // rather than when a post fails.
+                let held = sqlx::query(
+                    "UPDATE refresher.schedule SET state = 'broken', last_error = $3, warn_at = NULL,
+                         lease_owner = NULL, lease_until = NULL, updated_at = now()
+                     WHERE account_id = $1 AND lease_owner = $2",
+                )
+                .bind(account)
+                .bind(me)
+                .bind(detail)
+                .execute(&mut **tx)
+                .await?;
+                if held.rows_affected() == 1 {
+                    let event = AuthFailed {
+                        envelope: Some(Envelope::build(about, None)),
+                        cause: AuthFailureCause::Expired as i32,
+                        source: AuthFailureSource::Refresh as i32,
+                        detail: format!(
+                            "the token lapsed after a refresh was interrupted and could not safely be repeated ({detail})"
+                        ),
+                        credential_version: u64::try_from(s.row.sent_version.unwrap_or_default())
+                            .unwrap_or_default(),
+                        post_id: String::new(),
+                    };
+                    app.outbox.enqueue(tx, &event).await?;
+                }
+                tracing::warn!(%account, platform = %s.platform, %detail, "an interrupted rotating refresh left a lapsed token; the account needs reconnecting");
+                return Ok(false);
+            }
             let f = facts(
                 State::InDoubt,
                 s.row.failures,
                 None,
-                c.and_then(|c| c.access_expires_at),
+                access_expires_at,
                 c.and_then(|c| c.refresh_expires_at),
             );
             sqlx::query(

@@ -90,11 +90,12 @@ pub(crate) async fn schedule_from_vault(
         policy::watch(&facts, &app.config.horizons).and_then(|w| policy::next_warning(&w, now));
     sqlx::query(
         "INSERT INTO refresher.schedule (account_id, workspace_id, platform, state, action, due_at,
-             credential_version, access_issued_at, access_expires_at, refresh_expires_at, warn_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, now(), $8, $9, $10)
+             credential_version, access_issued_at, access_expires_at, refresh_expires_at, warn_at,
+             granted_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, now(), $8, $9, $10, $11)
          ON CONFLICT (account_id) DO UPDATE SET state = $4, action = $5, due_at = $6,
              credential_version = $7, access_issued_at = now(), access_expires_at = $8,
-             refresh_expires_at = $9, warn_at = $10, failures = 0, last_error = NULL,
+             refresh_expires_at = $9, warn_at = $10, granted_at = $11, failures = 0, last_error = NULL,
              sent_version = NULL, publish_failed_version = NULL, reactive_version = NULL,
              lease_owner = NULL, lease_until = NULL, updated_at = now()
          WHERE schedule.credential_version < $7",
@@ -109,6 +110,7 @@ pub(crate) async fn schedule_from_vault(
     .bind(info.access_expires_at)
     .bind(info.refresh_expires_at)
     .bind(warn_at)
+    .bind(info.first_granted_at)
     .execute(&app.pool)
     .await?;
     Ok(())

@@ -25,6 +25,7 @@ struct Row {
     access_issued_at: Option<DateTime<Utc>>,
     access_expires_at: Option<DateTime<Utc>>,
     refresh_expires_at: Option<DateTime<Utc>>,
+    granted_at: Option<DateTime<Utc>>,
 }
 
 const BATCH: i64 = 500;
@@ -34,7 +35,7 @@ pub(crate) async fn sweep(app: &AppState) -> Result<usize, sqlx::Error> {
     let mut tx = app.pool.begin().await?;
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT account_id, workspace_id, platform, state, failures, access_issued_at,
-                access_expires_at, refresh_expires_at
+                access_expires_at, refresh_expires_at, granted_at
          FROM refresher.schedule WHERE warn_at <= now()
          ORDER BY warn_at LIMIT $1 FOR UPDATE SKIP LOCKED",
     )
@@ -64,20 +65,23 @@ pub(crate) async fn sweep(app: &AppState) -> Result<usize, sqlx::Error> {
         if let Some(watch) = &watch {
             if let Some(due) = policy::warning_due(watch, now) {
                 next = policy::after_firing(watch, &due);
-                let credential = match watch.credential {
-                    ExpiringCredential::RefreshToken => "refresh_token",
-                    _ => "access_token",
+                let (credential, epoch) = match watch.credential {
+                    ExpiringCredential::RefreshToken => {
+                        ("refresh_token", row.granted_at.unwrap_or(watch.expires_at))
+                    }
+                    _ => ("access_token", watch.expires_at),
                 };
                 let mut fresh = false;
                 for horizon in &due.passed {
                     let inserted = sqlx::query(
-                        "INSERT INTO refresher.warnings (account_id, credential, expires_at, horizon_seconds)
-                         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                        "INSERT INTO refresher.warnings (account_id, credential, token_epoch, horizon_seconds, expires_at)
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
                     )
                     .bind(row.account_id)
                     .bind(credential)
-                    .bind(watch.expires_at)
+                    .bind(epoch)
                     .bind(i64::try_from(horizon.as_secs()).unwrap_or(i64::MAX))
+                    .bind(watch.expires_at)
                     .execute(&mut *tx)
                     .await?;
                     if *horizon == due.horizon {

@@ -204,6 +204,7 @@ pub struct CredentialInfo {
     pub access_expires_at: Option<DateTime<Utc>>,
     pub refresh_expires_at: Option<DateTime<Utc>>,
     pub has_refresh_token: bool,
+    pub first_granted_at: DateTime<Utc>,
     pub version: i64,
 }
 
@@ -368,7 +369,7 @@ impl Vault {
     pub async fn info(&self, account: AccountId) -> Result<Option<CredentialInfo>, VaultError> {
         let row = sqlx::query(
             "SELECT workspace_id, platform, platform_user_id, access_expires_at, refresh_expires_at,
-                    refresh_token IS NOT NULL AS has_refresh_token, version
+                    refresh_token IS NOT NULL AS has_refresh_token, first_granted_at, version
              FROM vault.credentials WHERE account_id = $1",
         )
         .bind(account)
@@ -386,6 +387,7 @@ impl Vault {
             access_expires_at: row.try_get("access_expires_at")?,
             refresh_expires_at: row.try_get("refresh_expires_at")?,
             has_refresh_token: row.try_get("has_refresh_token")?,
+            first_granted_at: row.try_get("first_granted_at")?,
             version: row.try_get("version")?,
         }))
     }

@@ -128,6 +128,7 @@ pub struct System {
     /// The configuration every service was started with (less the instance id), for starting
     /// more replicas, in process or as child processes.
     pub env: Vec<(String, String)>,
+    refreshers: usize,
     events: EventLog,
     shutdown: CancellationToken,
     tasks: JoinSet<anyhow::Result<()>>,
@@ -249,7 +250,6 @@ impl System {
         let gw_config = auth_gateway::Config::from_env(&config_of("gateway"))?;
         let pub_config = publisher::Config::from_env(&config_of("publisher"))?;
         let not_config = notifier::Config::from_env(&config_of("notifier"))?;
-        let ref_config = token_refresher::Config::from_env(&config_of("refresher"))?;
         let s = shutdown.clone();
         tasks.spawn(async move {
             auth_gateway::run(gw_listener, gw_config, s).await.context("auth-gateway")
@@ -262,19 +262,19 @@ impl System {
         tasks.spawn(
             async move { notifier::run(not_listener, not_config, s).await.context("notifier") },
         );
-        let s = shutdown.clone();
-        tasks.spawn(async move {
-            token_refresher::run(ref_listener, ref_config, s).await.context("token-refresher")
-        });
-        for replica in 1..options.refreshers {
-            let config =
-                token_refresher::Config::from_env(&config_of(&format!("refresher{replica}")))?;
-            let (listener, _) = bind().await?;
+        let mut first_listener = Some(ref_listener);
+        for replica in 0..options.refreshers {
+            let (listener, name) = match first_listener.take() {
+                Some(l) => (l, "refresher".to_owned()),
+                None => (bind().await?.0, format!("refresher{replica}")),
+            };
+            let config = token_refresher::Config::from_env(&config_of(&name))?;
             let s = shutdown.clone();
             tasks.spawn(async move {
-                token_refresher::run(listener, config, s).await.context("token-refresher replica")
+                token_refresher::run(listener, config, s).await.context("token-refresher")
             });
         }
+        drop(first_listener);
         let shared_env: Vec<(String, String)> =
             env("shared").into_iter().filter(|(k, _)| k != "LIFELINE_INSTANCE_ID").collect();
 
@@ -293,6 +293,7 @@ impl System {
             jwt_secret,
             http,
             env: shared_env,
+            refreshers: options.refreshers,
             events,
             shutdown,
             tasks,
@@ -316,8 +317,11 @@ impl System {
     }
 
     async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let bases = [&self.gateway, &self.publisher, &self.notifier, &self.refresher, &self.sim]
-            .map(|b| b.clone());
+        let mut bases = vec![&self.gateway, &self.publisher, &self.notifier, &self.sim];
+        if self.refreshers > 0 {
+            bases.push(&self.refresher);
+        }
+        let bases: Vec<String> = bases.into_iter().cloned().collect();
         for base in &bases {
             // A component that stopped will never become ready: report why at once.
             if let Some(done) = self.tasks.try_join_next() {
@@ -342,6 +346,51 @@ impl System {
     }
 
     /// A bearer token for a workspace.
+    /// Starts one more token-refresher replica in this process, named `name`.
+    pub async fn spawn_refresher(&mut self, name: &str) -> anyhow::Result<String> {
+        let config = token_refresher::Config::from_env(&Env::from_pairs(
+            self.env.iter().cloned().chain([("LIFELINE_INSTANCE_ID".to_owned(), name.to_owned())]),
+        ))?;
+        let (listener, url) = bind().await?;
+        let s = self.shutdown.clone();
+        self.tasks.spawn(async move {
+            token_refresher::run(listener, config, s).await.context("token-refresher")
+        });
+        self.refreshers += 1;
+        Ok(url)
+    }
+
+    /// A token-refresher replica as a child process (so that it can be killed with SIGKILL),
+    /// named `name`, serving on `port`. Builds the binary first if this test run has not.
+    pub fn refresher_process(
+        &self,
+        name: &str,
+        port: u16,
+    ) -> anyhow::Result<std::process::Command> {
+        let exe = std::env::current_exe()?;
+        let dir = exe
+            .parent()
+            .and_then(std::path::Path::parent)
+            .context("test binary outside a cargo target directory")?;
+        let bin = dir.join("token-refresher");
+        if !bin.exists() {
+            let status = std::process::Command::new(env!("CARGO"))
+                .args(["build", "-p", "token-refresher", "--bin", "token-refresher"])
+                .status()?;
+            if !status.success() || !bin.exists() {
+                bail!("cannot build token-refresher ({status}) at {}", bin.display());
+            }
+        }
+        let mut cmd = std::process::Command::new(bin);
+        cmd.env_clear()
+            .envs(self.env.iter().cloned())
+            .env("LIFELINE_INSTANCE_ID", name)
+            .env("LIFELINE_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null());
+        Ok(cmd)
+    }
+
     pub fn token(&self, workspace: WorkspaceId) -> String {
         let keys = lifeline_kit::auth::JwtKeys::new(&self.jwt_secret.clone().into());
         keys.mint("e2e", workspace, Duration::from_secs(3600))
