@@ -1,5 +1,5 @@
 # Lifeline — the two commands a newcomer needs are `make run` and `make test`.
-.PHONY: run test infra build lint fmt proto-lint clean-test-dbs
+.PHONY: run test infra build lint fmt proto-lint clean-test-dbs bench-refresh
 
 run: ## Start infrastructure, the simulator, all services and demo data (Ctrl-C stops them)
 	@bash scripts/run.sh
@@ -27,6 +27,11 @@ $(BUF):
 proto-lint: $(BUF) ## buf lint, and buf breaking against main (needs npm)
 	$(BUF) lint proto
 	if git rev-parse --verify -q main >/dev/null; then $(BUF) breaking proto --against '.git#branch=main,subdir=proto'; fi
+
+BENCH_ARGS ?=
+bench-refresh: infra ## token-refresher benchmark: 100k due backlog, 1M idle sweep, vs pgbench (prints a table)
+	cargo build --release -p token-refresher -p lifeline-bench
+	target/release/bench-refresh $(BENCH_ARGS)
 
 clean-test-dbs: ## Drop databases left behind by interrupted end-to-end tests
 	psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 'DROP DATABASE \"' || datname || '\" WITH (FORCE);' FROM pg_database WHERE datname LIKE 'lifeline_e2e_%'" | psql -h 127.0.0.1 -U postgres -d postgres -q

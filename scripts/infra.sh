@@ -64,4 +64,6 @@ if ! psql -h 127.0.0.1 -U postgres -d postgres -tAc 'SELECT 1' >/dev/null 2>&1; 
   fi
   psql -h 127.0.0.1 -U postgres -d postgres -tAc 'SELECT 1' >/dev/null || { log "cannot connect to PostgreSQL as postgres on 127.0.0.1"; exit 1; }
 fi
+# psql and pgbench (make bench-refresh compares with Postgres' raw update rate).
+command -v pgbench >/dev/null || apt_install postgresql-client
 log "infrastructure ready"

@@ -273,7 +273,7 @@ impl Gate {
         self.publish_gauges();
     }
 
-    fn publish_gauges(&self) {
+    pub fn publish_gauges(&self) {
         let gauge = lock(&self.breaker).gauge(Instant::now());
         metrics::gauge!("lifeline_refresh_breaker_state", "platform" => self.platform.as_str())
             .set(gauge);

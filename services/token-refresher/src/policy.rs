@@ -146,8 +146,11 @@ pub fn watch(facts: &Facts, horizons: &[StdDuration]) -> Option<Watch> {
             horizons.to_vec(),
         ),
         State::Active => {
-            if let Some(expires_at) = facts.refresh_expires_at {
-                let reason = match facts.platform {
+            let refresh_token = facts.refresh_expires_at.map(|expires_at| Watch {
+                credential: ExpiringCredential::RefreshToken,
+                expires_at,
+                horizons: sorted(horizons.to_vec()),
+                reason: match facts.platform {
                     Platform::LinkedIn => {
                         "LinkedIn refresh tokens end 365 days after the first grant".to_owned()
                     }
@@ -155,29 +158,27 @@ pub fn watch(facts: &Facts, horizons: &[StdDuration]) -> Option<Watch> {
                         "Google ends the refresh tokens of apps in testing after 7 days".to_owned()
                     }
                     _ => format!("{name} refresh tokens have a fixed lifetime"),
-                };
-                // A refresh token that outlives the access token it renews is what matters;
-                // one that ends first means the next refresh cannot happen.
-                return Some(Watch {
-                    credential: ExpiringCredential::RefreshToken,
-                    expires_at,
-                    horizons: sorted(horizons.to_vec()),
-                    reason,
-                });
-            }
-            if facts.failures == 0 {
-                return None;
-            }
+                },
+            });
             // Refreshing keeps failing: warn once half the refresh lead is gone, so a brief
             // blip stays silent but a long outage reaches the owner before the token lapses.
-            let expires_at = facts.access_expires_at?;
-            let issued = facts.access_issued_at.unwrap_or(expires_at);
-            let lead = lead(facts.platform, issued, expires_at)?;
-            let cap = (lead / 2).to_std().unwrap_or_default();
-            access(
-                format!("refreshing this {name} token keeps failing"),
-                horizons.iter().map(|h| (*h).min(cap)).filter(|h| !h.is_zero()).collect(),
-            )
+            let failing = if facts.failures > 0 {
+                facts.access_expires_at.and_then(|expires_at| {
+                    let issued = facts.access_issued_at.unwrap_or(expires_at);
+                    let cap = (lead(facts.platform, issued, expires_at)? / 2).to_std().ok()?;
+                    access(
+                        format!("refreshing this {name} token keeps failing"),
+                        horizons.iter().map(|h| (*h).min(cap)).filter(|h| !h.is_zero()).collect(),
+                    )
+                })
+            } else {
+                None
+            };
+            // Whichever lapses first is the one the owner needs to hear about.
+            match (refresh_token, failing) {
+                (Some(r), Some(f)) => Some(if f.expires_at < r.expires_at { f } else { r }),
+                (r, f) => r.or(f),
+            }
         }
     }
 }
@@ -390,6 +391,23 @@ mod tests {
         assert_eq!(w.horizons, vec![StdDuration::from_secs(450)]);
         assert_eq!(next_warning(&w, now), Some(now + Duration::hours(2) - Duration::seconds(450)));
         assert!(w.reason.contains("keeps failing"));
+    }
+
+    #[test]
+    fn a_failing_refresh_is_told_even_when_the_refresh_token_has_an_end() {
+        let now = Utc::now();
+        let f = Facts {
+            failures: 2,
+            access_issued_at: Some(now),
+            access_expires_at: Some(now + Duration::hours(24)),
+            refresh_expires_at: Some(now + Duration::days(300)),
+            ..facts(Platform::TikTok, State::Active)
+        };
+        let w = watch(&f, &horizons()).expect("watched");
+        assert_eq!(w.credential, ExpiringCredential::AccessToken);
+        let healthy = Facts { failures: 0, ..f };
+        let w = watch(&healthy, &horizons()).expect("watched");
+        assert_eq!(w.credential, ExpiringCredential::RefreshToken);
     }
 
     #[test]

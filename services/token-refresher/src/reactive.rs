@@ -48,10 +48,16 @@ async fn on_auth_failed(app: AppState, e: AuthFailed, d: Delivery) -> Result<(),
     if version > failed_version {
         // A refresh replaced the failed token already: the account works again. Say so, so the
         // posts parked with the old token retry.
+        let credential = app
+            .vault
+            .load(lifeline_kit::ids::AccountId(about.account_id))
+            .await
+            .map_err(|e| HandlerError::Transient(e.to_string()))?;
+        let Some(credential) = credential else { return Ok(()) };
         let event = AccountReconnected {
             envelope: Some(Envelope::build(about, e.envelope.as_ref())),
-            platform_user_id: String::new(),
-            scopes: Vec::new(),
+            platform_user_id: credential.platform_user_id,
+            scopes: credential.tokens.scopes,
             credential_version: u64::try_from(version).unwrap_or_default(),
             reason: ReconnectReason::RecoveredByRefresh as i32,
         };

@@ -150,6 +150,9 @@ pub(crate) async fn run(app: AppState, shutdown: CancellationToken) {
                 }
             }
         }
+        for gate in app.gates.values() {
+            gate.publish_gauges();
+        }
         if let Err(e) = warnings::sweep(&app).await {
             tracing::warn!(error = %e, "cannot send expiry warnings; will try again");
         }
@@ -357,16 +360,19 @@ async fn call_platform(
     }
 }
 
-/// Records that this credential version's refresh token is about to go out. False when the
-/// lease was lost meanwhile (another replica may be about to send it).
+/// Records that this credential version's refresh token is about to go out, and renews the
+/// lease so that the call (bounded by the platform timeout, at most half a lease) ends well
+/// within it: time spent waiting at the gate cannot make the next holder see a call that is
+/// still on the wire. False when the lease was lost meanwhile.
 async fn mark_sent(app: &AppState, account: Uuid, version: i64) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE refresher.schedule SET sent_version = $2
+        "UPDATE refresher.schedule SET sent_version = $2, lease_until = now() + make_interval(secs => $4)
          WHERE account_id = $1 AND lease_owner = $3 AND lease_until > now()",
     )
     .bind(account)
     .bind(version)
     .bind(&app.config.common.instance_id)
+    .bind(app.config.lease.as_secs_f64())
     .execute(&app.pool)
     .await?;
     Ok(done.rows_affected() == 1)

@@ -10,7 +10,7 @@ use axum::{
     routing::get,
     Json, Router,
 };
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -20,7 +20,16 @@ pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            // The refresher's timings are read as percentiles over a whole run (benchmarks,
+            // dashboards): histograms with fixed buckets, 1 ms to about 60 s, 25% apart. The
+            // rest stay summaries over a sliding window.
+            let buckets: Vec<f64> =
+                std::iter::successors(Some(0.001_f64), |b| (*b < 60.0).then_some(b * 1.25))
+                    .collect();
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Prefix("lifeline_refresh_".into()), &buckets)
+                .unwrap_or_else(|_| PrometheusBuilder::new())
+                .build_recorder();
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was installed already; /metrics may be empty");

@@ -31,7 +31,7 @@ pub const SCOPES: [&str; 3] = ["pages_show_list", "pages_read_engagement", "page
 
 pub struct FacebookConnector {
     client_id: String,
-    client_secret: Option<SecretString>,
+    client_secret: SecretString,
     www: url::Url,
     graph: url::Url,
     redirect: url::Url,
@@ -49,6 +49,13 @@ impl FacebookConnector {
         http: reqwest::Client,
     ) -> Result<Option<Self>, ConfigError> {
         let Some(app) = App::from_env(env, "FACEBOOK") else { return Ok(None) };
+        let Some(client_secret) = app.client_secret else {
+            return Err(ConfigError::Missing {
+                name: "LIFELINE_FACEBOOK_CLIENT_SECRET".into(),
+                hint: "Facebook exchanges and refreshes every token with the app secret; set it with the client id"
+                    .into(),
+            });
+        };
         let www =
             common::host(env, "FACEBOOK", "WWW", "https://www.facebook.com", sim, "facebook/www")?;
         let graph = common::host(
@@ -61,7 +68,7 @@ impl FacebookConnector {
         )?;
         Ok(Some(FacebookConnector {
             client_id: app.client_id,
-            client_secret: app.client_secret,
+            client_secret,
             www,
             graph,
             redirect: common::callback(public, Platform::Facebook),
@@ -73,11 +80,8 @@ impl FacebookConnector {
         endpoint(&self.graph, &format!("{GRAPH_VERSION}/{path}"))
     }
 
-    fn secret(&self) -> Result<&str, Failure> {
-        self.client_secret
-            .as_ref()
-            .map(|s| s.expose_secret())
-            .ok_or_else(|| Failure::transient("LIFELINE_FACEBOOK_CLIENT_SECRET is not set"))
+    fn secret(&self) -> &str {
+        self.client_secret.expose_secret()
     }
 
     /// A call made while connecting: errors are the token kind.
@@ -131,7 +135,7 @@ impl Connector for FacebookConnector {
         code: &str,
         _pkce_verifier: Option<&SecretString>,
     ) -> Result<Grant, Failure> {
-        let secret = self.secret()?;
+        let secret = self.secret();
         let mut url = self.graph_url("oauth/access_token");
         url.query_pairs_mut()
             .append_pair("client_id", &self.client_id)

@@ -35,7 +35,7 @@ const PRIVACY_LEVEL: &str = "SELF_ONLY";
 
 pub struct TikTokConnector {
     client_key: String,
-    client_secret: Option<SecretString>,
+    client_secret: SecretString,
     www: url::Url,
     open: url::Url,
     redirect: url::Url,
@@ -56,6 +56,13 @@ impl TikTokConnector {
         http: reqwest::Client,
     ) -> Result<Option<Self>, ConfigError> {
         let Some(app) = App::from_env(env, "TIKTOK") else { return Ok(None) };
+        let Some(client_secret) = app.client_secret else {
+            return Err(ConfigError::Missing {
+                name: "LIFELINE_TIKTOK_CLIENT_SECRET".into(),
+                hint: "TikTok exchanges and refreshes every token with the app secret; set it with the client id"
+                    .into(),
+            });
+        };
         let www = common::host(env, "TIKTOK", "WWW", "https://www.tiktok.com", sim, "tiktok/www")?;
         let open =
             common::host(env, "TIKTOK", "OPEN", "https://open.tiktokapis.com", sim, "tiktok/open")?;
@@ -63,7 +70,7 @@ impl TikTokConnector {
             env.duration_or("LIFELINE_TIKTOK_POLL_INTERVAL", Duration::from_secs(3))?;
         Ok(Some(TikTokConnector {
             client_key: app.client_id,
-            client_secret: app.client_secret,
+            client_secret,
             www,
             open,
             redirect: common::callback(public, Platform::TikTok),
@@ -102,11 +109,8 @@ impl TikTokConnector {
         })
     }
 
-    fn secret(&self) -> Result<&str, Failure> {
-        self.client_secret
-            .as_ref()
-            .map(|s| s.expose_secret())
-            .ok_or_else(|| Failure::transient("LIFELINE_TIKTOK_CLIENT_SECRET is not set"))
+    fn secret(&self) -> &str {
+        self.client_secret.expose_secret()
     }
 
     /// The API's answer as `T`, or its classified failure. TikTok wraps every answer in
@@ -219,7 +223,7 @@ impl Connector for TikTokConnector {
     ) -> Result<Grant, Failure> {
         let mut form = vec![
             ("client_key", self.client_key.as_str()),
-            ("client_secret", self.secret()?),
+            ("client_secret", self.secret()),
             ("code", code),
             ("grant_type", "authorization_code"),
             ("redirect_uri", self.redirect.as_str()),
@@ -234,7 +238,7 @@ impl Connector for TikTokConnector {
     async fn refresh(&self, refresh_token: &SecretString) -> Result<Grant, Failure> {
         let form = [
             ("client_key", self.client_key.as_str()),
-            ("client_secret", self.secret()?),
+            ("client_secret", self.secret()),
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token.expose_secret()),
         ];

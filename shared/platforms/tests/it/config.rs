@@ -66,8 +66,8 @@ fn a_bad_host_url_names_its_variable() {
 }
 
 #[test]
-fn instagram_and_threads_without_their_app_secret_do_not_start() {
-    for platform in ["INSTAGRAM", "THREADS"] {
+fn platforms_that_need_the_app_secret_do_not_start_without_it() {
+    for platform in ["INSTAGRAM", "THREADS", "FACEBOOK", "TIKTOK"] {
         let env = Env::from_pairs([
             (format!("LIFELINE_{platform}_CLIENT_ID"), "app-id".to_owned()),
             ("LIFELINE_X_CLIENT_ID".to_owned(), "x-id".to_owned()),

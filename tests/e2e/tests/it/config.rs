@@ -56,6 +56,16 @@ fn every_invalid_value_names_its_variable() {
         ("LIFELINE_REFRESH_RETRY_BASE", "99999999999999999999d"),
         ("LIFELINE_PUBLIC_URL", "not a url"),
         ("LIFELINE_PLATFORM_TIMEOUT", "fast"),
+        ("LIFELINE_REFRESH_RATE", "-5"),
+        ("LIFELINE_X_REFRESH_CONCURRENCY", "0"),
+        ("LIFELINE_TIKTOK_REFRESH_RATE", "lots"),
+        ("LIFELINE_BREAKER_COOLDOWN", "1ms"),
+        ("LIFELINE_BREAKER_MIN_CALLS", "0"),
+        ("LIFELINE_BREAKER_FAILURE_RATIO", "1.5"),
+        ("LIFELINE_EXPIRING_HORIZONS", "7d,soon"),
+        ("LIFELINE_PROBE_INTERVAL", "0s"),
+        ("LIFELINE_REFRESH_WRITERS", "0"),
+        ("LIFELINE_NOTIFY_GRACE", "2h"),
     ];
     for (name, value) in cases {
         let errs = errors(&with(&[(name, value)]));
