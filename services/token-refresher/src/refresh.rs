@@ -22,7 +22,7 @@ use lifeline_kit::{
         self, timestamp, AccountReconnected, AuthFailed, AuthFailureCause, AuthFailureSource,
         Envelope, ReconnectReason, TokenRefreshed,
     },
-    ids::{AccountId, WorkspaceId},
+    ids::AccountId,
     Platform,
 };
 use lifeline_platforms::{AccessToken, Failure};
@@ -139,6 +139,7 @@ pub(crate) async fn run(app: AppState, shutdown: CancellationToken) {
     }
     let wake = Arc::new(Notify::new());
     let mut calls = JoinSet::new();
+    let mut warned_at: Option<Instant> = None;
     loop {
         let started = Instant::now();
         let mut more_due = false;
@@ -153,8 +154,11 @@ pub(crate) async fn run(app: AppState, shutdown: CancellationToken) {
         for gate in app.gates.values() {
             gate.publish_gauges();
         }
-        if let Err(e) = warnings::sweep(&app).await {
-            tracing::warn!(error = %e, "cannot send expiry warnings; will try again");
+        if warned_at.is_none_or(|at| at.elapsed() >= app.config.sweep_interval) {
+            warned_at = Some(Instant::now());
+            if let Err(e) = warnings::sweep(&app).await {
+                tracing::warn!(error = %e, "cannot send expiry warnings; will try again");
+            }
         }
         metrics::histogram!("lifeline_refresh_sweep_seconds")
             .record(started.elapsed().as_secs_f64());
@@ -164,7 +168,10 @@ pub(crate) async fn run(app: AppState, shutdown: CancellationToken) {
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep(pause) => {}
-            () = wake.notified(), if more_due => {}
+            () = wake.notified(), if more_due => {
+                // Let a few more calls finish, so one lease query refills many slots.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
     }
     while calls.join_next().await.is_some() {}
@@ -172,8 +179,8 @@ pub(crate) async fn run(app: AppState, shutdown: CancellationToken) {
     while writers.join_next().await.is_some() {}
 }
 
-/// Leases due rows of one platform and starts their calls. Returns true when it filled all the
-/// room it had (more may be due).
+/// Leases due rows of one platform and starts their calls. Returns true when it had no room
+/// or filled all the room it had (more may be due).
 async fn lease(
     app: &AppState,
     gate: &Arc<Gate>,
@@ -183,7 +190,8 @@ async fn lease(
 ) -> Result<bool, sqlx::Error> {
     let room = gate.lease_room(usize::try_from(app.config.batch).unwrap_or(1));
     if room == 0 {
-        return Ok(false);
+        // Every slot is busy (or the breaker holds calls back): come back when a call ends.
+        return Ok(true);
     }
     let rows: Vec<Leased> = sqlx::query_as(
         "UPDATE refresher.schedule s SET lease_owner = $1, lease_until = now() + make_interval(secs => $2)
@@ -431,25 +439,199 @@ async fn finish(app: &AppState, batch: &[Arc<Settlement>], superseded: Vec<event
 }
 
 /// Writes every outcome of the batch in one transaction; returns the accounts whose credential
-/// was replaced meanwhile (to reschedule from the vault once committed).
+/// was replaced meanwhile (to reschedule from the vault once committed). The common outcomes
+/// (new tokens, healthy probes) are written a statement per kind for the whole batch; the rest
+/// one by one.
 async fn settle_batch(
     app: &AppState,
     batch: &[Arc<Settlement>],
 ) -> Result<Vec<events::Subject>, sqlx::Error> {
     let mut tx = app.pool.begin().await?;
-    let mut superseded = Vec::new();
-    for s in batch {
-        let about = events::Subject {
-            workspace_id: WorkspaceId(s.row.workspace_id).0,
-            account_id: s.row.account_id,
-            platform: s.platform,
-        };
-        if settle(app, &mut tx, about, s).await? {
-            superseded.push(about);
+    let mut events = app.outbox.stage();
+    let about = |s: &Settlement| events::Subject {
+        workspace_id: s.row.workspace_id,
+        account_id: s.row.account_id,
+        platform: s.platform,
+    };
+    let (refreshed, rest): (Vec<&Settlement>, Vec<&Settlement>) = batch
+        .iter()
+        .map(AsRef::as_ref)
+        .partition(|s| matches!(s.outcome, Outcome::Refreshed { .. }));
+    let (probed, rest): (Vec<&Settlement>, Vec<&Settlement>) =
+        rest.into_iter().partition(|s| matches!(s.outcome, Outcome::Probed));
+    let mut superseded = settle_refreshed(app, &mut tx, &refreshed, &mut events).await?;
+    settle_probed(app, &mut tx, &probed).await?;
+    for s in rest {
+        if settle(app, &mut tx, about(s), s, &mut events).await? {
+            superseded.push(about(s));
         }
     }
+    events.insert(&mut tx).await?;
     tx.commit().await?;
     Ok(superseded)
+}
+
+/// New tokens: the vault's compare-and-swap first (the rotated refresh token is the only copy),
+/// then the schedule, then TokenRefreshed (and AccountReconnected for an account that recovered
+/// after a publish failure).
+async fn settle_refreshed(
+    app: &AppState,
+    tx: &mut Transaction<'static, Postgres>,
+    batch: &[&Settlement],
+    events: &mut lifeline_kit::outbox::Staged<'_>,
+) -> Result<Vec<events::Subject>, sqlx::Error> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    let me = &app.config.common.instance_id;
+    let now = Utc::now();
+    let swaps: Vec<(AccountId, i64, &Tokens)> = batch
+        .iter()
+        .filter_map(|s| match &s.outcome {
+            Outcome::Refreshed { from_version, tokens, .. } => {
+                Some((AccountId(s.row.account_id), *from_version, tokens))
+            }
+            _ => None,
+        })
+        .collect();
+    let stored = match app.vault.compare_and_swap_many(tx, &swaps).await {
+        Ok(stored) => stored,
+        Err(VaultError::Db(e)) => return Err(e),
+        Err(e) => return Err(sqlx::Error::Protocol(format!("vault: {e}"))),
+    };
+    let mut superseded = Vec::new();
+    let mut rows = ScheduleRows::default();
+    for s in batch {
+        let Outcome::Refreshed { tokens, .. } = &s.outcome else { continue };
+        let account = s.row.account_id;
+        let Some(version) = stored.get(&AccountId(account)).copied() else {
+            // A reconnect stored a newer credential meanwhile.
+            clear_lease(tx, account, me).await?;
+            superseded.push(events::Subject {
+                workspace_id: s.row.workspace_id,
+                account_id: account,
+                platform: s.platform,
+            });
+            continue;
+        };
+        let due = policy::refresh_due(s.platform, now, tokens.access_expires_at);
+        let state = if due.is_some() { State::Active } else { State::Unrefreshable };
+        let facts = policy::Facts {
+            platform: s.platform,
+            state,
+            failures: 0,
+            access_issued_at: Some(now),
+            access_expires_at: tokens.access_expires_at,
+            refresh_expires_at: tokens.refresh_expires_at,
+        };
+        rows.account.push(account);
+        rows.due.push(due);
+        rows.state.push(state.as_str().to_owned());
+        rows.version.push(version);
+        rows.access.push(tokens.access_expires_at);
+        rows.refresh.push(tokens.refresh_expires_at);
+        rows.warn.push(warn_at(app, &facts, now));
+    }
+    // `before` reads each row as it is now (a publish failure may have been recorded while the
+    // call was out), locked until the update.
+    let recovered: HashMap<Uuid, Option<i64>> = sqlx::query_as::<_, (Uuid, Option<i64>)>(
+        "WITH u AS (SELECT * FROM unnest($2::uuid[], $3::timestamptz[], $4::text[], $5::bigint[],
+                                         $6::timestamptz[], $7::timestamptz[], $8::timestamptz[])
+                    AS u(account_id, due_at, state, version, access_exp, refresh_exp, warn_at)),
+              before AS (SELECT s.account_id, s.publish_failed_version FROM refresher.schedule s
+                         JOIN u USING (account_id) WHERE s.lease_owner = $1 FOR UPDATE OF s)
+         UPDATE refresher.schedule s SET due_at = u.due_at, state = u.state, failures = 0,
+             last_error = NULL, last_refreshed_at = now(), credential_version = u.version,
+             sent_version = NULL, access_issued_at = now(), access_expires_at = u.access_exp,
+             refresh_expires_at = u.refresh_exp, warn_at = u.warn_at, publish_failed_version = NULL,
+             lease_owner = NULL, lease_until = NULL, updated_at = now()
+         FROM u JOIN before USING (account_id)
+         WHERE s.account_id = u.account_id
+         RETURNING s.account_id, before.publish_failed_version",
+    )
+    .bind(me)
+    .bind(&rows.account)
+    .bind(&rows.due)
+    .bind(&rows.state)
+    .bind(&rows.version)
+    .bind(&rows.access)
+    .bind(&rows.refresh)
+    .bind(&rows.warn)
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .collect();
+    for s in batch {
+        let Outcome::Refreshed { tokens, platform_user_id, scopes, .. } = &s.outcome else {
+            continue;
+        };
+        let account = s.row.account_id;
+        let Some(version) = stored.get(&AccountId(account)).copied() else { continue };
+        let about = events::Subject {
+            workspace_id: s.row.workspace_id,
+            account_id: account,
+            platform: s.platform,
+        };
+        events.add(&TokenRefreshed {
+            envelope: Some(Envelope::build(about, None)),
+            access_expires_at: tokens.access_expires_at.map(timestamp),
+            refresh_expires_at: tokens.refresh_expires_at.map(timestamp),
+            credential_version: u64::try_from(version).unwrap_or_default(),
+        })?;
+        // A publish failed with the old token and the refresh worked: the account recovered by
+        // itself. Announce it so parked posts retry and the incident closes quietly.
+        if recovered.get(&account).copied().flatten().is_some()
+            || s.row.publish_failed_version.is_some()
+        {
+            events.add(&AccountReconnected {
+                envelope: Some(Envelope::build(about, None)),
+                platform_user_id: platform_user_id.clone(),
+                scopes: scopes.clone(),
+                credential_version: u64::try_from(version).unwrap_or_default(),
+                reason: ReconnectReason::RecoveredByRefresh as i32,
+            })?;
+            tracing::info!(%account, platform = %s.platform, version, "account recovered by refreshing; parked posts will retry");
+        }
+    }
+    Ok(superseded)
+}
+
+#[derive(Default)]
+struct ScheduleRows {
+    account: Vec<Uuid>,
+    due: Vec<Option<DateTime<Utc>>>,
+    state: Vec<String>,
+    version: Vec<i64>,
+    access: Vec<Option<DateTime<Utc>>>,
+    refresh: Vec<Option<DateTime<Utc>>>,
+    warn: Vec<Option<DateTime<Utc>>>,
+}
+
+/// Healthy probes: the next probe at the account's slot.
+async fn settle_probed(
+    app: &AppState,
+    tx: &mut Transaction<'static, Postgres>,
+    batch: &[&Settlement],
+) -> Result<(), sqlx::Error> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let now = Utc::now();
+    let accounts: Vec<Uuid> = batch.iter().map(|s| s.row.account_id).collect();
+    let next: Vec<DateTime<Utc>> =
+        accounts.iter().map(|a| policy::next_probe(*a, now, app.config.probe_interval)).collect();
+    sqlx::query(
+        "UPDATE refresher.schedule s SET due_at = u.due_at, failures = 0, last_error = NULL,
+             lease_owner = NULL, lease_until = NULL, updated_at = now()
+         FROM unnest($2::uuid[], $3::timestamptz[]) AS u(account_id, due_at)
+         WHERE s.account_id = u.account_id AND s.lease_owner = $1",
+    )
+    .bind(&app.config.common.instance_id)
+    .bind(&accounts)
+    .bind(&next)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// One outcome. Every write is conditional on still holding the lease; returns true when the
@@ -459,6 +641,7 @@ async fn settle(
     tx: &mut Transaction<'static, Postgres>,
     about: events::Subject,
     s: &Settlement,
+    events: &mut lifeline_kit::outbox::Staged<'_>,
 ) -> Result<bool, sqlx::Error> {
     let account = s.row.account_id;
     let me = &app.config.common.instance_id;
@@ -472,84 +655,8 @@ async fn settle(
         refresh_expires_at: refresh,
     };
     match &s.outcome {
-        Outcome::Refreshed { from_version, tokens, platform_user_id, scopes } => {
-            // The rotated refresh token is the only copy: it is stored first.
-            let version = match app
-                .vault
-                .compare_and_swap(tx, AccountId(account), *from_version, tokens, false)
-                .await
-            {
-                Ok(v) => v,
-                Err(VaultError::VersionConflict(_)) => {
-                    clear_lease(tx, account, me).await?;
-                    return Ok(true);
-                }
-                Err(VaultError::Db(e)) => return Err(e),
-                Err(e) => return Err(sqlx::Error::Protocol(format!("vault: {e}"))),
-            };
-            let due = policy::refresh_due(s.platform, now, tokens.access_expires_at);
-            let state = if due.is_some() { State::Active } else { State::Unrefreshable };
-            let f = facts(state, 0, Some(now), tokens.access_expires_at, tokens.refresh_expires_at);
-            let warn_at = warn_at(app, &f, now);
-            // `before` reads the row as it is now (a publish failure may have been recorded
-            // while the call was out), locked until the update below.
-            let recovered: Option<Option<i64>> = sqlx::query_scalar(
-                "WITH before AS (SELECT publish_failed_version FROM refresher.schedule
-                                 WHERE account_id = $1 AND lease_owner = $2 FOR UPDATE)
-                 UPDATE refresher.schedule SET due_at = $3, state = $4, failures = 0, last_error = NULL,
-                     last_refreshed_at = now(), credential_version = $5, sent_version = NULL,
-                     access_issued_at = now(), access_expires_at = $6, refresh_expires_at = $7,
-                     warn_at = $8, publish_failed_version = NULL,
-                     lease_owner = NULL, lease_until = NULL, updated_at = now()
-                 WHERE account_id = $1 AND lease_owner = $2
-                 RETURNING (SELECT publish_failed_version FROM before)",
-            )
-            .bind(account)
-            .bind(me)
-            .bind(due)
-            .bind(state.as_str())
-            .bind(version)
-            .bind(tokens.access_expires_at)
-            .bind(tokens.refresh_expires_at)
-            .bind(warn_at)
-            .fetch_optional(&mut **tx)
-            .await?;
-            let event = TokenRefreshed {
-                envelope: Some(Envelope::build(about, None)),
-                access_expires_at: tokens.access_expires_at.map(timestamp),
-                refresh_expires_at: tokens.refresh_expires_at.map(timestamp),
-                credential_version: u64::try_from(version).unwrap_or_default(),
-            };
-            app.outbox.enqueue(tx, &event).await?;
-            // A publish failed with the old token and the refresh worked: the account recovered
-            // by itself. Announce it so parked posts retry and the incident closes quietly.
-            if recovered.flatten().is_some() || s.row.publish_failed_version.is_some() {
-                let event = AccountReconnected {
-                    envelope: Some(Envelope::build(about, None)),
-                    platform_user_id: platform_user_id.clone(),
-                    scopes: scopes.clone(),
-                    credential_version: u64::try_from(version).unwrap_or_default(),
-                    reason: ReconnectReason::RecoveredByRefresh as i32,
-                };
-                app.outbox.enqueue(tx, &event).await?;
-                tracing::info!(%account, platform = %s.platform, version, "account recovered by refreshing; parked posts will retry");
-            } else {
-                tracing::debug!(%account, platform = %s.platform, version, "token refreshed");
-            }
-        }
-        Outcome::Probed => {
-            let next = policy::next_probe(account, now, app.config.probe_interval);
-            sqlx::query(
-                "UPDATE refresher.schedule SET due_at = $3, failures = 0, last_error = NULL,
-                     lease_owner = NULL, lease_until = NULL, updated_at = now()
-                 WHERE account_id = $1 AND lease_owner = $2",
-            )
-            .bind(account)
-            .bind(me)
-            .bind(next)
-            .execute(&mut **tx)
-            .await?;
-        }
+        // Written for the whole batch by settle_refreshed and settle_probed.
+        Outcome::Refreshed { .. } | Outcome::Probed => {}
         Outcome::Refused { cause, detail, version } => {
             let source = if s.row.action == "probe" {
                 AuthFailureSource::Probe
@@ -575,7 +682,7 @@ async fn settle(
                     credential_version: u64::try_from(*version).unwrap_or_default(),
                     post_id: String::new(),
                 };
-                app.outbox.enqueue(tx, &event).await?;
+                events.add(&event)?;
                 tracing::warn!(%account, platform = %s.platform, cause = cause.as_str(), source = source.as_str_name(), "the platform refused the credential; the account needs reconnecting");
             }
         }
@@ -623,7 +730,7 @@ async fn settle(
                             .unwrap_or_default(),
                         post_id: String::new(),
                     };
-                    app.outbox.enqueue(tx, &event).await?;
+                    events.add(&event)?;
                 }
                 tracing::warn!(%account, platform = %s.platform, %detail, "an interrupted rotating refresh left a lapsed token; the account needs reconnecting");
                 return Ok(false);

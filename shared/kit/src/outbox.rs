@@ -59,6 +59,18 @@ impl Outbox {
         Ok(())
     }
 
+    /// Events to add to the outbox together: [`Staged::insert`] writes them in one statement,
+    /// in the order they were added (a writer settling many outcomes in one transaction).
+    pub fn stage(&self) -> Staged<'_> {
+        Staged {
+            outbox: self,
+            subject: Vec::new(),
+            event_id: Vec::new(),
+            payload: Vec::new(),
+            traceparent: Vec::new(),
+        }
+    }
+
     pub fn wake(&self) {
         self.wake.notify_one();
     }
@@ -133,6 +145,58 @@ impl Outbox {
         metrics::counter!("lifeline_outbox_published_total", "schema" => self.schema)
             .increment(sent.len() as u64);
         Ok(sent.len())
+    }
+}
+
+/// Events waiting to be inserted into the outbox in one statement (see [`Outbox::stage`]).
+pub struct Staged<'a> {
+    outbox: &'a Outbox,
+    subject: Vec<String>,
+    event_id: Vec<String>,
+    payload: Vec<Vec<u8>>,
+    traceparent: Vec<Option<String>>,
+}
+
+impl Staged<'_> {
+    pub fn add<E: Event>(&mut self, event: &E) -> Result<(), sqlx::Error> {
+        let about = subject_of(event).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        self.subject.push(self.outbox.subjects.event(E::NAME, about.platform, about.account_id));
+        self.event_id.push(event.envelope().map(|e| e.event_id.clone()).unwrap_or_default());
+        self.payload.push(event.encode_to_vec());
+        let mut headers = HeaderMap::new();
+        telemetry::inject_current(&mut headers);
+        self.traceparent.push(headers.get("traceparent").map(|v| v.as_str().to_owned()));
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.subject.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.subject.is_empty()
+    }
+
+    /// Inserts everything staged inside the caller's transaction, in order.
+    pub async fn insert(self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+        if self.subject.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(&format!(
+            "INSERT INTO {}.outbox (subject, event_id, payload, traceparent)
+             SELECT subject, event_id, payload, traceparent
+             FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[])
+                  WITH ORDINALITY AS e(subject, event_id, payload, traceparent, n)
+             ORDER BY n",
+            self.outbox.schema
+        ))
+        .bind(&self.subject)
+        .bind(&self.event_id)
+        .bind(&self.payload)
+        .bind(&self.traceparent)
+        .execute(tx)
+        .await?;
+        Ok(())
     }
 }
 

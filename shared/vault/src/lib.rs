@@ -310,6 +310,60 @@ impl Vault {
         }
     }
 
+    /// [`Vault::compare_and_swap`] for many credentials in one statement (never a new grant).
+    /// Returns the new version of each credential that was still at its expected version; the
+    /// others changed concurrently and are absent.
+    pub async fn compare_and_swap_many(
+        &self,
+        conn: &mut PgConnection,
+        swaps: &[(AccountId, i64, &Tokens)],
+    ) -> Result<HashMap<AccountId, i64>, VaultError> {
+        if swaps.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut ids = Vec::with_capacity(swaps.len());
+        let mut expected = Vec::with_capacity(swaps.len());
+        let mut access = Vec::with_capacity(swaps.len());
+        let mut refresh = Vec::with_capacity(swaps.len());
+        let mut access_exp = Vec::with_capacity(swaps.len());
+        let mut refresh_exp = Vec::with_capacity(swaps.len());
+        let mut scopes = Vec::with_capacity(swaps.len());
+        for (account, version, tokens) in swaps {
+            ids.push(account.0);
+            expected.push(*version);
+            access.push(self.keys.seal(*account, "access", &tokens.access_token));
+            refresh.push(
+                tokens.refresh_token.as_ref().map(|r| self.keys.seal(*account, "refresh", r)),
+            );
+            access_exp.push(tokens.access_expires_at);
+            refresh_exp.push(tokens.refresh_expires_at);
+            // OAuth scopes never contain the unit separator (RFC 6749 §3.3).
+            scopes.push(tokens.scopes.join("\u{1f}"));
+        }
+        let rows: Vec<(uuid::Uuid, i64)> = sqlx::query_as(
+            "UPDATE vault.credentials c SET
+                 key_id = $1, access_token = u.access, refresh_token = u.refresh,
+                 access_expires_at = u.access_exp, refresh_expires_at = u.refresh_exp,
+                 scopes = string_to_array(u.scopes, chr(31)), version = c.version + 1, updated_at = now()
+             FROM unnest($2::uuid[], $3::bigint[], $4::bytea[], $5::bytea[], $6::timestamptz[],
+                         $7::timestamptz[], $8::text[])
+                  AS u(account_id, expected, access, refresh, access_exp, refresh_exp, scopes)
+             WHERE c.account_id = u.account_id AND c.version = u.expected
+             RETURNING c.account_id, c.version",
+        )
+        .bind(self.keys.active_key_id())
+        .bind(&ids)
+        .bind(&expected)
+        .bind(&access)
+        .bind(&refresh)
+        .bind(&access_exp)
+        .bind(&refresh_exp)
+        .bind(&scopes)
+        .fetch_all(conn)
+        .await?;
+        Ok(rows.into_iter().map(|(a, v)| (AccountId(a), v)).collect())
+    }
+
     pub async fn load(&self, account: AccountId) -> Result<Option<Credential>, VaultError> {
         let row = sqlx::query(&format!("{LOAD} WHERE account_id = $1"))
             .bind(account)
