@@ -2,6 +2,7 @@
 //! the account's refresh is made due now, once per credential version. If it works, the settle
 //! step announces AccountReconnected (recovered by refresh) and parked posts retry without the
 //! owner doing anything; if the platform refuses, AuthFailed from the refresh confirms the cause.
+//! A token that cannot be refreshed is probed once instead, to confirm the cause.
 
 use lifeline_kit::{
     bus::{Bus, Delivery, HandlerError},
@@ -41,8 +42,22 @@ async fn on_auth_failed(app: AppState, e: AuthFailed, d: Delivery) -> Result<(),
         tracing::debug!(account = %about.account_id, "publish auth failure of an account not scheduled here");
         return Ok(());
     };
-    if state != "active" || action != "refresh" {
+    if state != "active" {
         // Nothing to refresh with, a refresh already refused, or a rotation in doubt.
+        return Ok(());
+    }
+    if action == "probe" {
+        // A token that cannot be refreshed (a Facebook page token): probe it now, once, so a
+        // revocation is confirmed with the platform's own cause.
+        sqlx::query(
+            "UPDATE refresher.schedule SET due_at = now(), reactive_version = $2, updated_at = now()
+             WHERE account_id = $1 AND (reactive_version IS NULL OR reactive_version < $2)",
+        )
+        .bind(about.account_id)
+        .bind(failed_version)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         return Ok(());
     }
     if version > failed_version {

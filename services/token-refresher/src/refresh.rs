@@ -514,8 +514,18 @@ async fn settle_refreshed(
             });
             continue;
         };
-        let due = policy::refresh_due(s.platform, now, tokens.access_expires_at);
-        let state = if due.is_some() { State::Active } else { State::Unrefreshable };
+        // A token that no longer expires is probed from now on, as at connect time.
+        let (action, due, state) = match tokens.access_expires_at {
+            None => (
+                "probe",
+                Some(policy::next_probe(account, now, app.config.probe_interval)),
+                State::Active,
+            ),
+            Some(_) => match policy::refresh_due(s.platform, now, tokens.access_expires_at) {
+                Some(due) => ("refresh", Some(due), State::Active),
+                None => ("refresh", None, State::Unrefreshable),
+            },
+        };
         let facts = policy::Facts {
             platform: s.platform,
             state,
@@ -525,6 +535,7 @@ async fn settle_refreshed(
             refresh_expires_at: tokens.refresh_expires_at,
         };
         rows.account.push(account);
+        rows.action.push(action.to_owned());
         rows.due.push(due);
         rows.state.push(state.as_str().to_owned());
         rows.version.push(version);
@@ -536,11 +547,12 @@ async fn settle_refreshed(
     // call was out), locked until the update.
     let recovered: HashMap<Uuid, Option<i64>> = sqlx::query_as::<_, (Uuid, Option<i64>)>(
         "WITH u AS (SELECT * FROM unnest($2::uuid[], $3::timestamptz[], $4::text[], $5::bigint[],
-                                         $6::timestamptz[], $7::timestamptz[], $8::timestamptz[])
-                    AS u(account_id, due_at, state, version, access_exp, refresh_exp, warn_at)),
+                                         $6::timestamptz[], $7::timestamptz[], $8::timestamptz[],
+                                         $9::text[])
+                    AS u(account_id, due_at, state, version, access_exp, refresh_exp, warn_at, action)),
               before AS (SELECT s.account_id, s.publish_failed_version FROM refresher.schedule s
                          JOIN u USING (account_id) WHERE s.lease_owner = $1 FOR UPDATE OF s)
-         UPDATE refresher.schedule s SET due_at = u.due_at, state = u.state, failures = 0,
+         UPDATE refresher.schedule s SET due_at = u.due_at, state = u.state, action = u.action, failures = 0,
              last_error = NULL, last_refreshed_at = now(), credential_version = u.version,
              sent_version = NULL, access_issued_at = now(), access_expires_at = u.access_exp,
              refresh_expires_at = u.refresh_exp, warn_at = u.warn_at, publish_failed_version = NULL,
@@ -557,6 +569,7 @@ async fn settle_refreshed(
     .bind(&rows.access)
     .bind(&rows.refresh)
     .bind(&rows.warn)
+    .bind(&rows.action)
     .fetch_all(&mut **tx)
     .await?
     .into_iter()
@@ -599,6 +612,7 @@ async fn settle_refreshed(
 #[derive(Default)]
 struct ScheduleRows {
     account: Vec<Uuid>,
+    action: Vec<String>,
     due: Vec<Option<DateTime<Utc>>>,
     state: Vec<String>,
     version: Vec<i64>,
