@@ -88,11 +88,14 @@ async fn on_auth_failed(app: AppState, e: AuthFailed, d: Delivery) -> Result<(),
     }
     sqlx::query(
         "UPDATE refresher.schedule SET due_at = now(), publish_failed_version = $2,
-             reactive_version = $2, updated_at = now()
+             reactive_version = $2, publish_failed_event = $3, publish_failed_correlation = $4,
+             updated_at = now()
          WHERE account_id = $1",
     )
     .bind(about.account_id)
     .bind(failed_version)
+    .bind(e.envelope.as_ref().map(|e| e.event_id.clone()))
+    .bind(e.envelope.as_ref().map(|e| e.correlation_id.clone()))
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

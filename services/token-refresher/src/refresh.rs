@@ -545,21 +545,25 @@ async fn settle_refreshed(
     }
     // `before` reads each row as it is now (a publish failure may have been recorded while the
     // call was out), locked until the update.
-    let recovered: HashMap<Uuid, Option<i64>> = sqlx::query_as::<_, (Uuid, Option<i64>)>(
+    let recovered: HashMap<Uuid, Before> =
+        sqlx::query_as::<_, (Uuid, Option<i64>, Option<String>, Option<String>)>(
         "WITH u AS (SELECT * FROM unnest($2::uuid[], $3::timestamptz[], $4::text[], $5::bigint[],
                                          $6::timestamptz[], $7::timestamptz[], $8::timestamptz[],
                                          $9::text[])
                     AS u(account_id, due_at, state, version, access_exp, refresh_exp, warn_at, action)),
-              before AS (SELECT s.account_id, s.publish_failed_version FROM refresher.schedule s
+              before AS (SELECT s.account_id, s.publish_failed_version, s.publish_failed_event,
+                                s.publish_failed_correlation FROM refresher.schedule s
                          JOIN u USING (account_id) WHERE s.lease_owner = $1 FOR UPDATE OF s)
          UPDATE refresher.schedule s SET due_at = u.due_at, state = u.state, action = u.action, failures = 0,
              last_error = NULL, last_refreshed_at = now(), credential_version = u.version,
              sent_version = NULL, access_issued_at = now(), access_expires_at = u.access_exp,
              refresh_expires_at = u.refresh_exp, warn_at = u.warn_at, publish_failed_version = NULL,
+             publish_failed_event = NULL, publish_failed_correlation = NULL,
              lease_owner = NULL, lease_until = NULL, updated_at = now()
          FROM u JOIN before USING (account_id)
          WHERE s.account_id = u.account_id
-         RETURNING s.account_id, before.publish_failed_version",
+         RETURNING s.account_id, before.publish_failed_version, before.publish_failed_event,
+                   before.publish_failed_correlation",
     )
     .bind(me)
     .bind(&rows.account)
@@ -573,6 +577,7 @@ async fn settle_refreshed(
     .fetch_all(&mut **tx)
     .await?
     .into_iter()
+    .map(|(account, version, event, correlation)| (account, Before { version, event, correlation }))
     .collect();
     for s in batch {
         let Outcome::Refreshed { tokens, platform_user_id, scopes, .. } = &s.outcome else {
@@ -585,19 +590,27 @@ async fn settle_refreshed(
             account_id: account,
             platform: s.platform,
         };
+        // After a publish failure, the recovery is told as its consequence.
+        let before = recovered.get(&account);
+        let cause = before.and_then(|b| {
+            Some(Envelope {
+                event_id: b.event.clone()?,
+                correlation_id: b.correlation.clone().unwrap_or_default(),
+                ..Envelope::default()
+            })
+        });
+        let refreshed = Envelope::build(about, cause.as_ref());
         events.add(&TokenRefreshed {
-            envelope: Some(Envelope::build(about, None)),
+            envelope: Some(refreshed.clone()),
             access_expires_at: tokens.access_expires_at.map(timestamp),
             refresh_expires_at: tokens.refresh_expires_at.map(timestamp),
             credential_version: u64::try_from(version).unwrap_or_default(),
         })?;
         // A publish failed with the old token and the refresh worked: the account recovered by
         // itself. Announce it so parked posts retry and the incident closes quietly.
-        if recovered.get(&account).copied().flatten().is_some()
-            || s.row.publish_failed_version.is_some()
-        {
+        if before.is_some_and(|b| b.version.is_some()) || s.row.publish_failed_version.is_some() {
             events.add(&AccountReconnected {
-                envelope: Some(Envelope::build(about, None)),
+                envelope: Some(Envelope::build(about, Some(&refreshed))),
                 platform_user_id: platform_user_id.clone(),
                 scopes: scopes.clone(),
                 credential_version: u64::try_from(version).unwrap_or_default(),
@@ -607,6 +620,13 @@ async fn settle_refreshed(
         }
     }
     Ok(superseded)
+}
+
+/// A refreshed row's publish failure, as it stood just before the update.
+struct Before {
+    version: Option<i64>,
+    event: Option<String>,
+    correlation: Option<String>,
 }
 
 #[derive(Default)]
@@ -677,25 +697,15 @@ async fn settle(
             } else {
                 AuthFailureSource::Refresh
             };
-            let held = sqlx::query(
-                "UPDATE refresher.schedule SET state = 'broken', last_error = $3, sent_version = NULL,
-                     warn_at = NULL, lease_owner = NULL, lease_until = NULL, updated_at = now()
-                 WHERE account_id = $1 AND lease_owner = $2",
-            )
-            .bind(account)
-            .bind(me)
-            .bind(detail)
-            .execute(&mut **tx)
-            .await?;
-            if held.rows_affected() == 1 {
-                let event = AuthFailed {
-                    envelope: Some(Envelope::build(about, None)),
-                    cause: *cause as i32,
-                    source: source as i32,
-                    detail: detail.clone(),
-                    credential_version: u64::try_from(*version).unwrap_or_default(),
-                    post_id: String::new(),
-                };
+            let event = AuthFailed {
+                envelope: Some(Envelope::build(about, None)),
+                cause: *cause as i32,
+                source: source as i32,
+                detail: detail.clone(),
+                credential_version: u64::try_from(*version).unwrap_or_default(),
+                post_id: String::new(),
+            };
+            if break_account(tx, account, me, detail, true).await? {
                 events.add(&event)?;
                 tracing::warn!(%account, platform = %s.platform, cause = cause.as_str(), source = source.as_str_name(), "the platform refused the credential; the account needs reconnecting");
             }
@@ -722,28 +732,19 @@ async fn settle(
                 // The interrupted refresh was the last chance: the access token has lapsed and
                 // the refresh token may be spent. The account needs reconnecting; say so now
                 // rather than when a post fails.
-                let held = sqlx::query(
-                    "UPDATE refresher.schedule SET state = 'broken', last_error = $3, warn_at = NULL,
-                         lease_owner = NULL, lease_until = NULL, updated_at = now()
-                     WHERE account_id = $1 AND lease_owner = $2",
-                )
-                .bind(account)
-                .bind(me)
-                .bind(detail)
-                .execute(&mut **tx)
-                .await?;
-                if held.rows_affected() == 1 {
-                    let event = AuthFailed {
-                        envelope: Some(Envelope::build(about, None)),
-                        cause: AuthFailureCause::Expired as i32,
-                        source: AuthFailureSource::Refresh as i32,
-                        detail: format!(
-                            "the token lapsed after a refresh was interrupted and could not safely be repeated ({detail})"
-                        ),
-                        credential_version: u64::try_from(s.row.sent_version.unwrap_or_default())
-                            .unwrap_or_default(),
-                        post_id: String::new(),
-                    };
+                let event = AuthFailed {
+                    envelope: Some(Envelope::build(about, None)),
+                    cause: AuthFailureCause::Expired as i32,
+                    source: AuthFailureSource::Refresh as i32,
+                    detail: format!(
+                        "the token lapsed after a refresh was interrupted and could not safely be repeated ({detail})"
+                    ),
+                    credential_version: u64::try_from(s.row.sent_version.unwrap_or_default())
+                        .unwrap_or_default(),
+                    post_id: String::new(),
+                };
+                // The mark stays: that refresh token may be spent.
+                if break_account(tx, account, me, detail, false).await? {
                     events.add(&event)?;
                 }
                 tracing::warn!(%account, platform = %s.platform, %detail, "an interrupted rotating refresh left a lapsed token; the account needs reconnecting");
@@ -801,6 +802,29 @@ async fn settle(
         Outcome::LeaseLost => {}
     }
     Ok(false)
+}
+
+/// Marks the row broken (it waits for a reconnect); false when the lease was lost.
+async fn break_account(
+    tx: &mut Transaction<'static, Postgres>,
+    account: Uuid,
+    me: &str,
+    detail: &str,
+    clear_sent: bool,
+) -> Result<bool, sqlx::Error> {
+    let held = sqlx::query(
+        "UPDATE refresher.schedule SET state = 'broken', last_error = $3, warn_at = NULL,
+             sent_version = CASE WHEN $4 THEN NULL ELSE sent_version END,
+             lease_owner = NULL, lease_until = NULL, updated_at = now()
+         WHERE account_id = $1 AND lease_owner = $2",
+    )
+    .bind(account)
+    .bind(me)
+    .bind(detail)
+    .bind(clear_sent)
+    .execute(&mut **tx)
+    .await?;
+    Ok(held.rows_affected() == 1)
 }
 
 async fn reschedule_failing(

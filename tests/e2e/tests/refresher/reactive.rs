@@ -63,6 +63,14 @@ async fn a_lapsed_token_recovers_by_refreshing_without_notifying_the_owner() -> 
     assert_eq!(reconnected[0].credential_version, refreshed[0].credential_version);
     let failures: Vec<AuthFailed> = system.events_of();
     assert!(failures.iter().all(|f| f.source == AuthFailureSource::Publish as i32), "{failures:?}");
+    // The recovery is told as the consequence of the failure: same correlation, and a causation
+    // chain AuthFailed → TokenRefreshed → AccountReconnected.
+    let failed = failures[0].envelope.clone().expect("envelope");
+    let refresh = refreshed[0].envelope.clone().expect("envelope");
+    let recovered = reconnected[0].envelope.clone().expect("envelope");
+    assert_eq!(refresh.causation_id, failed.event_id);
+    assert_eq!(recovered.causation_id, refresh.event_id);
+    assert_eq!(recovered.correlation_id, failed.correlation_id);
 
     // The owner is not bothered: past the notifier's grace period there is still nothing.
     tokio::time::sleep(Duration::from_secs(3)).await;
