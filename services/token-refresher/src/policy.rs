@@ -46,6 +46,41 @@ pub fn refresh_due(
     Some(expires_at - lead(platform, granted_at, expires_at)?)
 }
 
+/// What the schedule does next with a credential just stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    /// `"refresh"` or `"probe"` (the schedule's `action`).
+    pub action: &'static str,
+    pub state: State,
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+/// A token without expiry is probed at the account's slot; one with an expiry is refreshed on
+/// the platform's schedule if there is a refresh token and a way to use it, and otherwise is
+/// unrefreshable (and watched for its expiry).
+pub fn plan(
+    platform: Platform,
+    account: Uuid,
+    now: DateTime<Utc>,
+    access_expires_at: Option<DateTime<Utc>>,
+    has_refresh_token: bool,
+    probe_interval: StdDuration,
+) -> Plan {
+    match access_expires_at {
+        None => Plan {
+            action: "probe",
+            state: State::Active,
+            due_at: Some(next_probe(account, now, probe_interval)),
+        },
+        Some(_) => match refresh_due(platform, now, access_expires_at) {
+            Some(due) if has_refresh_token => {
+                Plan { action: "refresh", state: State::Active, due_at: Some(due) }
+            }
+            _ => Plan { action: "refresh", state: State::Unrefreshable, due_at: None },
+        },
+    }
+}
+
 /// Platforms whose refresh tokens are single-use: each refresh returns a new one and spends the
 /// old, and sending a spent one again is treated as theft (X revokes the whole family).
 pub fn rotates(platform: Platform) -> bool {
@@ -302,6 +337,24 @@ mod tests {
     fn nothing_to_schedule_without_expiry_or_for_page_tokens() {
         assert_eq!(refresh_due(Platform::X, Utc::now(), None), None);
         assert_eq!(due_after(Platform::Facebook, Duration::days(60)), None);
+    }
+
+    #[test]
+    fn tokens_are_refreshed_probed_or_left_unrefreshable() {
+        let now = Utc::now();
+        let account = Uuid::new_v4();
+        let day = StdDuration::from_secs(86_400);
+        let x = plan(Platform::X, account, now, Some(now + Duration::hours(2)), true, day);
+        assert_eq!((x.action, x.state), ("refresh", State::Active));
+        assert_eq!(x.due_at, Some(now + Duration::minutes(105)));
+        let page = plan(Platform::Facebook, account, now, None, false, day);
+        assert_eq!((page.action, page.state), ("probe", State::Active));
+        assert_eq!(page.due_at, Some(next_probe(account, now, day)));
+        let no_rt = plan(Platform::X, account, now, Some(now + Duration::hours(2)), false, day);
+        assert_eq!((no_rt.state, no_rt.due_at), (State::Unrefreshable, None));
+        let user_token =
+            plan(Platform::Facebook, account, now, Some(now + Duration::days(60)), true, day);
+        assert_eq!(user_token.state, State::Unrefreshable);
     }
 
     #[test]

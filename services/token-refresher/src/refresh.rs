@@ -52,6 +52,7 @@ pub(crate) struct Leased {
     pub failures: i32,
     pub sent_version: Option<i64>,
     pub publish_failed_version: Option<i64>,
+    pub access_issued_at: Option<DateTime<Utc>>,
 }
 
 /// What happened to one leased row.
@@ -61,7 +62,6 @@ enum Outcome {
         from_version: i64,
         tokens: Tokens,
         platform_user_id: String,
-        scopes: Vec<String>,
     },
     Probed,
     /// The platform refused the credential.
@@ -122,6 +122,29 @@ impl From<&Credential> for CredentialFacts {
         CredentialFacts {
             access_expires_at: c.tokens.access_expires_at,
             refresh_expires_at: c.tokens.refresh_expires_at,
+        }
+    }
+}
+
+impl Settlement {
+    fn about(&self) -> events::Subject {
+        events::Subject {
+            workspace_id: self.row.workspace_id,
+            account_id: self.row.account_id,
+            platform: self.platform,
+        }
+    }
+
+    /// What the warning rules need to know of this row, in `state` after `failures` misses.
+    fn facts(&self, state: State, failures: i32) -> policy::Facts {
+        let credential = self.credential.as_ref();
+        policy::Facts {
+            platform: self.platform,
+            state,
+            failures,
+            access_issued_at: self.row.access_issued_at,
+            access_expires_at: credential.and_then(|c| c.access_expires_at),
+            refresh_expires_at: credential.and_then(|c| c.refresh_expires_at),
         }
     }
 }
@@ -201,7 +224,7 @@ async fn lease(
                ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED) due
          WHERE s.account_id = due.account_id
          RETURNING s.account_id, s.workspace_id, s.action, s.due_at, s.failures, s.sent_version,
-                   s.publish_failed_version",
+                   s.publish_failed_version, s.access_issued_at",
     )
     .bind(&app.config.common.instance_id)
     .bind(app.config.lease.as_secs_f64())
@@ -355,7 +378,6 @@ async fn call_platform(
             };
             Outcome::Refreshed {
                 from_version: credential.version,
-                scopes: tokens.scopes.clone(),
                 tokens,
                 platform_user_id: credential.platform_user_id,
             }
@@ -398,7 +420,6 @@ async fn write_outcomes(app: AppState, rx: Outcomes) {
                 return;
             }
         }
-        let batch: Vec<Arc<Settlement>> = batch.into_iter().map(Arc::new).collect();
         match settle_batch(&app, &batch).await {
             Ok(after) => finish(&app, &batch, after).await,
             Err(e) => {
@@ -420,7 +441,7 @@ async fn write_outcomes(app: AppState, rx: Outcomes) {
 }
 
 /// After the commit: metrics, the gate's lease count, and rows to reschedule from the vault.
-async fn finish(app: &AppState, batch: &[Arc<Settlement>], superseded: Vec<events::Subject>) {
+async fn finish(app: &AppState, batch: &[Settlement], superseded: Vec<events::Subject>) {
     app.outbox.wake();
     for s in batch {
         metrics::counter!("lifeline_refreshes_total", "platform" => s.platform.as_str(), "outcome" => s.outcome.label())
@@ -444,27 +465,18 @@ async fn finish(app: &AppState, batch: &[Arc<Settlement>], superseded: Vec<event
 /// one by one.
 async fn settle_batch(
     app: &AppState,
-    batch: &[Arc<Settlement>],
+    batch: &[Settlement],
 ) -> Result<Vec<events::Subject>, sqlx::Error> {
     let mut tx = app.pool.begin().await?;
     let mut events = app.outbox.stage();
-    let about = |s: &Settlement| events::Subject {
-        workspace_id: s.row.workspace_id,
-        account_id: s.row.account_id,
-        platform: s.platform,
-    };
-    let (refreshed, rest): (Vec<&Settlement>, Vec<&Settlement>) = batch
-        .iter()
-        .map(AsRef::as_ref)
-        .partition(|s| matches!(s.outcome, Outcome::Refreshed { .. }));
+    let (refreshed, rest): (Vec<&Settlement>, Vec<&Settlement>) =
+        batch.iter().partition(|s| matches!(s.outcome, Outcome::Refreshed { .. }));
     let (probed, rest): (Vec<&Settlement>, Vec<&Settlement>) =
         rest.into_iter().partition(|s| matches!(s.outcome, Outcome::Probed));
-    let mut superseded = settle_refreshed(app, &mut tx, &refreshed, &mut events).await?;
+    let superseded = settle_refreshed(app, &mut tx, &refreshed, &mut events).await?;
     settle_probed(app, &mut tx, &probed).await?;
     for s in rest {
-        if settle(app, &mut tx, about(s), s, &mut events).await? {
-            superseded.push(about(s));
-        }
+        settle(app, &mut tx, s, &mut events).await?;
     }
     events.insert(&mut tx).await?;
     tx.commit().await?;
@@ -507,25 +519,18 @@ async fn settle_refreshed(
         let Some(version) = stored.get(&AccountId(account)).copied() else {
             // A reconnect stored a newer credential meanwhile.
             clear_lease(tx, account, me).await?;
-            superseded.push(events::Subject {
-                workspace_id: s.row.workspace_id,
-                account_id: account,
-                platform: s.platform,
-            });
+            superseded.push(s.about());
             continue;
         };
-        // A token that no longer expires is probed from now on, as at connect time.
-        let (action, due, state) = match tokens.access_expires_at {
-            None => (
-                "probe",
-                Some(policy::next_probe(account, now, app.config.probe_interval)),
-                State::Active,
-            ),
-            Some(_) => match policy::refresh_due(s.platform, now, tokens.access_expires_at) {
-                Some(due) => ("refresh", Some(due), State::Active),
-                None => ("refresh", None, State::Unrefreshable),
-            },
-        };
+        // As at connect time: a token that no longer expires is probed from now on.
+        let policy::Plan { action, state, due_at: due } = policy::plan(
+            s.platform,
+            account,
+            now,
+            tokens.access_expires_at,
+            tokens.refresh_token.is_some(),
+            app.config.probe_interval,
+        );
         let facts = policy::Facts {
             platform: s.platform,
             state,
@@ -580,16 +585,12 @@ async fn settle_refreshed(
     .map(|(account, version, event, correlation)| (account, Before { version, event, correlation }))
     .collect();
     for s in batch {
-        let Outcome::Refreshed { tokens, platform_user_id, scopes, .. } = &s.outcome else {
+        let Outcome::Refreshed { tokens, platform_user_id, .. } = &s.outcome else {
             continue;
         };
         let account = s.row.account_id;
         let Some(version) = stored.get(&AccountId(account)).copied() else { continue };
-        let about = events::Subject {
-            workspace_id: s.row.workspace_id,
-            account_id: account,
-            platform: s.platform,
-        };
+        let about = s.about();
         // After a publish failure, the recovery is told as its consequence.
         let before = recovered.get(&account);
         let cause = before.and_then(|b| {
@@ -612,7 +613,7 @@ async fn settle_refreshed(
             events.add(&AccountReconnected {
                 envelope: Some(Envelope::build(about, Some(&refreshed))),
                 platform_user_id: platform_user_id.clone(),
-                scopes: scopes.clone(),
+                scopes: tokens.scopes.clone(),
                 credential_version: u64::try_from(version).unwrap_or_default(),
                 reason: ReconnectReason::RecoveredByRefresh as i32,
             })?;
@@ -668,26 +669,17 @@ async fn settle_probed(
     Ok(())
 }
 
-/// One outcome. Every write is conditional on still holding the lease; returns true when the
-/// vault holds a newer credential than the one refreshed.
+/// One of the rarer outcomes. Every write is conditional on still holding the lease.
 async fn settle(
     app: &AppState,
     tx: &mut Transaction<'static, Postgres>,
-    about: events::Subject,
     s: &Settlement,
     events: &mut lifeline_kit::outbox::Staged<'_>,
-) -> Result<bool, sqlx::Error> {
+) -> Result<(), sqlx::Error> {
     let account = s.row.account_id;
+    let about = s.about();
     let me = &app.config.common.instance_id;
     let now = Utc::now();
-    let facts = |state: State, failures: i32, access_issued_at, access, refresh| policy::Facts {
-        platform: s.platform,
-        state,
-        failures,
-        access_issued_at,
-        access_expires_at: access,
-        refresh_expires_at: refresh,
-    };
     match &s.outcome {
         // Written for the whole batch by settle_refreshed and settle_probed.
         Outcome::Refreshed { .. } | Outcome::Probed => {}
@@ -726,9 +718,8 @@ async fn settle(
             reschedule_failing(app, tx, s, *until, failures, "circuit breaker open").await?;
         }
         Outcome::InDoubt { detail } => {
-            let c = s.credential.as_ref();
-            let access_expires_at = c.and_then(|c| c.access_expires_at);
-            if access_expires_at.is_some_and(|at| at <= now) {
+            let f = s.facts(State::InDoubt, s.row.failures);
+            if f.access_expires_at.is_some_and(|at| at <= now) {
                 // The interrupted refresh was the last chance: the access token has lapsed and
                 // the refresh token may be spent. The account needs reconnecting; say so now
                 // rather than when a post fails.
@@ -748,15 +739,8 @@ async fn settle(
                     events.add(&event)?;
                 }
                 tracing::warn!(%account, platform = %s.platform, %detail, "an interrupted rotating refresh left a lapsed token; the account needs reconnecting");
-                return Ok(false);
+                return Ok(());
             }
-            let f = facts(
-                State::InDoubt,
-                s.row.failures,
-                None,
-                access_expires_at,
-                c.and_then(|c| c.refresh_expires_at),
-            );
             sqlx::query(
                 "UPDATE refresher.schedule SET state = 'in_doubt', last_error = $3, warn_at = $4,
                      lease_owner = NULL, lease_until = NULL, updated_at = now()
@@ -771,14 +755,7 @@ async fn settle(
             tracing::warn!(%account, platform = %s.platform, %detail, "a rotating refresh token's fate is unknown; it will not be sent again, the owner is warned");
         }
         Outcome::Unrefreshable => {
-            let c = s.credential.as_ref();
-            let f = facts(
-                State::Unrefreshable,
-                0,
-                None,
-                c.and_then(|c| c.access_expires_at),
-                c.and_then(|c| c.refresh_expires_at),
-            );
+            let f = s.facts(State::Unrefreshable, 0);
             sqlx::query(
                 "UPDATE refresher.schedule SET state = 'unrefreshable', warn_at = $3,
                      lease_owner = NULL, lease_until = NULL, updated_at = now()
@@ -801,7 +778,7 @@ async fn settle(
         }
         Outcome::LeaseLost => {}
     }
-    Ok(false)
+    Ok(())
 }
 
 /// Marks the row broken (it waits for a reconnect); false when the lease was lost.
@@ -835,21 +812,7 @@ async fn reschedule_failing(
     failures: i32,
     error: &str,
 ) -> Result<(), sqlx::Error> {
-    let c = s.credential.as_ref();
-    let issued: Option<DateTime<Utc>> =
-        sqlx::query_scalar("SELECT access_issued_at FROM refresher.schedule WHERE account_id = $1")
-            .bind(s.row.account_id)
-            .fetch_optional(&mut **tx)
-            .await?
-            .flatten();
-    let f = policy::Facts {
-        platform: s.platform,
-        state: State::Active,
-        failures,
-        access_issued_at: issued,
-        access_expires_at: c.and_then(|c| c.access_expires_at),
-        refresh_expires_at: c.and_then(|c| c.refresh_expires_at),
-    };
+    let f = s.facts(State::Active, failures);
     sqlx::query(
         "UPDATE refresher.schedule SET failures = $3, last_error = $4, due_at = $5, sent_version = NULL,
              warn_at = $6, lease_owner = NULL, lease_until = NULL, updated_at = now()

@@ -11,10 +11,7 @@ use lifeline_kit::{
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    policy::{self, State},
-    AppState,
-};
+use crate::{policy, AppState};
 
 pub(crate) fn spawn_consumers(
     tasks: &mut JoinSet<()>,
@@ -67,17 +64,14 @@ pub(crate) async fn schedule_from_vault(
         return Ok(());
     };
     let now = Utc::now();
-    let (action, state, due) = match info.access_expires_at {
-        None => (
-            "probe",
-            State::Active,
-            Some(policy::next_probe(account.0, now, app.config.probe_interval)),
-        ),
-        Some(_) => match policy::refresh_due(info.platform, now, info.access_expires_at) {
-            Some(due) if info.has_refresh_token => ("refresh", State::Active, Some(due)),
-            _ => ("refresh", State::Unrefreshable, None),
-        },
-    };
+    let policy::Plan { action, state, due_at: due } = policy::plan(
+        info.platform,
+        account.0,
+        now,
+        info.access_expires_at,
+        info.has_refresh_token,
+        app.config.probe_interval,
+    );
     let facts = policy::Facts {
         platform: info.platform,
         state,
