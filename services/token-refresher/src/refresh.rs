@@ -506,7 +506,7 @@ async fn settle_refreshed(
             _ => None,
         })
         .collect();
-    let stored = match app.vault.compare_and_swap_many(tx, &swaps).await {
+    let stored = match app.vault.compare_and_swap_many(tx, &swaps, false).await {
         Ok(stored) => stored,
         Err(VaultError::Db(e)) => return Err(e),
         Err(e) => return Err(sqlx::Error::Protocol(format!("vault: {e}"))),

@@ -40,23 +40,31 @@ impl Outbox {
         tx: &mut PgConnection,
         event: &E,
     ) -> Result<(), sqlx::Error> {
-        let about = subject_of(event).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-        let event_id = event.envelope().map(|e| e.event_id.clone()).unwrap_or_default();
-        let subject = self.subjects.event(E::NAME, about.platform, about.account_id);
-        let mut headers = HeaderMap::new();
-        telemetry::inject_current(&mut headers);
-        let traceparent = headers.get("traceparent").map(|v| v.as_str().to_owned());
+        let row = self.row_of(event)?;
         sqlx::query(&format!(
             "INSERT INTO {}.outbox (subject, event_id, payload, traceparent) VALUES ($1, $2, $3, $4)",
             self.schema
         ))
-        .bind(subject)
-        .bind(event_id)
-        .bind(event.encode_to_vec())
-        .bind(traceparent)
+        .bind(row.subject)
+        .bind(row.event_id)
+        .bind(row.payload)
+        .bind(row.traceparent)
         .execute(tx)
         .await?;
         Ok(())
+    }
+
+    /// An event as an outbox row: its subject, id, encoded payload and the current trace.
+    fn row_of<E: Event>(&self, event: &E) -> Result<NewRow, sqlx::Error> {
+        let about = subject_of(event).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        let mut headers = HeaderMap::new();
+        telemetry::inject_current(&mut headers);
+        Ok(NewRow {
+            subject: self.subjects.event(E::NAME, about.platform, about.account_id),
+            event_id: event.envelope().map(|e| e.event_id.clone()).unwrap_or_default(),
+            payload: event.encode_to_vec(),
+            traceparent: headers.get("traceparent").map(|v| v.as_str().to_owned()),
+        })
     }
 
     /// Events to add to the outbox together: [`Staged::insert`] writes them in one statement,
@@ -159,22 +167,12 @@ pub struct Staged<'a> {
 
 impl Staged<'_> {
     pub fn add<E: Event>(&mut self, event: &E) -> Result<(), sqlx::Error> {
-        let about = subject_of(event).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-        self.subject.push(self.outbox.subjects.event(E::NAME, about.platform, about.account_id));
-        self.event_id.push(event.envelope().map(|e| e.event_id.clone()).unwrap_or_default());
-        self.payload.push(event.encode_to_vec());
-        let mut headers = HeaderMap::new();
-        telemetry::inject_current(&mut headers);
-        self.traceparent.push(headers.get("traceparent").map(|v| v.as_str().to_owned()));
+        let row = self.outbox.row_of(event)?;
+        self.subject.push(row.subject);
+        self.event_id.push(row.event_id);
+        self.payload.push(row.payload);
+        self.traceparent.push(row.traceparent);
         Ok(())
-    }
-
-    pub fn len(&self) -> usize {
-        self.subject.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.subject.is_empty()
     }
 
     /// Inserts everything staged inside the caller's transaction, in order.
@@ -198,6 +196,13 @@ impl Staged<'_> {
         .await?;
         Ok(())
     }
+}
+
+struct NewRow {
+    subject: String,
+    event_id: String,
+    payload: Vec<u8>,
+    traceparent: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]

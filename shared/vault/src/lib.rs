@@ -279,44 +279,20 @@ impl Vault {
         tokens: &Tokens,
         reset_grant: bool,
     ) -> Result<i64, VaultError> {
-        let row = sqlx::query(
-            "UPDATE vault.credentials SET
-                 key_id = $3,
-                 access_token = $4,
-                 refresh_token = $5,
-                 access_expires_at = $6,
-                 refresh_expires_at = $7,
-                 scopes = $8,
-                 first_granted_at = CASE WHEN $9 THEN now() ELSE first_granted_at END,
-                 version = version + 1,
-                 updated_at = now()
-             WHERE account_id = $1 AND version = $2
-             RETURNING version",
-        )
-        .bind(account)
-        .bind(expected)
-        .bind(self.keys.active_key_id())
-        .bind(self.keys.seal(account, "access", &tokens.access_token))
-        .bind(tokens.refresh_token.as_ref().map(|r| self.keys.seal(account, "refresh", r)))
-        .bind(tokens.access_expires_at)
-        .bind(tokens.refresh_expires_at)
-        .bind(&tokens.scopes)
-        .bind(reset_grant)
-        .fetch_optional(conn)
-        .await?;
-        match row {
-            Some(r) => Ok(r.try_get("version")?),
-            None => Err(VaultError::VersionConflict(account)),
-        }
+        self.compare_and_swap_many(conn, &[(account, expected, tokens)], reset_grant)
+            .await?
+            .remove(&account)
+            .ok_or(VaultError::VersionConflict(account))
     }
 
-    /// [`Vault::compare_and_swap`] for many credentials in one statement (never a new grant).
-    /// Returns the new version of each credential that was still at its expected version; the
-    /// others changed concurrently and are absent.
+    /// [`Vault::compare_and_swap`] for many credentials in one statement. Returns the new
+    /// version of each credential that was still at its expected version; the others changed
+    /// concurrently and are absent.
     pub async fn compare_and_swap_many(
         &self,
         conn: &mut PgConnection,
         swaps: &[(AccountId, i64, &Tokens)],
+        reset_grant: bool,
     ) -> Result<HashMap<AccountId, i64>, VaultError> {
         if swaps.is_empty() {
             return Ok(HashMap::new());
@@ -344,7 +320,9 @@ impl Vault {
             "UPDATE vault.credentials c SET
                  key_id = $1, access_token = u.access, refresh_token = u.refresh,
                  access_expires_at = u.access_exp, refresh_expires_at = u.refresh_exp,
-                 scopes = string_to_array(u.scopes, chr(31)), version = c.version + 1, updated_at = now()
+                 scopes = string_to_array(u.scopes, chr(31)),
+                 first_granted_at = CASE WHEN $9 THEN now() ELSE c.first_granted_at END,
+                 version = c.version + 1, updated_at = now()
              FROM unnest($2::uuid[], $3::bigint[], $4::bytea[], $5::bytea[], $6::timestamptz[],
                          $7::timestamptz[], $8::text[])
                   AS u(account_id, expected, access, refresh, access_exp, refresh_exp, scopes)
@@ -359,6 +337,7 @@ impl Vault {
         .bind(&access_exp)
         .bind(&refresh_exp)
         .bind(&scopes)
+        .bind(reset_grant)
         .fetch_all(conn)
         .await?;
         Ok(rows.into_iter().map(|(a, v)| (AccountId(a), v)).collect())
