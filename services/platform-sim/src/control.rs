@@ -87,11 +87,8 @@ async fn account_action(
     State(state): State<SimState>,
     Path((name, username, action)): Path<(String, String, String)>,
     body: Bytes,
-) -> Response {
-    let p = match platform(&state, &name) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+) -> Result<Json<Value>, ControlError> {
+    let p = platform(&state, &name)?;
     let action = match action.as_str() {
         "revoke" => AccountAction::Revoke,
         "expire" => AccountAction::Expire,
@@ -107,30 +104,16 @@ async fn account_action(
                 Ok(s) if !s.scope.trim().is_empty() => {
                     AccountAction::RemoveScope(s.scope.trim().to_owned())
                 }
-                _ => {
-                    return error(StatusCode::BAD_REQUEST, "expected {\"scope\": \"...\"}")
-                        .into_response()
-                }
+                _ => return Err(error(StatusCode::BAD_REQUEST, "expected {\"scope\": \"...\"}")),
             }
         }
         other => {
-            return error(StatusCode::NOT_FOUND, format!("unknown account action: {other}"))
-                .into_response()
+            return Err(error(StatusCode::NOT_FOUND, format!("unknown account action: {other}")))
         }
     };
-    match p.account_action(&username, &action) {
-        Some(n) => {
-            tracing::info!(
-                platform = p.name(),
-                username,
-                ?action,
-                tokens = n,
-                "sim: account action"
-            );
-            Json(json!({ action.answer_key(): n })).into_response()
-        }
-        None => unknown_user(&username).into_response(),
-    }
+    let n = p.account_action(&username, &action).ok_or_else(|| unknown_user(&username))?;
+    tracing::info!(platform = p.name(), username, ?action, tokens = n, "sim: account action");
+    Ok(Json(json!({ action.answer_key(): n })))
 }
 
 #[derive(Deserialize)]
@@ -156,99 +139,70 @@ async fn rate_limit(
     State(state): State<SimState>,
     Path(name): Path<String>,
     body: Bytes,
-) -> Response {
-    let p = match platform(&state, &name) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    let (d, _) = match parse_for_seconds(&body) {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
+) -> Result<Json<Value>, ControlError> {
+    let p = platform(&state, &name)?;
+    let (d, _) = parse_for_seconds(&body)?;
     state.common().set_rate_limit(p.name(), d);
     tracing::info!(platform = p.name(), seconds = d.as_secs_f64(), "sim: rate limit on");
-    Json(json!({ "rate_limited_for_seconds": d.as_secs_f64() })).into_response()
+    Ok(Json(json!({ "rate_limited_for_seconds": d.as_secs_f64() })))
 }
 
-async fn outage(State(state): State<SimState>, Path(name): Path<String>, body: Bytes) -> Response {
-    let p = match platform(&state, &name) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    let (d, parsed) = match parse_for_seconds(&body) {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
+async fn outage(
+    State(state): State<SimState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ControlError> {
+    let p = platform(&state, &name)?;
+    let (d, parsed) = parse_for_seconds(&body)?;
     let status = parsed.status.unwrap_or(503);
     if !(500..=599).contains(&status) {
-        return error(StatusCode::BAD_REQUEST, "status must be between 500 and 599")
-            .into_response();
+        return Err(error(StatusCode::BAD_REQUEST, "status must be between 500 and 599"));
     }
     let hang = parsed.hang;
     state.common().set_outage(p.name(), d, status, hang);
     tracing::info!(platform = p.name(), seconds = d.as_secs_f64(), status, hang, "sim: outage on");
-    Json(json!({ "outage_for_seconds": d.as_secs_f64(), "status": status, "hang": hang }))
-        .into_response()
+    Ok(Json(json!({ "outage_for_seconds": d.as_secs_f64(), "status": status, "hang": hang })))
 }
 
-async fn latency(State(state): State<SimState>, Path(name): Path<String>, body: Bytes) -> Response {
-    let p = match platform(&state, &name) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    let (d, parsed) = match parse_for_seconds(&body) {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
+async fn latency(
+    State(state): State<SimState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ControlError> {
+    let p = platform(&state, &name)?;
+    let (d, parsed) = parse_for_seconds(&body)?;
     let Some(ms) = parsed.ms else {
-        return error(
+        return Err(error(
             StatusCode::BAD_REQUEST,
             "expected {\"ms\": number, \"for_seconds\": number}",
-        )
-        .into_response();
+        ));
     };
     state.common().set_latency(p.name(), d, Duration::from_millis(ms));
     tracing::info!(platform = p.name(), seconds = d.as_secs_f64(), ms, "sim: latency on");
-    Json(json!({ "latency_ms": ms, "for_seconds": d.as_secs_f64() })).into_response()
+    Ok(Json(json!({ "latency_ms": ms, "for_seconds": d.as_secs_f64() })))
 }
 
 async fn reject_content(
     State(state): State<SimState>,
     Path(name): Path<String>,
     body: Bytes,
-) -> Response {
-    let p = match platform(&state, &name) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    let (d, _) = match parse_for_seconds(&body) {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
+) -> Result<Json<Value>, ControlError> {
+    let p = platform(&state, &name)?;
+    let (d, _) = parse_for_seconds(&body)?;
     state.common().set_reject_content(p.name(), d);
     tracing::info!(platform = p.name(), seconds = d.as_secs_f64(), "sim: rejecting content");
-    Json(json!({ "reject_content_for_seconds": d.as_secs_f64() })).into_response()
+    Ok(Json(json!({ "reject_content_for_seconds": d.as_secs_f64() })))
 }
 
 async fn settings(
     State(state): State<SimState>,
     Path(name): Path<String>,
     body: Bytes,
-) -> Response {
-    let p = match platform(&state, &name) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    let value: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return error(StatusCode::BAD_REQUEST, format!("expected JSON: {e}")).into_response()
-        }
-    };
-    match p.configure(&value) {
-        Ok(now) => Json(now).into_response(),
-        Err(message) => error(StatusCode::BAD_REQUEST, message).into_response(),
-    }
+) -> Result<Json<Value>, ControlError> {
+    let p = platform(&state, &name)?;
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("expected JSON: {e}")))?;
+    p.configure(&value).map(Json).map_err(|message| error(StatusCode::BAD_REQUEST, message))
 }
 
 async fn sample_jpg() -> Response {
@@ -259,22 +213,22 @@ async fn sample_mp4() -> Response {
     ([(header::CONTENT_TYPE, "video/mp4")], crate::media::SAMPLE_MP4).into_response()
 }
 
-async fn clear_faults(State(state): State<SimState>, Path(name): Path<String>) -> Response {
-    let p = match platform(&state, &name) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+async fn clear_faults(
+    State(state): State<SimState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ControlError> {
+    let p = platform(&state, &name)?;
     state.common().clear_faults(p.name());
-    Json(json!({ "cleared": true })).into_response()
+    Ok(Json(json!({ "cleared": true })))
 }
 
-async fn posts(State(state): State<SimState>, RawQuery(query): RawQuery) -> Response {
+async fn posts(
+    State(state): State<SimState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ControlError> {
     let params = parse_form(query.unwrap_or_default().as_bytes());
     let wanted = match params.get("platform") {
-        Some(name) => match platform(&state, name) {
-            Ok(p) => vec![Arc::clone(p)],
-            Err(e) => return e.into_response(),
-        },
+        Some(name) => vec![Arc::clone(platform(&state, name)?)],
         None => state.platforms().cloned().collect(),
     };
     let username = params.get("username").map(|u| u.to_ascii_lowercase());
@@ -283,7 +237,7 @@ async fn posts(State(state): State<SimState>, RawQuery(query): RawQuery) -> Resp
         .flat_map(|p| p.posts())
         .filter(|p| username.as_deref().is_none_or(|u| p.username.to_ascii_lowercase() == u))
         .collect();
-    Json(json!({ "posts": posts })).into_response()
+    Ok(Json(json!({ "posts": posts })))
 }
 
 async fn tokens(State(state): State<SimState>) -> Response {

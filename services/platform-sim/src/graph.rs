@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::accounts::{Accounts, Death, Refusal};
 use crate::state::AccountAction;
-use crate::support::{bearer, random_b64};
+use crate::support::{bearer, query_and_form, random_b64};
 
 /// A Graph error. `status` is what Graph uses for that code (mostly 400).
 #[derive(Debug, Clone)]
@@ -230,6 +230,28 @@ pub(crate) fn bad_client_secret() -> GraphError {
 }
 
 /// Path segments without an optional leading `vNN.N` version.
+/// A Graph call's parameters: the query, then a form or JSON body (a JSON value that is not a
+/// string is kept as its JSON text).
+pub(crate) fn params(
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<HashMap<String, String>, GraphError> {
+    let mut params = query_and_form(query, body);
+    if body.starts_with(b"{") {
+        let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
+            return Err(invalid_param("Invalid JSON in request body"));
+        };
+        for (k, v) in map {
+            let s = match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            params.entry(k).or_insert(s);
+        }
+    }
+    Ok(params)
+}
+
 pub(crate) fn segments(path: &str) -> Vec<&str> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segs.first() {

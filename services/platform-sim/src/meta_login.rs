@@ -303,25 +303,6 @@ fn exchange_code(ctx: &Ctx, params: &HashMap<String, String>) -> Response {
     json_no_store(StatusCode::OK, (cfg.code_response)(&access, &user, &code.scopes))
 }
 
-/// Graph parameters: query, then form or JSON body.
-fn graph_params(query: Option<&str>, body: &[u8]) -> Result<HashMap<String, String>, GraphError> {
-    let mut params = query_and_form(query, body);
-    if body.starts_with(b"{") {
-        let v: Value = serde_json::from_slice(body)
-            .map_err(|_| graph::invalid_param("Invalid JSON in request body"))?;
-        if let Value::Object(map) = v {
-            for (k, v) in map {
-                let s = match v {
-                    Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                params.entry(k).or_insert(s);
-            }
-        }
-    }
-    Ok(params)
-}
-
 async fn graph_dispatch(
     State(ctx): State<Ctx>,
     method: Method,
@@ -330,7 +311,7 @@ async fn graph_dispatch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let params = match graph_params(q.as_deref(), &body) {
+    let params = match graph::params(q.as_deref(), &body) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };

@@ -20,7 +20,7 @@ use crate::authorize::{self, required, split_scopes, AuthRequest, Authorizer, Au
 use crate::faults::{self, FaultCfg};
 use crate::graph::{self, GraphError};
 use crate::state::{lock, AccountAction, Common, PlatformSim, PostRecord};
-use crate::support::{json_no_store, parse_form, query_and_form, valid_redirect_uri};
+use crate::support::{json_no_store, parse_form, valid_redirect_uri};
 
 const PLATFORM: &str = "facebook";
 const SHORT_LIVED: Duration = HOUR;
@@ -197,23 +197,6 @@ async fn authorize_decision_v(
 
 // ---- Graph ----------------------------------------------------------------
 
-fn params_of(query: Option<&str>, body: &[u8]) -> Result<HashMap<String, String>, GraphError> {
-    let mut params = query_and_form(query, body);
-    if body.starts_with(b"{") {
-        let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
-            return Err(graph::invalid_param("Invalid JSON in request body"));
-        };
-        for (k, v) in map {
-            let s = match v {
-                Value::String(s) => s,
-                other => other.to_string(),
-            };
-            params.entry(k).or_insert(s);
-        }
-    }
-    Ok(params)
-}
-
 async fn graph_dispatch(
     State(ctx): State<Ctx>,
     method: Method,
@@ -222,7 +205,7 @@ async fn graph_dispatch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let params = match params_of(q.as_deref(), &body) {
+    let params = match graph::params(q.as_deref(), &body) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
