@@ -109,10 +109,8 @@ impl Breaker {
     }
 
     /// Records the outcome of an admitted call. `failed` means the platform failed (5xx,
-    /// network, rate limit), not that it refused a credential. Returns true when the state
-    /// changed.
-    pub fn record(&mut self, admitted: Admit, failed: bool, now: Instant) -> bool {
-        let before = self.state;
+    /// network, rate limit), not that it refused a credential.
+    pub fn record(&mut self, admitted: Admit, failed: bool, now: Instant) {
         match admitted {
             Admit::Trial => {
                 if failed {
@@ -142,7 +140,6 @@ impl Breaker {
             }
             Admit::Defer(_) => {}
         }
-        before != self.state
     }
 
     /// Opens at once for at least `pause` (the platform said how long to stay away).
@@ -225,12 +222,10 @@ impl Gate {
 
     pub fn leased(&self, n: usize) {
         self.leased.fetch_add(n, Ordering::Relaxed);
-        self.publish_gauges();
     }
 
     pub fn settled(&self) {
         self.leased.fetch_sub(1, Ordering::Relaxed);
-        self.publish_gauges();
     }
 
     pub fn admit(&self) -> Admit {
@@ -251,13 +246,14 @@ impl Gate {
     pub fn record(&self, admitted: Admit, failed: bool, pause: Option<Duration>) {
         let now = Instant::now();
         let mut breaker = lock(&self.breaker);
-        let changed = breaker.record(admitted, failed, now);
+        let before = breaker.gauge(now);
+        breaker.record(admitted, failed, now);
         if let Some(pause) = pause {
             breaker.pause(pause, now);
         }
         let gauge = breaker.gauge(now);
         drop(breaker);
-        if changed {
+        if gauge != before {
             match gauge {
                 g if g >= 2.0 => {
                     tracing::warn!(platform = %self.platform, "circuit breaker open: the platform is failing broadly; refreshes wait")
@@ -269,10 +265,11 @@ impl Gate {
                     tracing::info!(platform = %self.platform, "circuit breaker closed: the platform answers again")
                 }
             }
+            self.publish_gauges();
         }
-        self.publish_gauges();
     }
 
+    /// Sets the breaker and lease gauges (every sweep, and when the breaker changes state).
     pub fn publish_gauges(&self) {
         let gauge = lock(&self.breaker).gauge(Instant::now());
         metrics::gauge!("lifeline_refresh_breaker_state", "platform" => self.platform.as_str())

@@ -362,7 +362,7 @@ impl System {
 
     /// A token-refresher replica as a child process (so that it can be killed with SIGKILL),
     /// named `name`, serving on `port`. Builds the binary first if this test run has not.
-    pub fn refresher_process(
+    pub async fn refresher_process(
         &self,
         name: &str,
         port: u16,
@@ -374,9 +374,12 @@ impl System {
             .context("test binary outside a cargo target directory")?;
         let bin = dir.join("token-refresher");
         if !bin.exists() {
-            let status = std::process::Command::new(env!("CARGO"))
-                .args(["build", "-p", "token-refresher", "--bin", "token-refresher"])
-                .status()?;
+            let status = tokio::task::spawn_blocking(|| {
+                std::process::Command::new(env!("CARGO"))
+                    .args(["build", "-p", "token-refresher", "--bin", "token-refresher"])
+                    .status()
+            })
+            .await??;
             if !status.success() || !bin.exists() {
                 bail!("cannot build token-refresher ({status}) at {}", bin.display());
             }

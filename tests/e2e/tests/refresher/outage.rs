@@ -98,7 +98,7 @@ async fn a_replica_killed_mid_batch_drops_no_account_and_reuses_no_token() -> an
     };
     let mut system = System::start_with(options).await?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let mut victim = system.refresher_process("victim", port)?.spawn()?;
+    let mut victim = system.refresher_process("victim", port).await?.spawn()?;
     let ws = WorkspaceId::new();
     let youtube = connect_many(&system, "youtube", "yk", 60, ws).await?;
     let x = connect_many(&system, "x", "xk", 60, ws).await?;
