@@ -84,6 +84,27 @@ pub(crate) struct Code {
     pub offline: bool,
 }
 
+impl Code {
+    /// A fresh, unspent code for what `request` asked, granted to `user_key`. Platforms with
+    /// PKCE or offline access set those on top.
+    pub fn for_request(
+        request: &crate::authorize::AuthRequest,
+        user_key: String,
+        clock: &Clock,
+    ) -> Code {
+        Code {
+            client_id: request.client_id.clone(),
+            redirect_uri: request.redirect_uri.clone(),
+            scopes: request.scopes.clone(),
+            user_key,
+            expires_at: code_expiry(clock),
+            spent: false,
+            pkce: None,
+            offline: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CodeError {
     Unknown,
@@ -485,7 +506,7 @@ pub(crate) fn grant_base(
 }
 
 /// The code expiry for a code issued now.
-pub(crate) fn code_expiry(clock: &Clock) -> Instant {
+fn code_expiry(clock: &Clock) -> Instant {
     clock.now() + clock.real_at_least(CODE_LIFETIME, CODE_MIN_REAL_LIFETIME)
 }
 

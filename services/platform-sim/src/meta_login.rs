@@ -207,16 +207,7 @@ impl Authorizer for Ctx {
         let user = store
             .accounts
             .sign_in(username, |n| ((cfg.first_user_id + n).to_string(), String::new()));
-        store.accounts.issue_code(Code {
-            client_id: request.client_id.clone(),
-            redirect_uri: request.redirect_uri.clone(),
-            scopes: request.scopes.clone(),
-            user_key: user.key,
-            expires_at: accounts::code_expiry(&self.common.clock),
-            spent: false,
-            pkce: None,
-            offline: false,
-        })
+        store.accounts.issue_code(Code::for_request(request, user.key, &self.common.clock))
     }
 }
 

@@ -158,16 +158,7 @@ impl Authorizer for Ctx {
         let user = a.sign_in(username, |n| {
             ((FIRST_USER_ID + n).to_string(), (FIRST_PAGE_ID + n).to_string())
         });
-        a.issue_code(Code {
-            client_id: request.client_id.clone(),
-            redirect_uri: request.redirect_uri.clone(),
-            scopes: request.scopes.clone(),
-            user_key: user.key,
-            expires_at: accounts::code_expiry(&self.common.clock),
-            spent: false,
-            pkce: None,
-            offline: false,
-        })
+        a.issue_code(Code::for_request(request, user.key, &self.common.clock))
     }
 }
 

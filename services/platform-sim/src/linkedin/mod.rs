@@ -236,16 +236,7 @@ impl Authorizer for Ctx {
                 random_b64(12).chars().filter(char::is_ascii_alphanumeric).take(10).collect();
             (sub, String::new())
         });
-        a.issue_code(Code {
-            client_id: request.client_id.clone(),
-            redirect_uri: request.redirect_uri.clone(),
-            scopes: request.scopes.clone(),
-            user_key: user.key,
-            expires_at: accounts::code_expiry(&self.common.clock),
-            spent: false,
-            pkce: None,
-            offline: false,
-        })
+        a.issue_code(Code::for_request(request, user.key, &self.common.clock))
     }
 }
 

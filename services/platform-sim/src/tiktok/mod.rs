@@ -274,14 +274,9 @@ impl Authorizer for Ctx {
             (uuid::Uuid::new_v4().to_string(), uuid::Uuid::new_v4().to_string())
         });
         s.accounts.issue_code(Code {
-            client_id: request.client_id.clone(),
-            redirect_uri: request.redirect_uri.clone(),
-            scopes: request.scopes.clone(),
-            user_key: user.key,
-            expires_at: accounts::code_expiry(&self.common.clock),
-            spent: false,
             pkce: request.pkce.clone(),
             offline: true,
+            ..Code::for_request(request, user.key, &self.common.clock)
         })
     }
 }

@@ -370,14 +370,9 @@ impl Authorizer for Ctx {
         let first_consent =
             !s.accounts.has_live_grant(&user.key, &request.client_id, Kind::Refresh);
         s.accounts.issue_code(Code {
-            client_id: request.client_id.clone(),
-            redirect_uri: request.redirect_uri.clone(),
-            scopes: request.scopes.clone(),
-            user_key: user.key,
-            expires_at: accounts::code_expiry(&self.common.clock),
-            spent: false,
             pkce: request.pkce.clone(),
             offline: request.offline && (request.prompt_consent || first_consent),
+            ..Code::for_request(request, user.key, &self.common.clock)
         })
     }
 }
