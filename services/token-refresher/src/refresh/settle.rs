@@ -1,20 +1,8 @@
-//! The refresh pipeline.
-//!
-//! 1. **Lease** (the sweep): per platform, as many due rows as that platform's gate has room for,
-//!    `FOR UPDATE SKIP LOCKED` + `lease_until`, so replicas never hold one account at once. The
-//!    query walks the `(platform, due_at)` partial index: its cost follows the number due.
-//! 2. **Call** (one task per row): load the credential (one query per leased batch), pass the
-//!    platform's gate (breaker, concurrency, rate), refresh or probe.
-//! 3. **Settle** (writer tasks): outcomes are written in small batches, one transaction each:
-//!    the vault's compare-and-swap first, then the schedule, then the events into the outbox.
-//!
-//! A rotating refresh token is never sent twice: before the call the row records which
-//! credential version's token is on the wire (`sent_version`, committed). Any answer from the
-//! platform clears it. If no answer comes (timeout, crash), the next holder finds the mark and
-//! does not send again; the row goes `in_doubt` and the owner is warned before the access token
-//! lapses. docs/refresh-policy.md describes this window.
+//! Step 3, the settle: outcomes are written in small batches, one transaction each: the vault's
+//! compare-and-swap first, then the schedule, then the events into the outbox. Every write is
+//! conditional on still holding the lease.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use lifeline_kit::{
@@ -25,105 +13,29 @@ use lifeline_kit::{
     ids::AccountId,
     Platform,
 };
-use lifeline_platforms::{AccessToken, Failure};
-use lifeline_vault::{Credential, Tokens, VaultError};
+use lifeline_platforms::Failure;
+use lifeline_vault::{Tokens, VaultError};
 use sqlx::{PgConnection, Postgres, Transaction};
-use tokio::{
-    sync::{mpsc, Mutex, Notify},
-    task::JoinSet,
-    time::Instant,
-};
-use tokio_util::sync::CancellationToken;
+use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::{
+    call::{CredentialFacts, Outcome},
+    lease::Leased,
+};
 use crate::{
-    gate::{Admit, Gate},
     policy::{self, State},
-    warnings, AppState,
+    AppState,
 };
 
-/// A row this replica holds the lease on.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub(crate) struct Leased {
-    pub account_id: Uuid,
-    pub workspace_id: Uuid,
-    pub action: String,
-    pub due_at: Option<DateTime<Utc>>,
-    pub failures: i32,
-    pub sent_version: Option<i64>,
-    pub publish_failed_version: Option<i64>,
-    pub access_issued_at: Option<DateTime<Utc>>,
-}
-
-/// What happened to one leased row.
-#[derive(Debug)]
-enum Outcome {
-    Refreshed {
-        from_version: i64,
-        tokens: Tokens,
-        platform_user_id: String,
-    },
-    Probed,
-    /// The platform refused the credential.
-    Refused {
-        cause: AuthFailureCause,
-        detail: String,
-        version: i64,
-    },
-    /// The platform or network failed; retried with backoff. Never breaks the account.
-    Failed(Failure),
-    /// A rotating refresh token went out and no answer came back.
-    InDoubt {
-        detail: String,
-    },
-    /// The breaker kept the call back.
-    Deferred(DateTime<Utc>),
-    Unrefreshable,
-    /// The account was disconnected.
-    Gone,
-    /// The lease ran out before the call; another replica has the row.
-    LeaseLost,
-}
-
-impl Outcome {
-    fn label(&self) -> &'static str {
-        match self {
-            Outcome::Refreshed { .. } => "refreshed",
-            Outcome::Probed => "probed_ok",
-            Outcome::Refused { .. } => "auth_failed",
-            Outcome::Failed(Failure::RateLimited { .. }) => "rate_limited",
-            Outcome::Failed(_) => "transient",
-            Outcome::InDoubt { .. } => "in_doubt",
-            Outcome::Deferred(_) => "deferred",
-            Outcome::Unrefreshable => "unrefreshable",
-            Outcome::Gone => "gone",
-            Outcome::LeaseLost => "lease_lost",
-        }
-    }
-}
-
-struct Settlement {
-    platform: Platform,
-    row: Leased,
+/// One leased row's outcome, on its way to the writers.
+pub(super) struct Settlement {
+    pub platform: Platform,
+    pub row: Leased,
     /// The stored credential when the call was made (absent when gone).
-    credential: Option<CredentialFacts>,
-    outcome: Outcome,
-    leased_at: Instant,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct CredentialFacts {
-    access_expires_at: Option<DateTime<Utc>>,
-    refresh_expires_at: Option<DateTime<Utc>>,
-}
-
-impl From<&Credential> for CredentialFacts {
-    fn from(c: &Credential) -> Self {
-        CredentialFacts {
-            access_expires_at: c.tokens.access_expires_at,
-            refresh_expires_at: c.tokens.refresh_expires_at,
-        }
-    }
+    pub credential: Option<CredentialFacts>,
+    pub outcome: Outcome,
+    pub leased_at: Instant,
 }
 
 impl Settlement {
@@ -149,299 +61,8 @@ impl Settlement {
     }
 }
 
-type Outcomes = Arc<Mutex<mpsc::Receiver<Settlement>>>;
-
-/// Runs the sweep, the calls and the writers until `shutdown`; then lets every call in flight
-/// finish and be written.
-pub(crate) async fn run(app: AppState, shutdown: CancellationToken) {
-    let (tx, rx) = mpsc::channel::<Settlement>(4096);
-    let rx: Outcomes = Arc::new(Mutex::new(rx));
-    let mut writers = JoinSet::new();
-    for _ in 0..app.config.writers {
-        writers.spawn(write_outcomes(app.clone(), rx.clone()));
-    }
-    let wake = Arc::new(Notify::new());
-    let mut calls = JoinSet::new();
-    let mut warned_at: Option<Instant> = None;
-    loop {
-        let started = Instant::now();
-        let mut more_due = false;
-        for gate in app.gates.values() {
-            match lease(&app, gate, &tx, &wake, &mut calls).await {
-                Ok(full) => more_due |= full,
-                Err(e) => {
-                    tracing::warn!(platform = %gate.platform, error = %e, "cannot lease due credentials; will try again");
-                }
-            }
-        }
-        for gate in app.gates.values() {
-            gate.publish_gauges();
-        }
-        if warned_at.is_none_or(|at| at.elapsed() >= app.config.sweep_interval) {
-            warned_at = Some(Instant::now());
-            if let Err(e) = warnings::sweep(&app).await {
-                tracing::warn!(error = %e, "cannot send expiry warnings; will try again");
-            }
-        }
-        metrics::histogram!("lifeline_refresh_sweep_seconds")
-            .record(started.elapsed().as_secs_f64());
-        while calls.try_join_next().is_some() {}
-        // More is due than there was room for: come back as soon as a call finishes.
-        let pause = if more_due { Duration::from_secs(1) } else { app.config.sweep_interval };
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(pause) => {}
-            () = wake.notified(), if more_due => {
-                // Let a few more calls finish, so one lease query refills many slots.
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
-    while calls.join_next().await.is_some() {}
-    drop(tx);
-    while writers.join_next().await.is_some() {}
-}
-
-/// Leases due rows of one platform and starts their calls. Returns true when it had no room
-/// or filled all the room it had (more may be due).
-async fn lease(
-    app: &AppState,
-    gate: &Arc<Gate>,
-    tx: &mpsc::Sender<Settlement>,
-    wake: &Arc<Notify>,
-    calls: &mut JoinSet<()>,
-) -> Result<bool, sqlx::Error> {
-    let room = gate.lease_room(usize::try_from(app.config.batch).unwrap_or(1));
-    if room == 0 {
-        // Every slot is busy (or the breaker holds calls back): come back when a call ends.
-        return Ok(true);
-    }
-    let rows: Vec<Leased> = sqlx::query_as(
-        "UPDATE refresher.schedule s SET lease_owner = $1, lease_until = now() + make_interval(secs => $2)
-         FROM (SELECT account_id FROM refresher.schedule
-               WHERE platform = $3 AND state = 'active' AND due_at <= now()
-                 AND (lease_until IS NULL OR lease_until < now())
-               ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED) due
-         WHERE s.account_id = due.account_id
-         RETURNING s.account_id, s.workspace_id, s.action, s.due_at, s.failures, s.sent_version,
-                   s.publish_failed_version, s.access_issued_at",
-    )
-    .bind(&app.config.common.instance_id)
-    .bind(app.config.lease.as_secs_f64())
-    .bind(gate.platform.as_str())
-    .bind(i64::try_from(room).unwrap_or(i64::MAX))
-    .fetch_all(&app.pool)
-    .await?;
-    if rows.is_empty() {
-        return Ok(false);
-    }
-    let leased_at = Instant::now();
-    let now = Utc::now();
-    gate.leased(rows.len());
-    metrics::counter!("lifeline_refresh_leased_total", "platform" => gate.platform.as_str())
-        .increment(rows.len() as u64);
-    for row in &rows {
-        if let Some(due) = row.due_at {
-            let lag = (now - due).to_std().unwrap_or_default();
-            metrics::histogram!("lifeline_refresh_lag_seconds").record(lag.as_secs_f64());
-        }
-    }
-    let full = rows.len() == room;
-    let ids: Vec<AccountId> = rows.iter().map(|r| AccountId(r.account_id)).collect();
-    let mut credentials: HashMap<AccountId, Result<Credential, VaultError>> = match app
-        .vault
-        .load_many(&ids)
-        .await
-    {
-        Ok(found) => found.into_iter().collect(),
-        Err(e) => {
-            // Leave the rows leased: they come back when the lease runs out.
-            tracing::warn!(platform = %gate.platform, error = %e, "cannot load leased credentials");
-            for _ in &rows {
-                gate.settled();
-            }
-            return Ok(false);
-        }
-    };
-    for row in rows {
-        let credential = credentials.remove(&AccountId(row.account_id));
-        let (app, gate, tx, wake) = (app.clone(), gate.clone(), tx.clone(), wake.clone());
-        calls.spawn(async move {
-            let (facts, outcome) = call(&app, &gate, &row, credential).await;
-            let settlement =
-                Settlement { platform: gate.platform, row, credential: facts, outcome, leased_at };
-            if tx.send(settlement).await.is_err() {
-                tracing::error!("the outcome writers are gone; the lease will run out");
-            }
-            wake.notify_one();
-        });
-    }
-    Ok(full)
-}
-
-async fn call(
-    app: &AppState,
-    gate: &Gate,
-    row: &Leased,
-    credential: Option<Result<Credential, VaultError>>,
-) -> (Option<CredentialFacts>, Outcome) {
-    let credential = match credential {
-        None => return (None, Outcome::Gone),
-        Some(Err(e)) => {
-            return (None, Outcome::Failed(Failure::transient(format!("vault: {e}"))));
-        }
-        Some(Ok(c)) => c,
-    };
-    let facts = CredentialFacts::from(&credential);
-    (Some(facts), call_platform(app, gate, row, credential).await)
-}
-
-async fn call_platform(
-    app: &AppState,
-    gate: &Gate,
-    row: &Leased,
-    credential: Credential,
-) -> Outcome {
-    let platform = gate.platform;
-    let Some(connector) = app.connectors.get(platform) else {
-        return Outcome::Failed(Failure::transient(format!(
-            "{platform} is not configured on this refresher"
-        )));
-    };
-    let probe = row.action == "probe";
-    let rotating = !probe && policy::rotates(platform);
-    if rotating && row.sent_version == Some(credential.version) {
-        return Outcome::InDoubt {
-            detail: "a refresh of this token was sent earlier and its answer never arrived".into(),
-        };
-    }
-    let refresh_token = match (&credential.tokens.refresh_token, probe) {
-        (_, true) => None,
-        (Some(t), false) => Some(t.clone()),
-        (None, false) => return Outcome::Unrefreshable,
-    };
-    let admitted = gate.admit();
-    if let Admit::Defer(until) = admitted {
-        let wait = until.saturating_duration_since(Instant::now())
-            + lifeline_kit::backoff::full_jitter(Duration::from_secs(1), 1);
-        return Outcome::Deferred(
-            Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default(),
-        );
-    }
-    let _permit = gate.enter().await;
-    if rotating {
-        match mark_sent(app, row.account_id, credential.version).await {
-            Ok(true) => {}
-            Ok(false) => return Outcome::LeaseLost,
-            Err(e) => return Outcome::Failed(Failure::transient(format!("database: {e}"))),
-        }
-    }
-    let started = Instant::now();
-    let result = match refresh_token {
-        Some(token) => connector.refresh(&token).await.map(Some),
-        None => {
-            let token = AccessToken {
-                secret: credential.tokens.access_token.clone(),
-                expires_at: credential.tokens.access_expires_at,
-            };
-            connector.probe(&token).await.map(|()| None)
-        }
-    };
-    metrics::histogram!("lifeline_refresh_call_seconds", "platform" => platform.as_str())
-        .record(started.elapsed().as_secs_f64());
-    let platform_failed = matches!(
-        result,
-        Err(Failure::Transient { .. } | Failure::Ambiguous { .. } | Failure::RateLimited { .. })
-    );
-    let pause = match &result {
-        Err(Failure::RateLimited { retry_after, .. }) => *retry_after,
-        _ => None,
-    };
-    gate.record(admitted, platform_failed, pause);
-    let now = Utc::now();
-    match result {
-        Ok(None) => Outcome::Probed,
-        Ok(Some(grant)) => {
-            let tokens = Tokens {
-                access_token: grant.access_token.clone(),
-                // Keep the stored refresh token when the platform returned none (non-rotating).
-                refresh_token: grant.refresh_token.clone().or(credential.tokens.refresh_token),
-                access_expires_at: grant.access_expires_at(now),
-                refresh_expires_at: grant
-                    .refresh_expires_at(now)
-                    .or(credential.tokens.refresh_expires_at),
-                scopes: if grant.scopes.is_empty() {
-                    credential.tokens.scopes.clone()
-                } else {
-                    grant.scopes.clone()
-                },
-            };
-            Outcome::Refreshed {
-                from_version: credential.version,
-                tokens,
-                platform_user_id: credential.platform_user_id,
-            }
-        }
-        Err(Failure::Auth { cause, detail }) => {
-            Outcome::Refused { cause, detail, version: credential.version }
-        }
-        Err(Failure::Ambiguous { detail }) if rotating => Outcome::InDoubt { detail },
-        Err(failure) => Outcome::Failed(failure),
-    }
-}
-
-/// Records that this credential version's refresh token is about to go out, and renews the
-/// lease so that the call (bounded by the platform timeout, at most half a lease) ends well
-/// within it: time spent waiting at the gate cannot make the next holder see a call that is
-/// still on the wire. False when the lease was lost meanwhile.
-async fn mark_sent(app: &AppState, account: Uuid, version: i64) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE refresher.schedule SET sent_version = $2, lease_until = now() + make_interval(secs => $4)
-         WHERE account_id = $1 AND lease_owner = $3 AND lease_until > now()",
-    )
-    .bind(account)
-    .bind(version)
-    .bind(&app.config.common.instance_id)
-    .bind(app.config.lease.as_secs_f64())
-    .execute(&app.pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Drains outcomes in batches of up to `BATCH`, one transaction per batch. A batch that fails
-/// is written again one outcome per transaction, so one bad row cannot lose the others' tokens.
-async fn write_outcomes(app: AppState, rx: Outcomes) {
-    const BATCH: usize = 64;
-    loop {
-        let mut batch = Vec::with_capacity(BATCH);
-        {
-            let mut rx = rx.lock().await;
-            if rx.recv_many(&mut batch, BATCH).await == 0 {
-                return;
-            }
-        }
-        match settle_batch(&app, &batch).await {
-            Ok(after) => finish(&app, &batch, after).await,
-            Err(e) => {
-                tracing::warn!(error = %e, outcomes = batch.len(), "writing a batch of outcomes failed; writing them one by one");
-                for one in &batch {
-                    let single = std::slice::from_ref(one);
-                    match settle_batch(&app, single).await {
-                        Ok(after) => finish(&app, single, after).await,
-                        Err(e) => {
-                            tracing::error!(account = %one.row.account_id, error = %e,
-                                "cannot record a refresh outcome; the lease will run out and the row is retried");
-                            finish(&app, single, Vec::new()).await;
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// After the commit: metrics, the gate's lease count, and rows to reschedule from the vault.
-async fn finish(app: &AppState, batch: &[Settlement], superseded: Vec<events::Subject>) {
+pub(super) async fn finish(app: &AppState, batch: &[Settlement], superseded: Vec<events::Subject>) {
     app.outbox.wake();
     for s in batch {
         metrics::counter!("lifeline_refreshes_total", "platform" => s.platform.as_str(), "outcome" => s.outcome.label())
@@ -463,7 +84,7 @@ async fn finish(app: &AppState, batch: &[Settlement], superseded: Vec<events::Su
 /// was replaced meanwhile (to reschedule from the vault once committed). The common outcomes
 /// (new tokens, healthy probes) are written a statement per kind for the whole batch; the rest
 /// one by one.
-async fn settle_batch(
+pub(super) async fn settle_batch(
     app: &AppState,
     batch: &[Settlement],
 ) -> Result<Vec<events::Subject>, sqlx::Error> {
@@ -476,7 +97,7 @@ async fn settle_batch(
     let superseded = settle_refreshed(app, &mut tx, &refreshed, &mut events).await?;
     settle_probed(app, &mut tx, &probed).await?;
     for s in rest {
-        settle(app, &mut tx, s, &mut events).await?;
+        settle_one(app, &mut tx, s, &mut events).await?;
     }
     events.insert(&mut tx).await?;
     tx.commit().await?;
@@ -670,7 +291,7 @@ async fn settle_probed(
 }
 
 /// One of the rarer outcomes. Every write is conditional on still holding the lease.
-async fn settle(
+async fn settle_one(
     app: &AppState,
     tx: &mut Transaction<'static, Postgres>,
     s: &Settlement,
