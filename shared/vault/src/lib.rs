@@ -19,6 +19,10 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{PgConnection, PgPool, Row};
 
+mod rewrap;
+
+pub use rewrap::{after_pass, AfterPass, RewrapBatch, RewrapOptions, RewrapProgress};
+
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub const SCHEMA: &str = "vault";
 
@@ -109,6 +113,18 @@ impl VaultKeys {
 
     pub fn active_key_id(&self) -> &str {
         &self.active
+    }
+
+    /// Whether a key with this id was given (a row under any other id cannot be opened).
+    pub fn has_key(&self, key_id: &str) -> bool {
+        self.keys.contains_key(key_id)
+    }
+
+    /// The ids of the keys given, sorted.
+    pub fn key_ids(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self.keys.keys().map(String::as_str).collect();
+        ids.sort_unstable();
+        ids
     }
 
     fn aad(account: AccountId, field: &str) -> String {
