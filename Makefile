@@ -35,3 +35,7 @@ bench-refresh: infra ## token-refresher benchmark: 100k due backlog, 1M idle swe
 
 clean-test-dbs: ## Drop databases left behind by interrupted end-to-end tests
 	psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 'DROP DATABASE \"' || datname || '\" WITH (FORCE);' FROM pg_database WHERE datname LIKE 'lifeline_e2e_%'" | psql -h 127.0.0.1 -U postgres -d postgres -q
+
+.PHONY: k8s-check
+k8s-check: ## Validate the Kubernetes manifests offline: kubernetes-validate, policy checks, promtool, --check-config drift
+	@bash scripts/k8s-check.sh
