@@ -140,8 +140,11 @@ pub trait Connector: Send + Sync {
         since: DateTime<Utc>,
     ) -> Result<Option<Published>, Failure>;
 
-    /// A cheap authenticated call that proves the token still works.
-    async fn probe(&self, token: &AccessToken) -> Result<(), Failure>;
+    /// A cheap authenticated call that proves the token still works. Every platform's
+    /// `identify` is one, so that is the default.
+    async fn probe(&self, token: &AccessToken) -> Result<(), Failure> {
+        self.identify(token).await.map(|_| ())
+    }
 }
 
 /// The configured connectors, by platform.

@@ -180,7 +180,8 @@ impl Connector for FacebookConnector {
         Err(Failure::rejected("Facebook page tokens cannot be refreshed"))
     }
 
-    /// With a page token, `/me` is the Page.
+    /// With a page token, `/me` is the Page. This is also the probe (the trait's default): page
+    /// tokens have no expiry, so this cheap authenticated call is how a dead one is noticed.
     async fn identify(&self, token: &AccessToken) -> Result<PlatformUser, Failure> {
         let mut url = self.graph_url("me");
         url.query_pairs_mut().append_pair("fields", "id,name");
@@ -249,11 +250,5 @@ impl Connector for FacebookConnector {
                         .is_none_or(|t| t >= since)
             })
             .map(|p| Published { platform_post_id: p.id }))
-    }
-
-    /// `GET /me?fields=id`: the cheapest authenticated call; page tokens have no expiry, so
-    /// this is how a dead one is noticed.
-    async fn probe(&self, token: &AccessToken) -> Result<(), Failure> {
-        self.identify(token).await.map(|_| ())
     }
 }

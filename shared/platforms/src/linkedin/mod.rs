@@ -217,10 +217,6 @@ impl Connector for LinkedInConnector {
     ) -> Result<Option<Published>, Failure> {
         Ok(None)
     }
-
-    async fn probe(&self, token: &AccessToken) -> Result<(), Failure> {
-        self.identify(token).await.map(|_| ())
-    }
 }
 
 #[cfg(test)]

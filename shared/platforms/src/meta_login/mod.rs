@@ -347,8 +347,4 @@ impl Connector for MetaLoginConnector {
             })
             .map(|m| Published { platform_post_id: m.id }))
     }
-
-    async fn probe(&self, token: &AccessToken) -> Result<(), Failure> {
-        self.identify(token).await.map(|_| ())
-    }
 }

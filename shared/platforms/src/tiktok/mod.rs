@@ -293,8 +293,4 @@ impl Connector for TikTokConnector {
     ) -> Result<Option<Published>, Failure> {
         Ok(None)
     }
-
-    async fn probe(&self, token: &AccessToken) -> Result<(), Failure> {
-        self.identify(token).await.map(|_| ())
-    }
 }

@@ -213,8 +213,4 @@ impl Connector for XConnector {
             .find(|t| t.text == post.text)
             .map(|t| Published { platform_post_id: t.id }))
     }
-
-    async fn probe(&self, token: &AccessToken) -> Result<(), Failure> {
-        self.identify(token).await.map(|_| ())
-    }
 }

@@ -350,10 +350,6 @@ impl Connector for YouTubeConnector {
                 .map(|id| Published { platform_post_id: id })
         }))
     }
-
-    async fn probe(&self, token: &AccessToken) -> Result<(), Failure> {
-        self.identify(token).await.map(|_| ())
-    }
 }
 
 #[cfg(test)]
