@@ -65,6 +65,9 @@ for o in "${overlays[@]}"; do
   step "nats.conf ($o)" "$py" scripts/k8s_check.py nats-conf "$out/$o.yaml"
 done
 
+# Operator Jobs (lifelinectl vault status / rewrap), applied by hand.
+step "kubernetes-validate --strict -k $K8S_VERSION (k8s/jobs)" "$kv" --strict --quiet -k "$K8S_VERSION" k8s/jobs/*.yaml
+
 # --- 4: monitoring ----------------------------------------------------------------------------
 if step "render monitoring" kubectl kustomize k8s/monitoring -o "$out/monitoring.yaml"; then
   step "monitoring CRD objects" "$py" scripts/k8s_check.py monitoring "$out/monitoring.yaml" "$out/monitoring-core.yaml" &&
