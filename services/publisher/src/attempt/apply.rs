@@ -1,0 +1,295 @@
+//! Records an attempt: gathers the facts [`decide`](super::decide) needs, then writes its
+//! decision (the post, the attempt row, the events into the outbox) in one transaction guarded
+//! by the lease.
+
+use chrono::{DateTime, Utc};
+use lifeline_kit::{
+    events::{
+        self, timestamp, AuthFailed, AuthFailureCause, AuthFailureSource, Envelope,
+        PostDeadLettered, PostFailed, PostFailureKind, PostPublished,
+    },
+    Platform,
+};
+use lifeline_platforms::Failure;
+use sqlx::PgConnection;
+
+use super::decide::{self, Action, Decision, Facts, Outcome};
+use crate::{model::Post, AppState};
+
+/// The post an attempt was for, as every write of its outcome needs it.
+struct Attempt<'a> {
+    app: &'a AppState,
+    post: &'a Post,
+    platform: Platform,
+    about: events::Subject,
+    /// The event that asked for the attempt, if any.
+    cause: Option<&'a Envelope>,
+    credential_version: i64,
+}
+
+impl Attempt<'_> {
+    fn envelope(&self) -> Envelope {
+        Envelope::build(self.about, self.cause)
+    }
+
+    fn number(&self) -> u32 {
+        u32::try_from(self.post.attempts).unwrap_or_default()
+    }
+
+    fn failed_event(
+        &self,
+        kind: PostFailureKind,
+        detail: &str,
+        next: Option<DateTime<Utc>>,
+    ) -> PostFailed {
+        PostFailed {
+            envelope: Some(self.envelope()),
+            post_id: self.post.id.to_string(),
+            kind: kind as i32,
+            detail: detail.to_owned(),
+            attempt: self.number(),
+            will_retry: next.is_some(),
+            next_attempt_at: next.map(timestamp),
+        }
+    }
+}
+
+/// Records the outcome of the attempt in one transaction, unless the lease was lost meanwhile
+/// (then the new holder decides).
+pub(super) async fn record(
+    app: &AppState,
+    post: &Post,
+    platform: Platform,
+    outcome: Outcome,
+    credential_version: i64,
+    cause: Option<&Envelope>,
+) -> Result<(), sqlx::Error> {
+    let owner = &app.config.common.instance_id;
+    let about = events::Subject {
+        workspace_id: post.workspace_id.0,
+        account_id: post.account_id.0,
+        platform,
+    };
+    let attempt = Attempt { app, post, platform, about, cause, credential_version };
+    let mut tx = app.pool.begin().await?;
+
+    // The lease guard: if we lost the lease (we were slower than it), the new holder decides.
+    let still_ours: Option<i32> = sqlx::query_scalar(
+        "SELECT attempts FROM publisher.posts WHERE id = $1 AND status = 'publishing' AND lease_owner = $2 FOR UPDATE",
+    )
+    .bind(post.id)
+    .bind(owner)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if still_ours != Some(post.attempts) {
+        tracing::warn!(post = %post.id, "lease lost before the outcome was recorded; leaving it to the new holder");
+        return Ok(());
+    }
+
+    let credential_replaced = matches!(outcome, Outcome::Failed(Failure::Auth { .. }))
+        && replaced_since(&mut tx, post.account_id, credential_version).await?;
+    let facts = Facts {
+        outcome: &outcome,
+        credential_replaced,
+        retryable_failures: post.retryable_failures,
+        max_retries: app.config.max_retries,
+        now: Utc::now(),
+    };
+    let decision = decide::decide(&facts, |failures| {
+        lifeline_kit::backoff::full_jitter(app.config.retry_base, failures)
+    });
+    apply(&attempt, &mut tx, &decision).await?;
+    sqlx::query(
+        "UPDATE publisher.attempts SET finished_at = now(), outcome = $3, detail = $4, credential_version = $5
+         WHERE post_id = $1 AND attempt = $2",
+    )
+    .bind(post.id)
+    .bind(post.attempts)
+    .bind(decision.outcome)
+    .bind(&decision.detail)
+    .bind(credential_version)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    app.outbox.wake();
+    Ok(())
+}
+
+/// Writes the decision about the post and stages its events.
+async fn apply(
+    a: &Attempt<'_>,
+    tx: &mut PgConnection,
+    decision: &Decision,
+) -> Result<(), sqlx::Error> {
+    let detail = &decision.detail;
+    match &decision.action {
+        Action::Publish { platform_post_id, reconciled } => {
+            publish(a, tx, platform_post_id, *reconciled).await
+        }
+        Action::Retry { at, last_failure_kind, ambiguous, retryable_failures, announce } => {
+            reschedule(tx, a.post, *at, last_failure_kind, detail, *ambiguous).await?;
+            if let Some(failures) = retryable_failures {
+                sqlx::query("UPDATE publisher.posts SET retryable_failures = $2 WHERE id = $1")
+                    .bind(a.post.id)
+                    .bind(failures)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            match announce {
+                Some(kind) => {
+                    a.app.outbox.enqueue(tx, &a.failed_event(*kind, detail, Some(*at))).await?;
+                }
+                None => {
+                    tracing::info!(post = %a.post.id, platform = %a.platform, "auth failure with a token replaced since; retrying at once");
+                }
+            }
+            Ok(())
+        }
+        Action::Park { cause } => park(a, tx, *cause, detail).await,
+        Action::DeadLetter { kind, reason, announce } => {
+            if *announce {
+                a.app.outbox.enqueue(&mut *tx, &a.failed_event(*kind, detail, None)).await?;
+            }
+            dead_letter(a, tx, *kind, reason).await
+        }
+    }
+}
+
+async fn publish(
+    a: &Attempt<'_>,
+    tx: &mut PgConnection,
+    platform_post_id: &str,
+    reconciled: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE publisher.posts SET status = 'published', platform_post_id = $2, published_at = now(),
+             needs_reconcile = false, lease_owner = NULL, lease_until = NULL, updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(a.post.id)
+    .bind(platform_post_id)
+    .execute(&mut *tx)
+    .await?;
+    let event = PostPublished {
+        envelope: Some(a.envelope()),
+        post_id: a.post.id.to_string(),
+        platform_post_id: platform_post_id.to_owned(),
+        attempt: a.number(),
+    };
+    a.app.outbox.enqueue(tx, &event).await?;
+    tracing::info!(post = %a.post.id, platform = %a.platform, attempt = a.number(), reconciled, "post published");
+    Ok(())
+}
+
+/// Parks the post until the account is reconnected, and tells why.
+async fn park(
+    a: &Attempt<'_>,
+    tx: &mut PgConnection,
+    cause: AuthFailureCause,
+    detail: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE publisher.posts SET status = 'failed_auth', last_failure_kind = 'auth', last_error = $2,
+             lease_owner = NULL, lease_until = NULL, updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(a.post.id)
+    .bind(detail)
+    .execute(&mut *tx)
+    .await?;
+    let auth_failed = AuthFailed {
+        envelope: Some(a.envelope()),
+        cause: cause as i32,
+        source: AuthFailureSource::Publish as i32,
+        detail: detail.to_owned(),
+        credential_version: u64::try_from(a.credential_version).unwrap_or_default(),
+        post_id: a.post.id.to_string(),
+    };
+    a.app.outbox.enqueue(&mut *tx, &auth_failed).await?;
+    a.app.outbox.enqueue(&mut *tx, &a.failed_event(PostFailureKind::Auth, detail, None)).await?;
+    tracing::warn!(post = %a.post.id, platform = %a.platform, cause = cause.as_str(), "post parked until the account is reconnected");
+    Ok(())
+}
+
+/// Whether the vault holds a newer credential than `version`. The row is share-locked until the
+/// caller's transaction ends, so a refresh or reconnect storing a newer one waits for this
+/// post's fate to be committed; its AccountReconnected then finds the post parked.
+async fn replaced_since(
+    tx: &mut PgConnection,
+    account: lifeline_kit::ids::AccountId,
+    version: i64,
+) -> Result<bool, sqlx::Error> {
+    let current: Option<i64> =
+        sqlx::query_scalar("SELECT version FROM vault.credentials WHERE account_id = $1 FOR SHARE")
+            .bind(account)
+            .fetch_optional(tx)
+            .await?;
+    Ok(current.is_some_and(|v| v > version))
+}
+
+async fn reschedule(
+    tx: &mut PgConnection,
+    post: &Post,
+    next: DateTime<Utc>,
+    kind: &str,
+    detail: &str,
+    ambiguous: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE publisher.posts SET status = 'scheduled', next_attempt_at = $2, last_failure_kind = $3, last_error = $4,
+             needs_reconcile = needs_reconcile OR $5,
+             reconcile_since = CASE WHEN $5 AND reconcile_since IS NULL THEN now() ELSE reconcile_since END,
+             lease_owner = NULL, lease_until = NULL, updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(post.id)
+    .bind(next)
+    .bind(kind)
+    .bind(detail)
+    .bind(ambiguous)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+async fn dead_letter(
+    a: &Attempt<'_>,
+    tx: &mut PgConnection,
+    kind: PostFailureKind,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    let post = a.post;
+    let kind_name = kind.as_str_name().trim_start_matches("POST_FAILURE_KIND_").to_lowercase();
+    sqlx::query(
+        "UPDATE publisher.posts SET status = 'dead_lettered', last_failure_kind = $2, last_error = $3,
+             lease_owner = NULL, lease_until = NULL, updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(post.id)
+    .bind(&kind_name)
+    .bind(reason)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO publisher.dead_letters (post_id, workspace_id, kind, reason, attempts)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (post_id) DO UPDATE SET kind = $3, reason = $4, attempts = $5, dead_lettered_at = now(), replayed_at = NULL",
+    )
+    .bind(post.id)
+    .bind(post.workspace_id)
+    .bind(&kind_name)
+    .bind(reason)
+    .bind(post.attempts)
+    .execute(&mut *tx)
+    .await?;
+    let event = PostDeadLettered {
+        envelope: Some(a.envelope()),
+        post_id: post.id.to_string(),
+        kind: kind as i32,
+        reason: reason.to_owned(),
+        attempts: a.number(),
+    };
+    a.app.outbox.enqueue(tx, &event).await?;
+    tracing::error!(post = %post.id, platform = %a.about.platform, %reason, "post dead-lettered");
+    Ok(())
+}

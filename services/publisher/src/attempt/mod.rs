@@ -1,0 +1,105 @@
+//! One publish attempt of a leased post: load the credential, reconcile if the last attempt's
+//! outcome is unknown, call the platform, and record the outcome and its events in one
+//! transaction guarded by the lease. What the outcome means for the post is decided in
+//! [`decide`] (pure, unit-tested) and written in [`apply`].
+
+mod apply;
+mod decide;
+
+use lifeline_kit::{events::Envelope, Platform};
+use lifeline_platforms::{AccessToken, Failure};
+use tracing::Instrument;
+
+use self::decide::{failure_kind_name, Outcome};
+use crate::{model::Post, AppState};
+
+/// Runs one attempt of a post this replica holds the lease on. `cause` is the event that asked
+/// for it (a retry request), so the resulting events join its trace and correlation.
+pub(crate) async fn run(app: &AppState, post: Post, cause: Option<&Envelope>) {
+    let span = tracing::info_span!("publish_attempt", post = %post.id, attempt = post.attempts);
+    run_attempt(app, post, cause).instrument(span).await
+}
+
+async fn run_attempt(app: &AppState, post: Post, cause: Option<&Envelope>) {
+    let _permit = app.platform_calls.acquire().await;
+    // Waiting for a permit may have taken a while: renew the lease, and give up if another
+    // holder took the post meanwhile, so two attempts never call the platform at once.
+    match renew_lease(app, &post).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(post = %post.id, "lease expired while waiting to publish; the new holder publishes");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(post = %post.id, error = %e, "cannot renew the lease; the post will be retried");
+            return;
+        }
+    }
+    let platform: Platform = match post.platform.parse() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(post = %post.id, error = %e, "post has an unknown platform");
+            return;
+        }
+    };
+    let (outcome, credential_version) = call_platform(app, &post, platform).await;
+    let kind = match &outcome {
+        Outcome::Published(..) => "published",
+        Outcome::NoCredentials => "no_credentials",
+        Outcome::Failed(f) => failure_kind_name(f),
+    };
+    metrics::counter!("lifeline_publish_attempts_total", "platform" => platform.as_str(), "outcome" => kind).increment(1);
+    if let Err(e) = apply::record(app, &post, platform, outcome, credential_version, cause).await {
+        // The lease will expire and the sweep will take the post again, reconciling first.
+        tracing::error!(post = %post.id, error = %e, "cannot record the attempt's outcome");
+    }
+}
+
+async fn renew_lease(app: &AppState, post: &Post) -> Result<bool, sqlx::Error> {
+    let renewed = sqlx::query(
+        "UPDATE publisher.posts SET lease_until = now() + make_interval(secs => $4)
+         WHERE id = $1 AND status = 'publishing' AND lease_owner = $2 AND attempts = $3",
+    )
+    .bind(post.id)
+    .bind(&app.config.common.instance_id)
+    .bind(post.attempts)
+    .bind(app.config.lease.as_secs_f64())
+    .execute(&app.pool)
+    .await?;
+    Ok(renewed.rows_affected() == 1)
+}
+
+async fn call_platform(app: &AppState, post: &Post, platform: Platform) -> (Outcome, i64) {
+    let Some(connector) = app.connectors.get(platform) else {
+        return (
+            Outcome::Failed(Failure::transient(format!(
+                "{platform} is not configured on this publisher"
+            ))),
+            0,
+        );
+    };
+    let credential = match app.vault.load(post.account_id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return (Outcome::NoCredentials, 0),
+        Err(e) => return (Outcome::Failed(Failure::transient(format!("vault: {e}"))), 0),
+    };
+    let token = AccessToken {
+        secret: credential.tokens.access_token.clone(),
+        expires_at: credential.tokens.access_expires_at,
+    };
+    let draft = post.draft();
+    if post.needs_reconcile {
+        // Look a little before the first unknown attempt, for clock skew with the platform.
+        let since = post.reconcile_since.unwrap_or(post.created_at) - chrono::Duration::minutes(5);
+        match connector.find_published(&token, &credential.platform_user_id, &draft, since).await {
+            Ok(Some(found)) => return (Outcome::Published(found, true), credential.version),
+            Ok(None) => {}
+            Err(f) => return (Outcome::Failed(f), credential.version),
+        }
+    }
+    let outcome = match connector.publish(&token, &credential.platform_user_id, &draft).await {
+        Ok(p) => Outcome::Published(p, false),
+        Err(f) => Outcome::Failed(f),
+    };
+    (outcome, credential.version)
+}
