@@ -6,7 +6,7 @@ use std::{collections::HashMap, time::Duration};
 
 use chrono::{DateTime, Utc};
 use lifeline_kit::{events::AuthFailureCause, ids::AccountId};
-use lifeline_platforms::{AccessToken, Failure};
+use lifeline_platforms::{AccessToken, Failure, Grant};
 use lifeline_vault::{Credential, Tokens, VaultError};
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -174,44 +174,52 @@ async fn call_platform(
     };
     metrics::histogram!("lifeline_refresh_call_seconds", "platform" => platform.as_str())
         .record(started.elapsed().as_secs_f64());
-    let platform_failed = matches!(
-        result,
-        Err(Failure::Transient { .. } | Failure::Ambiguous { .. } | Failure::RateLimited { .. })
-    );
-    let pause = match &result {
-        Err(Failure::RateLimited { retry_after, .. }) => *retry_after,
-        _ => None,
-    };
-    gate.record(admitted, platform_failed, pause);
+    record_at_gate(gate, admitted, &result);
     let now = Utc::now();
     match result {
         Ok(None) => Outcome::Probed,
-        Ok(Some(grant)) => {
-            let tokens = Tokens {
-                access_token: grant.access_token.clone(),
-                // Keep the stored refresh token when the platform returned none (non-rotating).
-                refresh_token: grant.refresh_token.clone().or(credential.tokens.refresh_token),
-                access_expires_at: grant.access_expires_at(now),
-                refresh_expires_at: grant
-                    .refresh_expires_at(now)
-                    .or(credential.tokens.refresh_expires_at),
-                scopes: if grant.scopes.is_empty() {
-                    credential.tokens.scopes.clone()
-                } else {
-                    grant.scopes.clone()
-                },
-            };
-            Outcome::Refreshed {
-                from_version: credential.version,
-                tokens,
-                platform_user_id: credential.platform_user_id,
-            }
-        }
+        Ok(Some(grant)) => refreshed(&grant, credential, now),
         Err(Failure::Auth { cause, detail }) => {
             Outcome::Refused { cause, detail, version: credential.version }
         }
         Err(Failure::Ambiguous { detail }) if rotating => Outcome::InDoubt { detail },
         Err(failure) => Outcome::Failed(failure),
+    }
+}
+
+/// Tells the gate how the call went: the platform's own failures count towards its breaker,
+/// and a rate limit pauses it for as long as the platform asked.
+fn record_at_gate(gate: &Gate, admitted: Admit, result: &Result<Option<Grant>, Failure>) {
+    let platform_failed = matches!(
+        result,
+        Err(Failure::Transient { .. } | Failure::Ambiguous { .. } | Failure::RateLimited { .. })
+    );
+    let pause = match result {
+        Err(Failure::RateLimited { retry_after, .. }) => *retry_after,
+        _ => None,
+    };
+    gate.record(admitted, platform_failed, pause);
+}
+
+/// The tokens a refresh granted, completed from the stored credential where the platform said
+/// nothing new.
+fn refreshed(grant: &Grant, credential: Credential, now: DateTime<Utc>) -> Outcome {
+    let tokens = Tokens {
+        access_token: grant.access_token.clone(),
+        // Keep the stored refresh token when the platform returned none (non-rotating).
+        refresh_token: grant.refresh_token.clone().or(credential.tokens.refresh_token),
+        access_expires_at: grant.access_expires_at(now),
+        refresh_expires_at: grant.refresh_expires_at(now).or(credential.tokens.refresh_expires_at),
+        scopes: if grant.scopes.is_empty() {
+            credential.tokens.scopes.clone()
+        } else {
+            grant.scopes.clone()
+        },
+    };
+    Outcome::Refreshed {
+        from_version: credential.version,
+        tokens,
+        platform_user_id: credential.platform_user_id,
     }
 }
 

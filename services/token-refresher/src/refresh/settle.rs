@@ -118,20 +118,7 @@ async fn settle_refreshed(
     }
     let me = &app.config.common.instance_id;
     let now = Utc::now();
-    let swaps: Vec<(AccountId, i64, &Tokens)> = batch
-        .iter()
-        .filter_map(|s| match &s.outcome {
-            Outcome::Refreshed { from_version, tokens, .. } => {
-                Some((AccountId(s.row.account_id), *from_version, tokens))
-            }
-            _ => None,
-        })
-        .collect();
-    let stored = match app.vault.compare_and_swap_many(tx, &swaps, false).await {
-        Ok(stored) => stored,
-        Err(VaultError::Db(e)) => return Err(e),
-        Err(e) => return Err(sqlx::Error::Protocol(format!("vault: {e}"))),
-    };
+    let stored = store_tokens(app, tx, batch).await?;
     let mut superseded = Vec::new();
     let mut rows = ScheduleRows::default();
     for s in batch {
@@ -143,36 +130,53 @@ async fn settle_refreshed(
             superseded.push(s.about());
             continue;
         };
-        // As at connect time: a token that no longer expires is probed from now on.
-        let policy::Plan { action, state, due_at: due } = policy::plan(
-            s.platform,
-            account,
-            now,
-            tokens.access_expires_at,
-            tokens.refresh_token.is_some(),
-            app.config.probe_interval,
-        );
-        let facts = policy::Facts {
-            platform: s.platform,
-            state,
-            failures: 0,
-            access_issued_at: Some(now),
-            access_expires_at: tokens.access_expires_at,
-            refresh_expires_at: tokens.refresh_expires_at,
-        };
-        rows.account.push(account);
-        rows.action.push(action.to_owned());
-        rows.due.push(due);
-        rows.state.push(state.as_str().to_owned());
-        rows.version.push(version);
-        rows.access.push(tokens.access_expires_at);
-        rows.refresh.push(tokens.refresh_expires_at);
-        rows.warn.push(warn_at(app, &facts, now));
+        rows.push(app, s, tokens, version, now);
     }
+    let recovered = reschedule_refreshed(tx, me, &rows).await?;
+    for s in batch {
+        let Outcome::Refreshed { tokens, platform_user_id, .. } = &s.outcome else {
+            continue;
+        };
+        let account = s.row.account_id;
+        let Some(version) = stored.get(&AccountId(account)).copied() else { continue };
+        announce_refreshed(events, s, tokens, platform_user_id, version, recovered.get(&account))?;
+    }
+    Ok(superseded)
+}
+
+/// The vault's compare-and-swap of every new token set of the batch; the version stored for
+/// each account whose credential was not replaced meanwhile.
+async fn store_tokens(
+    app: &AppState,
+    tx: &mut Transaction<'static, Postgres>,
+    batch: &[&Settlement],
+) -> Result<HashMap<AccountId, i64>, sqlx::Error> {
+    let swaps: Vec<(AccountId, i64, &Tokens)> = batch
+        .iter()
+        .filter_map(|s| match &s.outcome {
+            Outcome::Refreshed { from_version, tokens, .. } => {
+                Some((AccountId(s.row.account_id), *from_version, tokens))
+            }
+            _ => None,
+        })
+        .collect();
+    match app.vault.compare_and_swap_many(tx, &swaps, false).await {
+        Ok(stored) => Ok(stored),
+        Err(VaultError::Db(e)) => Err(e),
+        Err(e) => Err(sqlx::Error::Protocol(format!("vault: {e}"))),
+    }
+}
+
+/// Writes the refreshed rows' new schedule in one statement; returns each row's publish
+/// failure as it stood just before.
+async fn reschedule_refreshed(
+    tx: &mut Transaction<'static, Postgres>,
+    me: &str,
+    rows: &ScheduleRows,
+) -> Result<HashMap<Uuid, Before>, sqlx::Error> {
     // `before` reads each row as it is now (a publish failure may have been recorded while the
     // call was out), locked until the update.
-    let recovered: HashMap<Uuid, Before> =
-        sqlx::query_as::<_, (Uuid, Option<i64>, Option<String>, Option<String>)>(
+    Ok(sqlx::query_as::<_, (Uuid, Option<i64>, Option<String>, Option<String>)>(
         "WITH u AS (SELECT * FROM unnest($2::uuid[], $3::timestamptz[], $4::text[], $5::bigint[],
                                          $6::timestamptz[], $7::timestamptz[], $8::timestamptz[],
                                          $9::text[])
@@ -204,44 +208,49 @@ async fn settle_refreshed(
     .await?
     .into_iter()
     .map(|(account, version, event, correlation)| (account, Before { version, event, correlation }))
-    .collect();
-    for s in batch {
-        let Outcome::Refreshed { tokens, platform_user_id, .. } = &s.outcome else {
-            continue;
-        };
-        let account = s.row.account_id;
-        let Some(version) = stored.get(&AccountId(account)).copied() else { continue };
-        let about = s.about();
-        // After a publish failure, the recovery is told as its consequence.
-        let before = recovered.get(&account);
-        let cause = before.and_then(|b| {
-            Some(Envelope {
-                event_id: b.event.clone()?,
-                correlation_id: b.correlation.clone().unwrap_or_default(),
-                ..Envelope::default()
-            })
-        });
-        let refreshed = Envelope::build(about, cause.as_ref());
-        events.add(&TokenRefreshed {
-            envelope: Some(refreshed.clone()),
-            access_expires_at: tokens.access_expires_at.map(timestamp),
-            refresh_expires_at: tokens.refresh_expires_at.map(timestamp),
+    .collect())
+}
+
+/// TokenRefreshed for one stored refresh, and AccountReconnected when it ended a publish
+/// failure (`before`).
+fn announce_refreshed(
+    events: &mut lifeline_kit::outbox::Staged<'_>,
+    s: &Settlement,
+    tokens: &Tokens,
+    platform_user_id: &str,
+    version: i64,
+    before: Option<&Before>,
+) -> Result<(), sqlx::Error> {
+    let account = s.row.account_id;
+    let about = s.about();
+    // After a publish failure, the recovery is told as its consequence.
+    let cause = before.and_then(|b| {
+        Some(Envelope {
+            event_id: b.event.clone()?,
+            correlation_id: b.correlation.clone().unwrap_or_default(),
+            ..Envelope::default()
+        })
+    });
+    let refreshed = Envelope::build(about, cause.as_ref());
+    events.add(&TokenRefreshed {
+        envelope: Some(refreshed.clone()),
+        access_expires_at: tokens.access_expires_at.map(timestamp),
+        refresh_expires_at: tokens.refresh_expires_at.map(timestamp),
+        credential_version: u64::try_from(version).unwrap_or_default(),
+    })?;
+    // A publish failed with the old token and the refresh worked: the account recovered by
+    // itself. Announce it so parked posts retry and the incident closes quietly.
+    if before.is_some_and(|b| b.version.is_some()) || s.row.publish_failed_version.is_some() {
+        events.add(&AccountReconnected {
+            envelope: Some(Envelope::build(about, Some(&refreshed))),
+            platform_user_id: platform_user_id.to_owned(),
+            scopes: tokens.scopes.clone(),
             credential_version: u64::try_from(version).unwrap_or_default(),
+            reason: ReconnectReason::RecoveredByRefresh as i32,
         })?;
-        // A publish failed with the old token and the refresh worked: the account recovered by
-        // itself. Announce it so parked posts retry and the incident closes quietly.
-        if before.is_some_and(|b| b.version.is_some()) || s.row.publish_failed_version.is_some() {
-            events.add(&AccountReconnected {
-                envelope: Some(Envelope::build(about, Some(&refreshed))),
-                platform_user_id: platform_user_id.clone(),
-                scopes: tokens.scopes.clone(),
-                credential_version: u64::try_from(version).unwrap_or_default(),
-                reason: ReconnectReason::RecoveredByRefresh as i32,
-            })?;
-            tracing::info!(%account, platform = %s.platform, version, "account recovered by refreshing; parked posts will retry");
-        }
+        tracing::info!(%account, platform = %s.platform, version, "account recovered by refreshing; parked posts will retry");
     }
-    Ok(superseded)
+    Ok(())
 }
 
 /// A refreshed row's publish failure, as it stood just before the update.
@@ -251,6 +260,7 @@ struct Before {
     correlation: Option<String>,
 }
 
+/// The refreshed rows of a batch, a column per field, for one `unnest` update.
 #[derive(Default)]
 struct ScheduleRows {
     account: Vec<Uuid>,
@@ -261,6 +271,45 @@ struct ScheduleRows {
     access: Vec<Option<DateTime<Utc>>>,
     refresh: Vec<Option<DateTime<Utc>>>,
     warn: Vec<Option<DateTime<Utc>>>,
+}
+
+impl ScheduleRows {
+    /// Adds a row refreshed to `version`, planned as at connect time: a token that no longer
+    /// expires is probed from now on.
+    fn push(
+        &mut self,
+        app: &AppState,
+        s: &Settlement,
+        tokens: &Tokens,
+        version: i64,
+        now: DateTime<Utc>,
+    ) {
+        let account = s.row.account_id;
+        let policy::Plan { action, state, due_at: due } = policy::plan(
+            s.platform,
+            account,
+            now,
+            tokens.access_expires_at,
+            tokens.refresh_token.is_some(),
+            app.config.probe_interval,
+        );
+        let facts = policy::Facts {
+            platform: s.platform,
+            state,
+            failures: 0,
+            access_issued_at: Some(now),
+            access_expires_at: tokens.access_expires_at,
+            refresh_expires_at: tokens.refresh_expires_at,
+        };
+        self.account.push(account);
+        self.action.push(action.to_owned());
+        self.due.push(due);
+        self.state.push(state.as_str().to_owned());
+        self.version.push(version);
+        self.access.push(tokens.access_expires_at);
+        self.refresh.push(tokens.refresh_expires_at);
+        self.warn.push(warn_at(app, &facts, now));
+    }
 }
 
 /// Healthy probes: the next probe at the account's slot.
@@ -298,30 +347,13 @@ async fn settle_one(
     events: &mut lifeline_kit::outbox::Staged<'_>,
 ) -> Result<(), sqlx::Error> {
     let account = s.row.account_id;
-    let about = s.about();
     let me = &app.config.common.instance_id;
     let now = Utc::now();
     match &s.outcome {
         // Written for the whole batch by settle_refreshed and settle_probed.
         Outcome::Refreshed { .. } | Outcome::Probed => {}
         Outcome::Refused { cause, detail, version } => {
-            let source = if s.row.action == "probe" {
-                AuthFailureSource::Probe
-            } else {
-                AuthFailureSource::Refresh
-            };
-            let event = AuthFailed {
-                envelope: Some(Envelope::build(about, None)),
-                cause: *cause as i32,
-                source: source as i32,
-                detail: detail.clone(),
-                credential_version: u64::try_from(*version).unwrap_or_default(),
-                post_id: String::new(),
-            };
-            if break_account(tx, account, me, detail, true).await? {
-                events.add(&event)?;
-                tracing::warn!(%account, platform = %s.platform, cause = cause.as_str(), source = source.as_str_name(), "the platform refused the credential; the account needs reconnecting");
-            }
+            settle_refused(app, tx, s, *cause, detail, *version, events).await?;
         }
         Outcome::Failed(failure) => {
             let failures = s.row.failures.saturating_add(1);
@@ -338,43 +370,7 @@ async fn settle_one(
             let failures = s.row.failures.saturating_add(1);
             reschedule_failing(app, tx, s, *until, failures, "circuit breaker open").await?;
         }
-        Outcome::InDoubt { detail } => {
-            let f = s.facts(State::InDoubt, s.row.failures);
-            if f.access_expires_at.is_some_and(|at| at <= now) {
-                // The interrupted refresh was the last chance: the access token has lapsed and
-                // the refresh token may be spent. The account needs reconnecting; say so now
-                // rather than when a post fails.
-                let event = AuthFailed {
-                    envelope: Some(Envelope::build(about, None)),
-                    cause: AuthFailureCause::Expired as i32,
-                    source: AuthFailureSource::Refresh as i32,
-                    detail: format!(
-                        "the token lapsed after a refresh was interrupted and could not safely be repeated ({detail})"
-                    ),
-                    credential_version: u64::try_from(s.row.sent_version.unwrap_or_default())
-                        .unwrap_or_default(),
-                    post_id: String::new(),
-                };
-                // The mark stays: that refresh token may be spent.
-                if break_account(tx, account, me, detail, false).await? {
-                    events.add(&event)?;
-                }
-                tracing::warn!(%account, platform = %s.platform, %detail, "an interrupted rotating refresh left a lapsed token; the account needs reconnecting");
-                return Ok(());
-            }
-            sqlx::query(
-                "UPDATE refresher.schedule SET state = 'in_doubt', last_error = $3, warn_at = $4,
-                     lease_owner = NULL, lease_until = NULL, updated_at = now()
-                 WHERE account_id = $1 AND lease_owner = $2",
-            )
-            .bind(account)
-            .bind(me)
-            .bind(detail)
-            .bind(warn_at(app, &f, now))
-            .execute(&mut **tx)
-            .await?;
-            tracing::warn!(%account, platform = %s.platform, %detail, "a rotating refresh token's fate is unknown; it will not be sent again, the owner is warned");
-        }
+        Outcome::InDoubt { detail } => settle_in_doubt(app, tx, s, detail, now, events).await?,
         Outcome::Unrefreshable => {
             let f = s.facts(State::Unrefreshable, 0);
             sqlx::query(
@@ -399,6 +395,87 @@ async fn settle_one(
         }
         Outcome::LeaseLost => {}
     }
+    Ok(())
+}
+
+/// The platform refused the credential: the account is broken until reconnected, and
+/// AuthFailed says why.
+async fn settle_refused(
+    app: &AppState,
+    tx: &mut Transaction<'static, Postgres>,
+    s: &Settlement,
+    cause: AuthFailureCause,
+    detail: &str,
+    version: i64,
+    events: &mut lifeline_kit::outbox::Staged<'_>,
+) -> Result<(), sqlx::Error> {
+    let account = s.row.account_id;
+    let me = &app.config.common.instance_id;
+    let source =
+        if s.row.action == "probe" { AuthFailureSource::Probe } else { AuthFailureSource::Refresh };
+    let event = AuthFailed {
+        envelope: Some(Envelope::build(s.about(), None)),
+        cause: cause as i32,
+        source: source as i32,
+        detail: detail.to_owned(),
+        credential_version: u64::try_from(version).unwrap_or_default(),
+        post_id: String::new(),
+    };
+    if break_account(tx, account, me, detail, true).await? {
+        events.add(&event)?;
+        tracing::warn!(%account, platform = %s.platform, cause = cause.as_str(), source = source.as_str_name(), "the platform refused the credential; the account needs reconnecting");
+    }
+    Ok(())
+}
+
+/// A rotating refresh token went out and no answer came back: it is never sent again. The row
+/// waits `in_doubt` (the owner is warned) while the access token lasts; once it has lapsed, the
+/// account needs reconnecting.
+async fn settle_in_doubt(
+    app: &AppState,
+    tx: &mut Transaction<'static, Postgres>,
+    s: &Settlement,
+    detail: &str,
+    now: DateTime<Utc>,
+    events: &mut lifeline_kit::outbox::Staged<'_>,
+) -> Result<(), sqlx::Error> {
+    let account = s.row.account_id;
+    let me = &app.config.common.instance_id;
+    let f = s.facts(State::InDoubt, s.row.failures);
+    if f.access_expires_at.is_some_and(|at| at <= now) {
+        // The interrupted refresh was the last chance: the access token has lapsed and
+        // the refresh token may be spent. The account needs reconnecting; say so now
+        // rather than when a post fails.
+        let event = AuthFailed {
+            envelope: Some(Envelope::build(s.about(), None)),
+            cause: AuthFailureCause::Expired as i32,
+            source: AuthFailureSource::Refresh as i32,
+            detail: format!(
+                "the token lapsed after a refresh was interrupted and could not safely be repeated ({detail})"
+            ),
+            credential_version: u64::try_from(s.row.sent_version.unwrap_or_default())
+                .unwrap_or_default(),
+            post_id: String::new(),
+        };
+        // The mark stays: that refresh token may be spent.
+        if break_account(tx, account, me, detail, false).await? {
+            events.add(&event)?;
+        }
+        tracing::warn!(%account, platform = %s.platform, %detail, "an interrupted rotating refresh left a lapsed token; the account needs reconnecting");
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE refresher.schedule SET state = 'in_doubt', last_error = $3, warn_at = $4,
+             lease_owner = NULL, lease_until = NULL, updated_at = now()
+         WHERE account_id = $1 AND lease_owner = $2",
+    )
+    .bind(account)
+    .bind(me)
+    .bind(detail)
+    .bind(warn_at(app, &f, now))
+    .execute(&mut **tx)
+    .await?;
+    tracing::warn!(%account, platform = %s.platform, %detail, "a rotating refresh token's fate is unknown; it will not be sent again, the owner is warned");
     Ok(())
 }
 
