@@ -106,6 +106,10 @@ pub enum Command {
     /// In-app notifications (notifier).
     #[command(subcommand)]
     Notifications(NotificationsCommand),
+    /// Vault key rotation: rows per key, and re-encrypting every row under the active key.
+    /// Reaches Postgres directly (DATABASE_URL) with the services' LIFELINE_VAULT_KEYS.
+    #[command(subcommand)]
+    Vault(VaultCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -216,6 +220,39 @@ pub enum NotificationsCommand {
     List(ListArgs),
 }
 
+#[derive(Debug, Subcommand)]
+pub enum VaultCommand {
+    /// Rows and open OAuth sessions per key id; fails when a row's key id is not in
+    /// LIFELINE_VAULT_KEYS.
+    Status(StatusArgs),
+    /// Re-encrypt every credential not under the active key (LIFELINE_VAULT_ACTIVE_KEY, default
+    /// the last of LIFELINE_VAULT_KEYS), in batches, without changing any credential's version.
+    /// Safe to run while the services run, and to run again: rows already under the active key
+    /// are skipped.
+    Rewrap(RewrapArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// One JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RewrapArgs {
+    /// Rows per batch; each batch is one short transaction.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch: u32,
+    /// Pause between batches (like 50ms), to leave the database to the services.
+    #[arg(long, default_value = "0s", value_parser = parse_pause)]
+    pub pause: Duration,
+    /// Re-wrap what can be re-wrapped even though some rows are under key ids not in
+    /// LIFELINE_VAULT_KEYS (those are left as they are, and the command still fails at the end).
+    #[arg(long)]
+    pub skip_unknown_keys: bool,
+}
+
 /// `--workspace`: an existing workspace, or `new` to generate one (only meaningful when minting).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkspaceArg {
@@ -284,6 +321,15 @@ pub fn parse_ttl(s: &str) -> Result<Duration, String> {
         Some(d) if d >= Duration::from_secs(1) => Ok(d),
         Some(_) => Err("the lifetime must be at least 1s".to_owned()),
         None => Err(format!("{s:?} is not a duration like 30m, 24h or 7d")),
+    }
+}
+
+/// `--pause`: a kit duration from 0s up to a minute.
+pub fn parse_pause(s: &str) -> Result<Duration, String> {
+    match lifeline_kit::config::parse_duration(s) {
+        Some(d) if d <= Duration::from_secs(60) => Ok(d),
+        Some(_) => Err("the pause must be at most 60s".to_owned()),
+        None => Err(format!("{s:?} is not a duration like 0s, 50ms or 1s")),
     }
 }
 
@@ -381,6 +427,23 @@ mod tests {
         assert!(parse(&["--subject-root", "a.b", "accounts", "list"]).is_err());
         assert!(parse(&["--stream-prefix", "A>", "accounts", "list"]).is_err());
         assert!(parse(&["--publisher-url", "ftp://x", "posts", "list"]).is_err());
+    }
+
+    #[test]
+    fn vault_rewrap_takes_a_bounded_batch_and_pause() {
+        let cli = parse(&["vault", "rewrap"]).expect("defaults");
+        let Command::Vault(VaultCommand::Rewrap(args)) = cli.command else {
+            panic!("parsed as another command")
+        };
+        assert_eq!((args.batch, args.pause, args.skip_unknown_keys), (500, Duration::ZERO, false));
+        let cli = parse(&["vault", "rewrap", "--batch", "50", "--pause", "20ms"]).expect("ok");
+        let Command::Vault(VaultCommand::Rewrap(args)) = cli.command else {
+            panic!("parsed as another command")
+        };
+        assert_eq!((args.batch, args.pause), (50, Duration::from_millis(20)));
+        assert!(parse(&["vault", "rewrap", "--batch", "0"]).is_err());
+        assert!(parse(&["vault", "rewrap", "--pause", "5m"]).is_err());
+        parse(&["vault", "status", "--json"]).expect("status");
     }
 
     #[test]

@@ -1,12 +1,14 @@
-//! `lifelinectl`, the operator CLI: mints API tokens, tails the event stream and drives the
-//! services' HTTP APIs (accounts, posts, dead letters, notifications). The binary only parses
-//! arguments and maps errors to exit codes; everything else lives here so it can be tested.
+//! `lifelinectl`, the operator CLI: mints API tokens, tails the event stream, drives the
+//! services' HTTP APIs (accounts, posts, dead letters, notifications) and rotates the vault key
+//! (against Postgres directly). The binary only parses arguments and maps errors to exit codes;
+//! everything else lives here so it can be tested.
 
 pub mod api;
 pub mod cli;
 pub mod events;
 pub mod output;
 pub mod token;
+pub mod vault;
 
 use lifeline_kit::config::{ConfigError, Env};
 
@@ -33,6 +35,12 @@ pub enum CtlError {
     BadResponse { service: &'static str, url: String, reason: String },
     #[error("cannot connect to NATS at {url}: {reason} (check --nats-url or NATS_URL)")]
     NatsConnect { url: String, reason: String },
+    /// `DATABASE_URL` cannot be reached or a query failed (the URL itself is never printed).
+    #[error("Postgres (DATABASE_URL): {0}")]
+    Postgres(String),
+    /// The vault refused or could not finish; the message says why and what to do.
+    #[error("{0}")]
+    Vault(String),
     #[error("JetStream: {0}")]
     JetStream(String),
     /// The reader of stdout went away (`lifelinectl events tail | head`): not a failure.
@@ -62,6 +70,7 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Posts(cmd) => api::posts(&cli.global, &env, cmd).await,
         Command::DeadLetters(cmd) => api::dead_letters(&cli.global, &env, cmd).await,
         Command::Notifications(cmd) => api::notifications(&cli.global, &env, cmd).await,
+        Command::Vault(cmd) => vault::run(&env, cmd).await,
     };
     match result {
         Err(CtlError::StdoutClosed) => Ok(()),
