@@ -190,6 +190,12 @@ mod tests {
         decide(&facts, |failures| Duration::from_secs(10 * u64::try_from(failures).unwrap()))
     }
 
+    /// The decision after `failure`, and the failure as it is told.
+    fn decide_failure(failure: Failure, replaced: bool, retryable: i32) -> (Decision, String) {
+        let detail = failure.to_string();
+        (decide_after(Outcome::Failed(failure), replaced, retryable), detail)
+    }
+
     fn published(id: &str) -> Published {
         Published { platform_post_id: id.to_owned() }
     }
@@ -234,9 +240,8 @@ mod tests {
 
     #[test]
     fn an_auth_failure_parks_the_post() {
-        let failure = Failure::auth(AuthFailureCause::Revoked, "token revoked");
-        let detail = failure.to_string();
-        let d = decide_after(Outcome::Failed(failure), false, 0);
+        let (d, detail) =
+            decide_failure(Failure::auth(AuthFailureCause::Revoked, "token revoked"), false, 0);
         assert_eq!(d.action, Action::Park { cause: AuthFailureCause::Revoked });
         assert_eq!(d.outcome, "auth");
         assert_eq!(d.detail, detail);
@@ -292,9 +297,7 @@ mod tests {
 
     #[test]
     fn a_transient_failure_within_the_budget_retries_with_backoff() {
-        let failure = Failure::transient("502");
-        let detail = failure.to_string();
-        let d = decide_after(Outcome::Failed(failure), false, 4);
+        let (d, detail) = decide_failure(Failure::transient("502"), false, 4);
         assert_eq!(
             d,
             Decision {
@@ -374,9 +377,7 @@ mod tests {
 
     #[test]
     fn rejected_content_dead_letters_at_once() {
-        let failure = Failure::rejected("too long");
-        let detail = failure.to_string();
-        let d = decide_after(Outcome::Failed(failure), false, 0);
+        let (d, detail) = decide_failure(Failure::rejected("too long"), false, 0);
         assert_eq!(
             d,
             Decision {
