@@ -4,26 +4,17 @@
 
 use std::collections::HashMap;
 
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, MethodRouter};
 
-use crate::accounts::{valid_username, Pkce};
+use crate::accounts::{valid_username, AuthRequest};
 use crate::state::Common;
-use crate::support::{error_page, html_escape, redirect_with};
-
-/// A validated authorize request.
-#[derive(Debug, Clone)]
-pub(crate) struct AuthRequest {
-    pub client_id: String,
-    pub redirect_uri: String,
-    pub scopes: Vec<String>,
-    pub state: Option<String>,
-    pub pkce: Option<Pkce>,
-    /// Google `access_type=offline`.
-    pub offline: bool,
-    /// Google `prompt` contains `consent`.
-    pub prompt_consent: bool,
-}
+use crate::support::{
+    error_page, hidden_inputs, html_escape, parse_form, redirect_with, valid_redirect_uri,
+};
 
 /// Why an authorize request fails.
 #[derive(Debug)]
@@ -90,18 +81,9 @@ pub(crate) fn page<A: Authorizer>(a: &A, params: &HashMap<String, String>) -> Re
     if let Some(username) = params.get("sim_approve_as") {
         return approve(a, &request, username.trim());
     }
-    let hidden: String = a
-        .carried()
-        .iter()
-        .filter_map(|k| params.get(*k).map(|v| (*k, v)))
-        .map(|(k, v)| {
-            format!(
-                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
-                html_escape(k),
-                html_escape(v)
-            )
-        })
-        .collect();
+    let carried: Vec<(&str, &str)> =
+        a.carried().iter().filter_map(|k| params.get(*k).map(|v| (*k, v.as_str()))).collect();
+    let hidden = hidden_inputs(&carried);
     let scopes: String =
         request.scopes.iter().map(|s| format!("<li>{}</li>", html_escape(s))).collect();
     let body = format!(
@@ -138,6 +120,43 @@ pub(crate) fn decision<A: Authorizer>(a: &A, params: &HashMap<String, String>) -
         }
         _ => error_page(a.title(), "Missing required parameter: decision"),
     }
+}
+
+/// The authorize path of a platform whose handler state `A` follows its
+/// rules: GET shows the page, POST takes the decision.
+pub(crate) fn endpoint<A: Authorizer + Clone + Send + Sync + 'static>() -> MethodRouter<A> {
+    get(show::<A>).post(decide::<A>)
+}
+
+/// `GET <authorize path>`: `page` over the query.
+pub(crate) async fn show<A: Authorizer>(State(a): State<A>, RawQuery(q): RawQuery) -> Response {
+    page(&a, &parse_form(q.unwrap_or_default().as_bytes()))
+}
+
+/// `POST <authorize path>`: `decision` over the form.
+pub(crate) async fn decide<A: Authorizer>(State(a): State<A>, body: Bytes) -> Response {
+    decision(&a, &parse_form(&body))
+}
+
+/// The first two checks of every platform: the client (named by
+/// `client_param`) must be registered for `platform` and the redirect_uri a
+/// valid one; otherwise the platform's page says `bad_client` or
+/// `bad_redirect`. Returns both.
+pub(crate) fn client_and_redirect<'a>(
+    common: &Common,
+    platform: &str,
+    params: &'a HashMap<String, String>,
+    client_param: &str,
+    bad_client: &str,
+    bad_redirect: &str,
+) -> Result<(&'a str, &'a str), AuthzError> {
+    let client_id = required(params, client_param)
+        .filter(|c| common.client(platform, c).is_some())
+        .ok_or_else(|| AuthzError::Page(bad_client.to_owned()))?;
+    let redirect_uri = required(params, "redirect_uri")
+        .filter(|r| valid_redirect_uri(r))
+        .ok_or_else(|| AuthzError::Page(bad_redirect.to_owned()))?;
+    Ok((client_id, redirect_uri))
 }
 
 /// A required, non-empty parameter.

@@ -8,10 +8,11 @@ use std::time::Instant;
 
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::accounts::{Accounts, Death, Refusal};
+use crate::accounts::{Accounts, CodeError, Death, Refusal};
+use crate::faults::retry_after_secs;
 use crate::state::AccountAction;
 use crate::support::{bearer, query_and_form, random_b64};
 
@@ -200,8 +201,7 @@ pub(crate) fn content_refused() -> GraphError {
 }
 
 /// A code's failure in Graph's own words (Facebook and Threads code exchange).
-pub(crate) fn code_error(e: crate::accounts::CodeError) -> GraphError {
-    use crate::accounts::CodeError;
+pub(crate) fn code_error(e: CodeError) -> GraphError {
     match e {
         CodeError::Unknown | CodeError::WrongClient => {
             GraphError::new(100, "Invalid verification code format.")
@@ -229,7 +229,6 @@ pub(crate) fn bad_client_secret() -> GraphError {
     GraphError::new(1, "Error validating client secret.")
 }
 
-/// Path segments without an optional leading `vNN.N` version.
 /// A Graph call's parameters: the query, then a form or JSON body (a JSON value that is not a
 /// string is kept as its JSON text).
 pub(crate) fn params(
@@ -252,6 +251,7 @@ pub(crate) fn params(
     Ok(params)
 }
 
+/// Path segments without an optional leading `vNN.N` version.
 pub(crate) fn segments(path: &str) -> Vec<&str> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segs.first() {
@@ -291,6 +291,11 @@ pub(crate) fn account_action(
     }
 }
 
+/// Graph's timestamp format: `2024-05-01T12:00:00+0000`.
+pub(crate) fn timestamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%z").to_string()
+}
+
 /// `fields=a,b` as a list; `default` when absent.
 pub(crate) fn fields(params: &HashMap<String, String>, default: &[&str]) -> Vec<String> {
     match params.get("fields").filter(|f| !f.trim().is_empty()) {
@@ -322,6 +327,26 @@ pub(crate) fn select(
         out.entry("id").or_insert_with(|| id.clone());
     }
     Ok(Value::Object(out))
+}
+
+/// Graph throttling: `code` with a usage header; `business` picks
+/// `x-business-use-case-usage` over `x-app-usage`.
+pub(crate) fn throttled(
+    code: u32,
+    message: &str,
+    business: Option<&str>,
+    until: Instant,
+) -> Response {
+    let minutes = retry_after_secs(until).div_ceil(60);
+    let mut e = GraphError::new(code, message).status(StatusCode::FORBIDDEN).transient();
+    e = match business {
+        Some(kind) => e.header(
+            "x-business-use-case-usage",
+            json!({ "0": [{ "type": kind, "call_count": 100, "total_cputime": 100, "total_time": 100, "estimated_time_to_regain_access": minutes }] }).to_string(),
+        ),
+        None => e.header("x-app-usage", json!({ "call_count": 100, "total_cputime": 100, "total_time": 100 }).to_string()),
+    };
+    e.into_response()
 }
 
 #[cfg(test)]

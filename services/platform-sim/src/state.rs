@@ -1,5 +1,6 @@
 //! Shared in-memory state: what every platform needs (clock, clients, fault
-//! injection, the log of issued secrets) plus the registry of platforms.
+//! injection, the log of issued secrets) and the table of platforms, which
+//! `lib.rs` fills in: this module names none of them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -9,7 +10,7 @@ use axum::Router;
 use serde::Serialize;
 
 use crate::clock::Clock;
-use crate::{ClientRegistration, SimConfig};
+use crate::config::{ClientRegistration, SimConfig};
 
 /// Locks a mutex, recovering from poisoning: a panicked handler must not take
 /// the whole simulator down with it, and every critical section leaves the
@@ -49,7 +50,7 @@ impl AccountAction {
 }
 
 /// One simulated platform. Adding a platform means adding a folder that
-/// implements this and one line in `SimState::new`.
+/// implements this and one line in `lib.rs`.
 pub(crate) trait PlatformSim: Send + Sync + 'static {
     /// Control-API key and client-registration key, e.g. `"x"`.
     fn name(&self) -> &'static str;
@@ -213,23 +214,15 @@ pub struct SimState {
 }
 
 impl SimState {
-    pub fn new(config: SimConfig) -> Self {
+    /// The shared state for `config` and the given platforms, keyed by name.
+    pub(crate) fn new(config: &SimConfig, platforms: Vec<Arc<dyn PlatformSim>>) -> Self {
         let common = Arc::new(Common {
             clock: Clock::new(config.time_scale),
-            clients: config.clients,
+            clients: config.clients.clone(),
             faults: Mutex::default(),
             issued_secrets: Mutex::default(),
         });
-        let all: Vec<Arc<dyn PlatformSim>> = vec![
-            Arc::new(crate::x::XSim::default()),
-            Arc::new(crate::linkedin::LinkedInSim::default()),
-            Arc::new(crate::instagram::sim()),
-            Arc::new(crate::threads::sim()),
-            Arc::new(crate::facebook::FacebookSim::default()),
-            Arc::new(crate::youtube::YouTubeSim::new(config.google_testing_mode)),
-            Arc::new(crate::tiktok::TikTokSim::default()),
-        ];
-        let platforms = all.into_iter().map(|p| (p.name(), p)).collect();
+        let platforms = platforms.into_iter().map(|p| (p.name(), p)).collect();
         Self { common, platforms: Arc::new(platforms) }
     }
 
@@ -243,5 +236,25 @@ impl SimState {
 
     pub(crate) fn platform(&self, name: &str) -> Option<&Arc<dyn PlatformSim>> {
         self.platforms.get(name)
+    }
+}
+
+/// What every handler of one platform gets: that platform's own state (`S`)
+/// and the state all platforms share.
+pub(crate) struct Ctx<S> {
+    pub sim: Arc<S>,
+    pub common: Arc<Common>,
+}
+
+impl<S> Ctx<S> {
+    pub fn new(sim: Arc<S>, common: Arc<Common>) -> Self {
+        Self { sim, common }
+    }
+}
+
+// By hand: a derive would demand `S: Clone`, but only the `Arc`s are cloned.
+impl<S> Clone for Ctx<S> {
+    fn clone(&self) -> Self {
+        Self { sim: Arc::clone(&self.sim), common: Arc::clone(&self.common) }
     }
 }

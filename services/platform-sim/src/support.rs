@@ -105,14 +105,31 @@ pub(crate) fn request_base(headers: &HeaderMap) -> String {
 /// A 302 to `redirect_uri` (already validated) with `pairs` appended to its
 /// query; an error page if it cannot be parsed after all.
 pub(crate) fn redirect_with(redirect_uri: &str, pairs: &[(&str, &str)]) -> Response {
-    let Ok(mut url) = url::Url::parse(redirect_uri) else {
-        return error_page("Error", "Invalid redirect_uri");
-    };
+    redirect_to(redirect_uri, pairs).unwrap_or_else(|| error_page("Error", "Invalid redirect_uri"))
+}
+
+/// A 302 to `redirect_uri` with `pairs` appended to its query; `None` when
+/// it is no URL after all (the platform then shows its own error page).
+pub(crate) fn redirect_to(redirect_uri: &str, pairs: &[(&str, &str)]) -> Option<Response> {
+    let mut url = url::Url::parse(redirect_uri).ok()?;
     url.query_pairs_mut().extend_pairs(pairs);
-    match HeaderValue::from_str(url.as_str()) {
-        Ok(location) => (StatusCode::FOUND, [(header::LOCATION, location)]).into_response(),
-        Err(_) => error_page("Error", "Invalid redirect_uri"),
-    }
+    let location = HeaderValue::from_str(url.as_str()).ok()?;
+    Some((StatusCode::FOUND, [(header::LOCATION, location)]).into_response())
+}
+
+/// `<input type="hidden">` fields that carry an authorize request's
+/// parameters through a consent form.
+pub(crate) fn hidden_inputs(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                html_escape(k),
+                html_escape(v)
+            )
+        })
+        .collect()
 }
 
 /// Whether `uri` is an absolute http(s) URL without a fragment, the shape

@@ -1,73 +1,119 @@
 //! X API v2 endpoints used by Lifeline: `users/me`, posting a tweet and a
-//! user's recent tweets (for reconciling ambiguous publishes).
+//! user's recent tweets (for reconciling ambiguous publishes). Every answer
+//! to an admitted caller carries X's `x-rate-limit-*` headers.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
-use super::store::{Caller, TweetError};
-use super::wire::{self, ApiError};
-use super::{Ctx, PLATFORM};
-use crate::support::parse_form;
+use super::wire::{self, RateInfo, XError};
+use super::{Ctx, Store, PLATFORM};
+use crate::accounts::{Post, User};
+use crate::clock::Clock;
+use crate::support::{bearer, parse_form};
 
 /// X counts weighted characters; plain chars are a close enough model here.
 const MAX_TWEET_CHARS: usize = 280;
 
 /// Per-user 15-minute limits X documents for these endpoints (reported in
-/// headers only; see `XStore::count_call`).
+/// headers only; see `count_call`).
 const USERS_ME_LIMIT: u32 = 75;
 const CREATE_TWEET_LIMIT: u32 = 100;
 const USER_TWEETS_LIMIT: u32 = 900;
+
+/// Same text from the same user within this platform window is a duplicate.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+/// X rate-limit windows are 15 minutes (platform time).
+const RATE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Twitter's snowflake epoch (2010-11-04), so tweet ids look and sort like X's.
+const SNOWFLAKE_EPOCH_MS: i64 = 1_288_834_974_657;
 
 /// X's timestamp format: `2024-05-01T12:00:00.000Z`.
 pub(crate) fn x_timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// The caller behind `Authorization: Bearer`, or X's 401.
-fn authenticate(ctx: &Ctx, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .ok_or(ApiError::Unauthorized)?;
-    ctx.store().authenticate(token, ctx.common.clock.now()).ok_or(ApiError::Unauthorized)
+/// One caller's 15-minute window on one endpoint.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window {
+    started: Instant,
+    used: u32,
 }
 
-/// Authenticates, checks scopes and counts the call; on success returns the
-/// caller and a function that adds the rate-limit headers.
-fn admit<'a>(
-    ctx: &'a Ctx,
+/// Counts one call against the caller's 15-minute window for `endpoint`.
+/// Only reported in headers: organic limits are not enforced, so only
+/// injected rate limits produce a 429 (tests stay deterministic).
+fn count_call(
+    store: &mut Store,
+    endpoint: &'static str,
+    user_key: &str,
+    limit: u32,
+    clock: &Clock,
+) -> RateInfo {
+    let now = clock.now();
+    let len = clock.real(RATE_WINDOW);
+    let w = store
+        .windows
+        .entry((endpoint, user_key.to_owned()))
+        .or_insert(Window { started: now, used: 0 });
+    if now.duration_since(w.started) >= len {
+        *w = Window { started: now, used: 0 };
+    }
+    w.used = w.used.saturating_add(1);
+    RateInfo { limit, remaining: limit.saturating_sub(w.used), reset_at: w.started + len }
+}
+
+/// A caller let through to an endpoint, and the rate-limit headers owed.
+struct Admitted {
+    user: User,
+    rate: RateInfo,
+}
+
+impl Admitted {
+    /// The answer with the `x-rate-limit-*` headers, error or not.
+    fn finish(&self, ctx: &Ctx, result: Result<Response, XError>) -> Response {
+        let resp = result.unwrap_or_else(IntoResponse::into_response);
+        wire::with_rate_headers(resp, self.rate, &ctx.common.clock)
+    }
+}
+
+/// Authenticates the bearer token (X's 401), checks scopes (403) and counts
+/// the call.
+fn admit(
+    ctx: &Ctx,
     headers: &HeaderMap,
     scopes: &[&str],
     endpoint: &'static str,
     limit: u32,
-) -> Result<(Caller, impl FnOnce(Response) -> Response + 'a), ApiError> {
-    let caller = authenticate(ctx, headers)?;
-    if !caller.has_scopes(scopes) {
-        return Err(ApiError::Forbidden);
+) -> Result<Admitted, XError> {
+    let token = bearer(headers).ok_or(XError::Unauthorized)?;
+    let clock = &ctx.common.clock;
+    let mut store = ctx.store();
+    let t = store.accounts.check(&token, &[crate::accounts::Kind::Access], clock.now());
+    let t = t.map_err(|_| XError::Unauthorized)?;
+    let user = store.accounts.user(&t.user_key).cloned().ok_or(XError::Unauthorized)?;
+    if !scopes.iter().all(|s| t.has_scope(s)) {
+        return Err(XError::Forbidden);
     }
-    let info = ctx.store().count_call(endpoint, &caller.user_key, limit, &ctx.common.clock);
-    Ok((caller, move |resp| wire::with_rate_headers(resp, info, &ctx.common.clock)))
+    let rate = count_call(&mut store, endpoint, &user.key, limit, clock);
+    Ok(Admitted { user, rate })
 }
 
 /// `GET /x/2/users/me`.
-pub(crate) async fn users_me(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
-    let (caller, finish) =
-        match admit(&ctx, &headers, &["tweet.read", "users.read"], "users_me", USERS_ME_LIMIT) {
-            Ok(v) => v,
-            Err(e) => return e.into_response(),
-        };
-    let u = caller.user;
-    finish(
-        axum::Json(json!({ "data": { "id": u.id, "name": u.name, "username": u.username } }))
-            .into_response(),
-    )
+pub(crate) async fn users_me(
+    State(ctx): State<Ctx>,
+    headers: HeaderMap,
+) -> Result<Response, XError> {
+    let a = admit(&ctx, &headers, &["tweet.read", "users.read"], "users_me", USERS_ME_LIMIT)?;
+    let u = &a.user;
+    let body = json!({ "data": { "id": u.id, "name": u.name, "username": u.username } });
+    Ok(a.finish(&ctx, Ok(axum::Json(body).into_response())))
 }
 
 /// `POST /x/2/tweets` with `{"text": "..."}`.
@@ -75,67 +121,71 @@ pub(crate) async fn create_tweet(
     State(ctx): State<Ctx>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let (caller, finish) = match admit(
-        &ctx,
-        &headers,
-        &["tweet.read", "tweet.write", "users.read"],
-        "create_tweet",
-        CREATE_TWEET_LIMIT,
-    ) {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
-    let text = match parse_tweet_text(&body) {
-        Ok(t) => t,
-        Err(e) => return e.into_response(),
-    };
+) -> Result<Response, XError> {
+    let scopes = ["tweet.read", "tweet.write", "users.read"];
+    let a = admit(&ctx, &headers, &scopes, "create_tweet", CREATE_TWEET_LIMIT)?;
+    // A malformed body is refused before the call counts for the headers.
+    let text = parse_tweet_text(&body)?;
     if ctx.common.content_rejected(PLATFORM) {
-        return finish(wire::duplicate_tweet());
+        return Ok(a.finish(&ctx, Err(XError::DuplicateTweet)));
     }
-    let result = ctx.store().post_tweet(&caller.user_key, &text, &ctx.common.clock);
-    match result {
-        Ok(tweet) => {
-            tracing::info!(platform = PLATFORM, tweet_id = %tweet.id, user_id = %caller.user.id, "tweet created");
-            finish(
-                (
-                    StatusCode::CREATED,
-                    axum::Json(json!({ "data": {
-                        "id": tweet.id,
-                        "text": tweet.text,
-                        "edit_history_tweet_ids": [tweet.id],
-                    }})),
-                )
-                    .into_response(),
-            )
-        }
-        Err(TweetError::Duplicate) => finish(wire::duplicate_tweet()),
+    let Some(tweet) = post_tweet(&mut ctx.store(), &a.user.key, &text, &ctx.common.clock) else {
+        return Ok(a.finish(&ctx, Err(XError::DuplicateTweet)));
+    };
+    tracing::info!(platform = PLATFORM, tweet_id = %tweet.id, user_id = %a.user.id, "tweet created");
+    let body = json!({ "data": {
+        "id": tweet.id,
+        "text": tweet.text,
+        "edit_history_tweet_ids": [tweet.id],
+    }});
+    Ok(a.finish(&ctx, Ok((StatusCode::CREATED, axum::Json(body)).into_response())))
+}
+
+/// Accepts a tweet unless the user posted the same text within the
+/// duplicate window. Ids are snowflake-like: they encode the time and only
+/// ever increase.
+fn post_tweet(store: &mut Store, user_key: &str, text: &str, clock: &Clock) -> Option<Post> {
+    let now = clock.now();
+    let window = clock.real(DUPLICATE_WINDOW);
+    let duplicate = store
+        .accounts
+        .posts_of(user_key)
+        .any(|p| p.text == text && now.duration_since(p.accepted_at) < window);
+    if duplicate {
+        return None;
     }
+    let created_at = Utc::now();
+    let snowflake = u64::try_from((created_at.timestamp_millis() - SNOWFLAKE_EPOCH_MS).max(0))
+        .unwrap_or(0)
+        << 22;
+    store.last_tweet_id = snowflake.max(store.last_tweet_id + 1);
+    let id = store.last_tweet_id.to_string();
+    Some(store.accounts.record_post_at(user_key, text, created_at, |_| id))
 }
 
 /// The tweet text from a JSON body, or X's 400 for what is wrong with it.
-fn parse_tweet_text(body: &[u8]) -> Result<String, ApiError> {
+fn parse_tweet_text(body: &[u8]) -> Result<String, XError> {
     let value: Value = serde_json::from_slice(body)
-        .map_err(|_| ApiError::InvalidRequest("Request body is not valid JSON."))?;
+        .map_err(|_| XError::invalid_request("Request body is not valid JSON."))?;
     let Some(obj) = value.as_object() else {
-        return Err(ApiError::InvalidRequest("Request body must be a JSON object."));
+        return Err(XError::invalid_request("Request body must be a JSON object."));
     };
     let text = match obj.get("text") {
         None | Some(Value::Null) => {
-            return Err(ApiError::InvalidRequest("$.text: is missing but it is required"))
+            return Err(XError::invalid_request("$.text: is missing but it is required"))
         }
         Some(Value::String(s)) => s.clone(),
         Some(_) => {
-            return Err(ApiError::InvalidRequest(
+            return Err(XError::invalid_request(
                 "$.text: string found, but a different type was given",
             ))
         }
     };
     if text.trim().is_empty() {
-        return Err(ApiError::InvalidRequest("Post text must not be empty."));
+        return Err(XError::invalid_request("Post text must not be empty."));
     }
     if text.chars().count() > MAX_TWEET_CHARS {
-        return Err(ApiError::InvalidRequest(
+        return Err(XError::invalid_request(
             "Post text is too long: the maximum is 280 characters.",
         ));
     }
@@ -148,30 +198,26 @@ pub(crate) async fn user_tweets(
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-) -> Response {
-    let (_caller, finish) = match admit(
-        &ctx,
-        &headers,
-        &["tweet.read", "users.read"],
-        "user_tweets",
-        USER_TWEETS_LIMIT,
-    ) {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
+) -> Result<Response, XError> {
+    let scopes = ["tweet.read", "users.read"];
+    let a = admit(&ctx, &headers, &scopes, "user_tweets", USER_TWEETS_LIMIT)?;
+    let params = parse_form(query.unwrap_or_default().as_bytes());
+    Ok(a.finish(&ctx, timeline(&ctx, &id, &params)))
+}
+
+fn timeline(ctx: &Ctx, id: &str, params: &HashMap<String, String>) -> Result<Response, XError> {
     if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
-        return finish(wire::invalid_request(vec![json!({
+        return Err(XError::InvalidRequest(vec![json!({
             "parameters": { "id": [id] },
             "message": format!("The `id` query parameter value [{id}] does not match ^[0-9]{{1,19}}$"),
         })]));
     }
-    let params = parse_form(query.unwrap_or_default().as_bytes());
     let max = match params.get("max_results") {
         None => 10,
         Some(raw) => match raw.parse::<usize>() {
             Ok(n) if (5..=100).contains(&n) => n,
             _ => {
-                return finish(wire::invalid_request(vec![json!({
+                return Err(XError::InvalidRequest(vec![json!({
                     "parameters": { "max_results": [raw] },
                     "message": format!("The `max_results` query parameter value [{raw}] is not between 5 and 100"),
                 })]))
@@ -179,24 +225,27 @@ pub(crate) async fn user_tweets(
         },
     };
     let store = ctx.store();
-    let Some((user_key, _)) = store.user_by_id(&id) else {
-        drop(store);
+    let Some(user) = store.accounts.user_by_id(id) else {
         // X answers an unknown user with 200 and an `errors` array.
-        return finish(
-            axum::Json(json!({ "errors": [{
-                "value": id,
-                "detail": format!("Could not find user with id: [{id}]."),
-                "title": "Not Found Error",
-                "resource_type": "user",
-                "parameter": "id",
-                "resource_id": id,
-                "type": "https://api.twitter.com/2/problems/resource-not-found",
-            }]}))
-            .into_response(),
-        );
+        return Ok(axum::Json(json!({ "errors": [{
+            "value": id,
+            "detail": format!("Could not find user with id: [{id}]."),
+            "title": "Not Found Error",
+            "resource_type": "user",
+            "parameter": "id",
+            "resource_id": id,
+            "type": "https://api.twitter.com/2/problems/resource-not-found",
+        }]}))
+        .into_response());
     };
-    let tweets = store.tweets_of(&user_key.clone(), max);
+    let tweets: Vec<Post> = store.accounts.posts_of(&user.key).rev().take(max).cloned().collect();
     drop(store);
+    Ok(axum::Json(timeline_body(&tweets)).into_response())
+}
+
+/// Tweets newest first with X's `meta`; like X, an empty timeline has no
+/// `data` key at all.
+fn timeline_body(tweets: &[Post]) -> Value {
     let data: Vec<Value> = tweets
         .iter()
         .map(|t| {
@@ -208,16 +257,37 @@ pub(crate) async fn user_tweets(
             })
         })
         .collect();
-    // Like X, an empty timeline has no `data` key at all.
     let mut meta = json!({ "result_count": data.len() });
     if let (Some(first), Some(last)) = (tweets.first(), tweets.last()) {
         meta["newest_id"] = json!(first.id);
         meta["oldest_id"] = json!(last.id);
     }
-    let body = if data.is_empty() {
+    if data.is_empty() {
         json!({ "meta": meta })
     } else {
         json!({ "data": data, "meta": meta })
-    };
-    finish(axum::Json(body).into_response())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tweet_ids_increase() {
+        let clock = Clock::new(1.0);
+        let mut s = Store::default();
+        let a = post_tweet(&mut s, "u", "a", &clock).expect("ok");
+        let b = post_tweet(&mut s, "u", "b", &clock).expect("ok");
+        assert!(b.id.parse::<u64>().expect("numeric") > a.id.parse::<u64>().expect("numeric"));
+    }
+
+    #[test]
+    fn the_same_text_twice_is_refused() {
+        let clock = Clock::new(1.0);
+        let mut s = Store::default();
+        assert!(post_tweet(&mut s, "u", "a", &clock).is_some());
+        assert!(post_tweet(&mut s, "u", "a", &clock).is_none());
+        assert!(post_tweet(&mut s, "v", "a", &clock).is_some());
+    }
 }

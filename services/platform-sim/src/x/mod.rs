@@ -1,41 +1,54 @@
 //! X (Twitter) API v2: OAuth 2.0 authorization code + PKCE, rotating refresh
 //! tokens, `users/me` and tweets, mounted under `/x` with X's own paths.
+//! `authorize.rs` is the consent flow, `token.rs` the token and revoke
+//! endpoints, `api.rs` the v2 API and `wire.rs` X's bodies and headers.
 
 mod api;
-mod oauth;
-mod store;
+mod authorize;
+mod token;
 mod wire;
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderName, StatusCode};
-use axum::middleware::{self, Next};
+use axum::http::HeaderName;
+use axum::middleware::map_response;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::json;
 
+use crate::accounts::Accounts;
+use crate::faults::{self, FaultCfg};
 use crate::state::{lock, AccountAction, Common, PlatformSim, PostRecord};
-use store::XStore;
 
 pub(crate) const PLATFORM: &str = "x";
+
+/// Limit reported with an injected 429; X's per-user limit for most v2 reads.
+const INJECTED_LIMIT: u32 = 75;
+
+/// X's state: the shared account model plus what only X keeps.
+#[derive(Default)]
+struct Store {
+    accounts: Accounts,
+    /// 15-minute call windows per endpoint and user, for `x-rate-limit-*`.
+    windows: HashMap<(&'static str, String), api::Window>,
+    /// The last tweet id handed out: ids only ever increase.
+    last_tweet_id: u64,
+}
 
 /// The X simulator's state.
 #[derive(Default)]
 pub(crate) struct XSim {
-    store: Mutex<XStore>,
+    store: Mutex<Store>,
 }
 
 /// What every X handler gets.
-#[derive(Clone)]
-pub(crate) struct Ctx {
-    sim: Arc<XSim>,
-    common: Arc<Common>,
-}
+type Ctx = crate::state::Ctx<XSim>;
 
 impl Ctx {
-    fn store(&self) -> std::sync::MutexGuard<'_, XStore> {
+    fn store(&self) -> MutexGuard<'_, Store> {
         lock(&self.sim.store)
     }
 }
@@ -46,87 +59,48 @@ impl PlatformSim for XSim {
     }
 
     fn router(self: Arc<Self>, common: Arc<Common>) -> Router {
-        let ctx = Ctx { sim: self, common };
-        // Injected rate limits hit API calls only; the OAuth endpoints have
-        // their own (unsimulated) limits.
+        let ctx = Ctx::new(self, Arc::clone(&common));
+        let oauth = Router::new()
+            .route(
+                "/i/oauth2/authorize",
+                get(authorize::authorize_page).post(authorize::authorize_decision),
+            )
+            .route("/2/oauth2/token", post(token::token))
+            .route("/2/oauth2/revoke", post(token::revoke))
+            .with_state(ctx.clone());
         let api = Router::new()
             .route("/2/users/me", get(api::users_me))
             .route("/2/tweets", post(api::create_tweet))
             .route("/2/users/{id}/tweets", get(api::user_tweets))
-            .layer(middleware::from_fn_with_state(ctx.clone(), rate_limit));
-        Router::new()
-            .route(
-                "/i/oauth2/authorize",
-                get(oauth::authorize_page).post(oauth::authorize_decision),
-            )
-            .route("/2/oauth2/token", post(oauth::token))
-            .route("/2/oauth2/revoke", post(oauth::revoke))
-            .merge(api)
-            // An outage takes every endpoint down, the token endpoint included.
-            .layer(middleware::from_fn_with_state(ctx.clone(), outage))
-            .with_state(ctx)
+            .with_state(ctx);
+        let fc = FaultCfg { platform: PLATFORM, common, outage: wire::outage, rate_limited };
+        // Every answer, an injected outage included, carries a transaction id.
+        faults::mount(oauth, api, &fc).layer(map_response(with_transaction_id))
     }
 
     fn account_action(&self, username: &str, action: &AccountAction) -> Option<usize> {
-        let mut store = lock(&self.store);
-        match action {
-            AccountAction::Expire => store.expire_user(username, std::time::Instant::now()),
-            AccountAction::RemoveScope(scope) => store.remove_scope_user(username, scope),
-            // X has no separate signal for these: the tokens simply stop working.
-            AccountAction::Revoke
-            | AccountAction::PasswordChange
-            | AccountAction::SecurityCheckpoint
-            | AccountAction::Deauthorize => store.revoke_user(username),
-        }
+        // X has no separate signal for a password change, a checkpoint or a
+        // deauthorization: the tokens simply stop working.
+        lock(&self.store).accounts.apply_revoking(username, action, Instant::now())
     }
 
     fn posts(&self) -> Vec<PostRecord> {
-        lock(&self.store)
-            .all_tweets()
-            .into_iter()
-            .map(|(t, u)| PostRecord {
-                platform: PLATFORM,
-                id: t.id,
-                user_id: u.id,
-                username: u.username,
-                text: t.text,
-                created_at: api::x_timestamp(t.created_at),
-            })
-            .collect()
+        lock(&self.store).accounts.post_records_as(PLATFORM, api::x_timestamp)
     }
 
     fn stats(&self) -> serde_json::Value {
-        let store = lock(&self.store);
-        let s = &store.stats;
-        json!({
-            "refresh_token_reuse": s.refresh_token_reuse,
-            // X refuses duplicates (403) instead of accepting them twice.
-            "duplicate_posts": 0,
-            "tokens_issued": s.tokens_issued,
-            "refreshes": s.refreshes,
-            "posts": s.posts,
-        })
+        let mut stats = lock(&self.store).accounts.stats_json();
+        // X refuses duplicates (403) instead of accepting them twice.
+        stats["duplicate_posts"] = json!(0);
+        stats
     }
 }
 
-async fn outage(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
-    let mut resp = match ctx.common.before_request(PLATFORM).await {
-        Some(o) => {
-            let status = StatusCode::from_u16(o.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            wire::outage(status)
-        }
-        None => next.run(req).await,
-    };
+fn rate_limited(common: &Common, until: Instant) -> Response {
+    wire::too_many_requests(INJECTED_LIMIT, common.clock.epoch_secs(until))
+}
+
+async fn with_transaction_id(mut resp: Response) -> Response {
     resp.headers_mut().insert(HeaderName::from_static("x-transaction-id"), wire::transaction_id());
     resp
-}
-
-/// Limit reported with an injected 429; X's per-user limit for most v2 reads.
-const INJECTED_LIMIT: u32 = 75;
-
-async fn rate_limit(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
-    match ctx.common.rate_limited_until(PLATFORM) {
-        Some(until) => wire::too_many_requests(INJECTED_LIMIT, ctx.common.clock.epoch_secs(until)),
-        None => next.run(req).await,
-    }
 }

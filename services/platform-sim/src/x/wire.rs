@@ -1,49 +1,110 @@
-//! X's response shapes: OAuth errors, API "problem" bodies, rate-limit
-//! headers and the HTML pages of the authorize flow.
+//! X's wire shapes: its token strings, OAuth errors, API "problem" bodies,
+//! rate-limit headers and the HTML pages of the authorize flow, and `XError`,
+//! which renders each refusal the way X does.
+
+use std::time::Instant;
 
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use chrono::Utc;
 use serde_json::{json, Value};
 
 use crate::clock::Clock;
-use crate::support::{html_escape, random_b64};
-use crate::x::store::RateInfo;
+use crate::support::{hidden_inputs, html_escape, random_b64};
 
 const PROBLEM_JSON: &str = "application/problem+json";
 const INVALID_REQUEST_TYPE: &str = "https://api.twitter.com/2/problems/invalid-request";
 
-/// X's OAuth endpoints answer errors as `{"error","error_description"}`.
-pub(crate) fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    let mut resp =
-        (status, axum::Json(json!({ "error": error, "error_description": description })))
-            .into_response();
-    no_store(resp.headers_mut());
-    resp
+/// Why X refused a request, rendered as X renders it.
+#[derive(Debug)]
+pub(crate) enum XError {
+    /// The OAuth endpoints' `{"error","error_description"}`.
+    OAuth { status: StatusCode, error: &'static str, description: String },
+    /// Missing, unknown, expired or revoked bearer token.
+    Unauthorized,
+    /// The token lacks a scope the endpoint needs.
+    Forbidden,
+    /// The same text again (or refused content): X's 403.
+    DuplicateTweet,
+    /// X's `invalid-request` problem, one entry per error.
+    InvalidRequest(Vec<Value>),
+    /// The authorize flow's error page (never a redirect: the redirect_uri
+    /// may not have been validated).
+    AuthorizePage(String),
 }
 
-/// The one body X uses for every bad, spent, expired or revoked code or token.
-pub(crate) fn invalid_token_value() -> Response {
-    oauth_error(
-        StatusCode::BAD_REQUEST,
-        "invalid_request",
-        "Value passed for the token was invalid.",
-    )
+impl XError {
+    pub fn oauth(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
+        Self::OAuth { status, error, description: description.into() }
+    }
+
+    /// The one body X uses for every bad, spent, expired or revoked code or token.
+    pub fn invalid_token_value() -> Self {
+        Self::oauth(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Value passed for the token was invalid.",
+        )
+    }
+
+    pub fn missing_parameter(name: &str) -> Self {
+        Self::oauth(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("Missing required parameter [{name}]."),
+        )
+    }
+
+    /// A client failed to authenticate on the token or revoke endpoint.
+    pub fn unauthorized_client() -> Self {
+        Self::oauth(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized_client",
+            "Missing valid authorization header",
+        )
+    }
+
+    /// An `invalid-request` problem with one message.
+    pub fn invalid_request(message: &str) -> Self {
+        Self::InvalidRequest(vec![json!({ "message": message })])
+    }
 }
 
-pub(crate) fn missing_parameter(name: &str) -> Response {
-    oauth_error(
-        StatusCode::BAD_REQUEST,
-        "invalid_request",
-        &format!("Missing required parameter [{name}]."),
-    )
+impl IntoResponse for XError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::OAuth { status, error, description } => {
+                let body = json!({ "error": error, "error_description": description });
+                let mut resp = (status, axum::Json(body)).into_response();
+                no_store(resp.headers_mut());
+                resp
+            }
+            Self::Unauthorized => problem(StatusCode::UNAUTHORIZED, "Unauthorized"),
+            Self::Forbidden => problem(StatusCode::FORBIDDEN, "Forbidden"),
+            Self::DuplicateTweet => problem(
+                StatusCode::FORBIDDEN,
+                "You are not allowed to create a Tweet with duplicate content.",
+            ),
+            Self::InvalidRequest(errors) => problem_response(
+                StatusCode::BAD_REQUEST,
+                json!({
+                    "errors": errors,
+                    "title": "Invalid Request",
+                    "detail": "One or more parameters to your request was invalid.",
+                    "type": INVALID_REQUEST_TYPE,
+                }),
+            ),
+            Self::AuthorizePage(detail) => authorize_error_page(&detail),
+        }
+    }
 }
 
-pub(crate) fn unauthorized_client() -> Response {
-    oauth_error(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized_client",
-        "Missing valid authorization header",
-    )
+/// A token in X's shape: base64url of `random:issued_ms:1:1:kind:1`.
+pub(crate) fn opaque_token(kind: &str) -> String {
+    let raw = format!("{}:{}:1:1:{kind}:1", random_b64(32), Utc::now().timestamp_millis());
+    URL_SAFE_NO_PAD.encode(raw)
 }
 
 /// Token responses must not be cached (RFC 6749 §5.1).
@@ -59,75 +120,12 @@ fn problem_response(status: StatusCode, body: Value) -> Response {
 }
 
 /// The generic `about:blank` problem X uses for 401/403/429/5xx.
-pub(crate) fn problem(status: StatusCode, detail: &str) -> Response {
+fn problem(status: StatusCode, detail: &str) -> Response {
     let title = status.canonical_reason().unwrap_or("Error");
     problem_response(
         status,
         json!({ "title": title, "type": "about:blank", "status": status.as_u16(), "detail": detail }),
     )
-}
-
-/// Why an API call was refused before doing anything; kept small (unlike a
-/// `Response`) so it travels cheaply through `Result`s.
-#[derive(Debug)]
-pub(crate) enum ApiError {
-    /// Missing, unknown, expired or revoked bearer token.
-    Unauthorized,
-    /// The token lacks a scope the endpoint needs.
-    Forbidden,
-    /// X's `invalid-request` problem with this message.
-    InvalidRequest(&'static str),
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        match self {
-            Self::Unauthorized => unauthorized(),
-            Self::Forbidden => forbidden(),
-            Self::InvalidRequest(message) => invalid_request_message(message),
-        }
-    }
-}
-
-/// A client failed to authenticate on the token or revoke endpoint.
-#[derive(Debug)]
-pub(crate) struct UnauthorizedClient;
-
-impl IntoResponse for UnauthorizedClient {
-    fn into_response(self) -> Response {
-        unauthorized_client()
-    }
-}
-
-/// Missing, unknown, expired or revoked bearer token.
-pub(crate) fn unauthorized() -> Response {
-    problem(StatusCode::UNAUTHORIZED, "Unauthorized")
-}
-
-/// The token lacks a scope the endpoint needs.
-pub(crate) fn forbidden() -> Response {
-    problem(StatusCode::FORBIDDEN, "Forbidden")
-}
-
-pub(crate) fn duplicate_tweet() -> Response {
-    problem(StatusCode::FORBIDDEN, "You are not allowed to create a Tweet with duplicate content.")
-}
-
-/// A 400 with X's `invalid-request` problem and one message per error.
-pub(crate) fn invalid_request(errors: Vec<Value>) -> Response {
-    problem_response(
-        StatusCode::BAD_REQUEST,
-        json!({
-            "errors": errors,
-            "title": "Invalid Request",
-            "detail": "One or more parameters to your request was invalid.",
-            "type": INVALID_REQUEST_TYPE,
-        }),
-    )
-}
-
-pub(crate) fn invalid_request_message(message: &str) -> Response {
-    invalid_request(vec![json!({ "message": message })])
 }
 
 /// Injected rate limit: 429 with the reset at the end of the injected period.
@@ -141,6 +139,14 @@ pub(crate) fn too_many_requests(limit: u32, reset_epoch: u64) -> Response {
 pub(crate) fn outage(status: StatusCode) -> Response {
     let detail = status.canonical_reason().unwrap_or("Service Unavailable");
     problem(status, detail)
+}
+
+/// What to put in `x-rate-limit-*`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RateInfo {
+    pub limit: u32,
+    pub remaining: u32,
+    pub reset_at: Instant,
 }
 
 fn set_rate_headers(headers: &mut HeaderMap, limit: u32, remaining: u32, reset_epoch: u64) {
@@ -187,16 +193,6 @@ pub(crate) fn authorize_error_page(detail: &str) -> Response {
 pub(crate) fn consent_page(app_name: &str, scopes: &[String], hidden: &[(&str, &str)]) -> Response {
     let scope_items: String =
         scopes.iter().map(|s| format!("<li>{}</li>", html_escape(s))).collect();
-    let hidden_inputs: String = hidden
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
-                html_escape(k),
-                html_escape(v)
-            )
-        })
-        .collect();
     let body = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>X / Authorize an app</title></head>\
          <body><h1>{app} wants to access your X account.</h1>\
@@ -207,6 +203,7 @@ pub(crate) fn consent_page(app_name: &str, scopes: &[String], hidden: &[(&str, &
          <button type=\"submit\" name=\"decision\" value=\"deny\">Cancel</button>\
          </form></body></html>",
         app = html_escape(app_name),
+        hidden_inputs = hidden_inputs(hidden),
     );
     (StatusCode::OK, Html(body)).into_response()
 }

@@ -1,7 +1,7 @@
 //! Instagram (API with Instagram Login): authorize and code exchange on
 //! api.instagram.com (`/instagram/api`), token exchange, refresh, `me` and
 //! two-step publishing on graph.instagram.com (`/instagram/graph`). The
-//! flow itself is shared with Threads in `meta_login`.
+//! flow itself is shared with Threads in `meta_login`; this is what differs.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -9,16 +9,17 @@ use std::time::Instant;
 use axum::response::Response;
 use serde_json::{json, Value};
 
+use super::wire::media_url;
+use super::{CodeErrors, Config, ContainerSpec};
 use crate::accounts::User;
 use crate::authorize::required;
 use crate::graph::{self, GraphError};
-use crate::meta_login::{self, CodeErrors, Config, MetaLoginSim};
 use crate::state::Common;
 
 /// Captions are limited to 2,200 characters.
 const MAX_CAPTION: usize = 2200;
 
-static CONFIG: Config = Config {
+pub(super) static CONFIG: Config = Config {
     platform: "instagram",
     title: "Log in with Instagram",
     authorize_host: "api",
@@ -50,10 +51,6 @@ static CONFIG: Config = Config {
     rate_limited,
 };
 
-pub(crate) fn sim() -> MetaLoginSim {
-    MetaLoginSim::new(&CONFIG)
-}
-
 fn user_node(u: &User, media_count: usize) -> Value {
     json!({
         "id": u.id,
@@ -77,12 +74,13 @@ fn code_response(access: &str, u: &User, scopes: &[String]) -> Value {
 
 /// `image_url` (IMAGE, the default) or `video_url` (VIDEO/REELS) plus an
 /// optional caption.
-fn container(params: &HashMap<String, String>) -> Result<meta_login::ContainerSpec, GraphError> {
+fn container(params: &HashMap<String, String>) -> Result<ContainerSpec, GraphError> {
     let media_type = required(params, "media_type").unwrap_or("IMAGE").to_ascii_uppercase();
     let url = match media_type.as_str() {
-        "IMAGE" => meta_login::media_url(params, "image_url")?,
-        "VIDEO" | "REELS" | "STORIES" => meta_login::media_url(params, "video_url")
-            .or_else(|_| meta_login::media_url(params, "image_url"))?,
+        "IMAGE" => media_url(params, "image_url")?,
+        "VIDEO" | "REELS" | "STORIES" => {
+            media_url(params, "video_url").or_else(|_| media_url(params, "image_url"))?
+        }
         other => {
             return Err(graph::invalid_param(format!(
                 "The parameter media_type has an unsupported value: {other}"
@@ -100,7 +98,7 @@ fn container(params: &HashMap<String, String>) -> Result<meta_login::ContainerSp
 }
 
 fn rate_limited(_: &Common, until: Instant) -> Response {
-    meta_login::throttled(
+    graph::throttled(
         80002,
         "There have been too many calls to this Instagram account. Wait a bit and try again.",
         Some("instagram"),

@@ -1,7 +1,7 @@
 //! Threads: authorize on threads.net (`/threads/www`), code exchange, token
 //! exchange, refresh, `me` and two-step publishing on graph.threads.net
 //! (`/threads/graph`). The flow itself is shared with Instagram in
-//! `meta_login`.
+//! `meta_login`; this is what differs.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -9,16 +9,17 @@ use std::time::Instant;
 use axum::response::Response;
 use serde_json::{json, Value};
 
+use super::wire::media_url;
+use super::{CodeErrors, Config, ContainerSpec};
 use crate::accounts::User;
 use crate::authorize::required;
 use crate::graph::{self, GraphError};
-use crate::meta_login::{self, CodeErrors, Config, MetaLoginSim};
 use crate::state::Common;
 
 /// Threads posts are limited to 500 characters.
 const MAX_TEXT: usize = 500;
 
-static CONFIG: Config = Config {
+pub(super) static CONFIG: Config = Config {
     platform: "threads",
     title: "Threads: Allow access",
     authorize_host: "www",
@@ -51,10 +52,6 @@ static CONFIG: Config = Config {
     rate_limited,
 };
 
-pub(crate) fn sim() -> MetaLoginSim {
-    MetaLoginSim::new(&CONFIG)
-}
-
 fn user_node(u: &User, _posts: usize) -> Value {
     json!({
         "id": u.id,
@@ -71,7 +68,7 @@ fn code_response(access: &str, u: &User, _scopes: &[String]) -> Value {
 }
 
 /// `media_type` TEXT (needs `text`), IMAGE (`image_url`) or VIDEO (`video_url`).
-fn container(params: &HashMap<String, String>) -> Result<meta_login::ContainerSpec, GraphError> {
+fn container(params: &HashMap<String, String>) -> Result<ContainerSpec, GraphError> {
     let media_type = required(params, "media_type")
         .ok_or_else(|| graph::missing_param("media_type"))?
         .to_ascii_uppercase();
@@ -83,8 +80,8 @@ fn container(params: &HashMap<String, String>) -> Result<meta_login::ContainerSp
             }
             String::new()
         }
-        "IMAGE" => meta_login::media_url(params, "image_url")?,
-        "VIDEO" => meta_login::media_url(params, "video_url")?,
+        "IMAGE" => media_url(params, "image_url")?,
+        "VIDEO" => media_url(params, "video_url")?,
         other => {
             return Err(graph::invalid_param(format!(
                 "The parameter media_type has an unsupported value: {other}"
@@ -98,5 +95,5 @@ fn container(params: &HashMap<String, String>) -> Result<meta_login::ContainerSp
 }
 
 fn rate_limited(_: &Common, until: Instant) -> Response {
-    meta_login::throttled(4, "(#4) Application request limit reached", None, until)
+    graph::throttled(4, "(#4) Application request limit reached", None, until)
 }
