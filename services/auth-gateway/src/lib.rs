@@ -12,7 +12,6 @@ use std::{sync::Arc, time::Duration};
 use axum::{Extension, Router};
 use lifeline_kit::{
     auth::JwtKeys,
-    bus::Bus,
     config::{CommonConfig, ConfigError, Env},
     outbox::Outbox,
     service::{self, StartError},
@@ -20,7 +19,7 @@ use lifeline_kit::{
 use lifeline_platforms::Connectors;
 use lifeline_vault::{Vault, VaultKeys};
 use sqlx::PgPool;
-use tokio::{net::TcpListener, task::JoinSet};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub const SERVICE: &str = "auth-gateway";
@@ -42,13 +41,11 @@ impl Config {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let common = CommonConfig::from_env(env, SERVICE, DEFAULT_PORT)?;
         let jwt = JwtKeys::new(&lifeline_kit::auth::jwt_secret(env)?);
-        let oauth_session_ttl =
-            env.duration_or("LIFELINE_OAUTH_SESSION_TTL", Duration::from_secs(600))?;
-        if oauth_session_ttl < Duration::from_secs(1)
-            || oauth_session_ttl > Duration::from_secs(3600)
-        {
-            return Err(env.invalid("LIFELINE_OAUTH_SESSION_TTL", "must be between 1s and 1h"));
-        }
+        let oauth_session_ttl = env.duration_in(
+            "LIFELINE_OAUTH_SESSION_TTL",
+            Duration::from_secs(600),
+            Duration::from_secs(1)..=Duration::from_secs(3600),
+        )?;
         Ok(Config {
             common,
             jwt,
@@ -75,39 +72,38 @@ pub async fn run(
     config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
-    let infra = service::start(&config.common, SCHEMA, &MIGRATOR).await?;
-    Vault::migrate(&infra.pool).await?;
-    let state = AppState {
-        pool: infra.pool.clone(),
-        vault: Vault::new(infra.pool.clone(), config.vault_keys.clone()),
-        outbox: Outbox::new(SCHEMA, &infra.bus),
-        connectors: config.connectors.clone(),
-        config: Arc::new(config.clone()),
+    let spec = service::Spec {
+        schema: SCHEMA,
+        migrator: &MIGRATOR,
+        outbox: true,
+        extra_migrations: vec![|pool| Box::pin(async move { Vault::migrate(&pool).await })],
     };
-
-    let mut tasks = JoinSet::new();
-    tasks.spawn(state.outbox.clone().relay(
-        infra.pool.clone(),
-        infra.bus.clone(),
-        shutdown.clone(),
-    ));
-    consumers::spawn(&mut tasks, &infra.bus, &state, &shutdown);
-    tasks.spawn(oauth::purge_expired_sessions(infra.pool.clone(), shutdown.clone()));
-
-    let app = router(state, &infra.bus, config.jwt.clone());
-    tracing::info!(addr = %listener.local_addr()?, "auth-gateway listening");
-    lifeline_kit::http::serve(listener, app, shutdown.clone()).await?;
-    shutdown.cancel();
-    while tasks.join_next().await.is_some() {}
-    Ok(())
+    let common = config.common.clone();
+    service::run(listener, &common, spec, shutdown, |infra, tasks, shutdown| {
+        let state = AppState {
+            pool: infra.pool.clone(),
+            vault: Vault::new(infra.pool.clone(), config.vault_keys.clone()),
+            outbox: Outbox::new(SCHEMA, &infra.bus),
+            connectors: config.connectors.clone(),
+            config: Arc::new(config.clone()),
+        };
+        tasks.spawn(state.outbox.clone().relay(
+            infra.pool.clone(),
+            infra.bus.clone(),
+            shutdown.clone(),
+        ));
+        consumers::spawn(tasks, &infra.bus, &state, shutdown);
+        tasks.spawn(oauth::purge_expired_sessions(infra.pool.clone(), shutdown.clone()));
+        router(state, config.jwt.clone())
+    })
+    .await
 }
 
-fn router(state: AppState, bus: &Bus, jwt: JwtKeys) -> Router {
+fn router(state: AppState, jwt: JwtKeys) -> Router {
     Router::new()
         .merge(accounts::routes())
         .merge(oauth::routes())
         .merge(page::routes())
-        .with_state(state.clone())
+        .with_state(state)
         .layer(Extension(jwt))
-        .merge(lifeline_kit::http::ops_router(state.pool.clone(), bus.client().clone()))
 }

@@ -11,7 +11,7 @@ use lifeline_kit::{
     service::{self, StartError},
 };
 use sqlx::PgPool;
-use tokio::{net::TcpListener, task::JoinSet};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub const SERVICE: &str = "notifier";
@@ -33,14 +33,11 @@ impl Config {
         Ok(Config {
             common: CommonConfig::from_env(env, SERVICE, DEFAULT_PORT)?,
             jwt: JwtKeys::new(&lifeline_kit::auth::jwt_secret(env)?),
-            grace: {
-                let grace =
-                    env.duration_or("LIFELINE_NOTIFY_GRACE", std::time::Duration::from_secs(60))?;
-                if grace > std::time::Duration::from_secs(3600) {
-                    return Err(env.invalid("LIFELINE_NOTIFY_GRACE", "must be at most 1h"));
-                }
-                grace
-            },
+            grace: env.duration_in(
+                "LIFELINE_NOTIFY_GRACE",
+                std::time::Duration::from_secs(60),
+                std::time::Duration::ZERO..=std::time::Duration::from_secs(3600),
+            )?,
         })
     }
 }
@@ -56,19 +53,18 @@ pub async fn run(
     config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
-    let infra = service::start(&config.common, SCHEMA, &MIGRATOR).await?;
-    let app = AppState { pool: infra.pool.clone(), grace: config.grace };
-    let mut tasks = JoinSet::new();
-    incidents::spawn(&mut tasks, &infra.bus, &app, &shutdown);
-    tasks.spawn(incidents::send_when_grace_ends(app.clone(), shutdown.clone()));
-    let router = Router::new()
-        .merge(api::routes())
-        .with_state(app)
-        .layer(Extension(config.jwt.clone()))
-        .merge(lifeline_kit::http::ops_router(infra.pool.clone(), infra.bus.client().clone()));
-    tracing::info!(addr = %listener.local_addr()?, "notifier listening");
-    lifeline_kit::http::serve(listener, router, shutdown.clone()).await?;
-    shutdown.cancel();
-    while tasks.join_next().await.is_some() {}
-    Ok(())
+    let spec = service::Spec {
+        schema: SCHEMA,
+        migrator: &MIGRATOR,
+        outbox: false,
+        extra_migrations: vec![],
+    };
+    let common = config.common.clone();
+    service::run(listener, &common, spec, shutdown, |infra, tasks, shutdown| {
+        let app = AppState { pool: infra.pool.clone(), grace: config.grace };
+        incidents::spawn(tasks, &infra.bus, &app, shutdown);
+        tasks.spawn(incidents::send_when_grace_ends(app.clone(), shutdown.clone()));
+        Router::new().merge(api::routes()).with_state(app).layer(Extension(config.jwt.clone()))
+    })
+    .await
 }

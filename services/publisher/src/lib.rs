@@ -22,7 +22,7 @@ use lifeline_kit::{
 use lifeline_platforms::Connectors;
 use lifeline_vault::{Vault, VaultKeys};
 use sqlx::PgPool;
-use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
+use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
 
 pub const SERVICE: &str = "publisher";
@@ -54,38 +54,24 @@ pub struct Config {
 impl Config {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let common = CommonConfig::from_env(env, SERVICE, DEFAULT_PORT)?;
-        let sweep_interval =
-            env.duration_or("LIFELINE_PUBLISH_SWEEP_INTERVAL", Duration::from_secs(1))?;
-        if sweep_interval < Duration::from_millis(10) {
-            return Err(env.invalid("LIFELINE_PUBLISH_SWEEP_INTERVAL", "must be at least 10ms"));
-        }
-        let batch: i64 = env.parse_or("LIFELINE_PUBLISH_BATCH", 50)?;
-        if !(1..=1000).contains(&batch) {
-            return Err(env.invalid("LIFELINE_PUBLISH_BATCH", "must be between 1 and 1000"));
-        }
-        let lease = env.duration_or("LIFELINE_PUBLISH_LEASE", Duration::from_secs(60))?;
-        // A lease must outlive any platform call made under it, or a slow call could overlap
-        // with the next holder's.
-        let platform_timeout =
-            env.duration_or("LIFELINE_PLATFORM_TIMEOUT", Duration::from_secs(15))?;
-        if lease < platform_timeout.saturating_mul(2) {
-            return Err(env.invalid(
-                "LIFELINE_PUBLISH_LEASE",
-                "must be at least twice LIFELINE_PLATFORM_TIMEOUT (15s by default)",
-            ));
-        }
-        let concurrency: usize = env.parse_or("LIFELINE_PUBLISH_CONCURRENCY", 16)?;
-        if concurrency == 0 {
-            return Err(env.invalid("LIFELINE_PUBLISH_CONCURRENCY", "must be at least 1"));
-        }
-        let max_retries: i32 = env.parse_or("LIFELINE_PUBLISH_MAX_RETRIES", 5)?;
-        if !(0..=100).contains(&max_retries) {
-            return Err(env.invalid("LIFELINE_PUBLISH_MAX_RETRIES", "must be between 0 and 100"));
-        }
-        let retry_base = env.duration_or("LIFELINE_PUBLISH_RETRY_BASE", Duration::from_secs(2))?;
-        if retry_base < Duration::from_millis(10) || retry_base > Duration::from_secs(600) {
-            return Err(env.invalid("LIFELINE_PUBLISH_RETRY_BASE", "must be between 10ms and 10m"));
-        }
+        let sweep_interval = env.duration_in(
+            "LIFELINE_PUBLISH_SWEEP_INTERVAL",
+            Duration::from_secs(1),
+            Duration::from_millis(10)..=Duration::from_secs(3600),
+        )?;
+        let batch = env.parse_in("LIFELINE_PUBLISH_BATCH", 50, 1..=1000)?;
+        let lease = lifeline_kit::config::lease_outlives_calls(
+            env,
+            "LIFELINE_PUBLISH_LEASE",
+            Duration::from_secs(60),
+        )?;
+        let concurrency = env.parse_in("LIFELINE_PUBLISH_CONCURRENCY", 16, 1..=10_000)?;
+        let max_retries = env.parse_in("LIFELINE_PUBLISH_MAX_RETRIES", 5, 0..=100)?;
+        let retry_base = env.duration_in(
+            "LIFELINE_PUBLISH_RETRY_BASE",
+            Duration::from_secs(2),
+            Duration::from_millis(10)..=Duration::from_secs(600),
+        )?;
         Ok(Config {
             common,
             retry_base,
@@ -116,30 +102,34 @@ pub async fn run(
     config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
-    let infra = service::start(&config.common, SCHEMA, &MIGRATOR).await?;
-    Vault::migrate(&infra.pool).await?;
-    let app = AppState {
-        pool: infra.pool.clone(),
-        vault: Vault::new(infra.pool.clone(), config.vault_keys.clone()),
-        outbox: Outbox::new(SCHEMA, &infra.bus),
-        connectors: config.connectors.clone(),
-        platform_calls: Arc::new(Semaphore::new(config.concurrency)),
-        config: Arc::new(config.clone()),
+    let spec = service::Spec {
+        schema: SCHEMA,
+        migrator: &MIGRATOR,
+        outbox: true,
+        extra_migrations: vec![|pool| Box::pin(async move { Vault::migrate(&pool).await })],
     };
-    let mut tasks = JoinSet::new();
-    tasks.spawn(app.outbox.clone().relay(infra.pool.clone(), infra.bus.clone(), shutdown.clone()));
-    consumers::spawn(&mut tasks, &infra.bus, &app, &shutdown);
-    tasks.spawn(sweep::run(app.clone(), shutdown.clone()));
-
-    let router = Router::new()
-        .merge(api::routes())
-        .merge(dlq::routes())
-        .with_state(app.clone())
-        .layer(Extension(config.jwt.clone()))
-        .merge(lifeline_kit::http::ops_router(infra.pool.clone(), infra.bus.client().clone()));
-    tracing::info!(addr = %listener.local_addr()?, "publisher listening");
-    lifeline_kit::http::serve(listener, router, shutdown.clone()).await?;
-    shutdown.cancel();
-    while tasks.join_next().await.is_some() {}
-    Ok(())
+    let common = config.common.clone();
+    service::run(listener, &common, spec, shutdown, |infra, tasks, shutdown| {
+        let app = AppState {
+            pool: infra.pool.clone(),
+            vault: Vault::new(infra.pool.clone(), config.vault_keys.clone()),
+            outbox: Outbox::new(SCHEMA, &infra.bus),
+            connectors: config.connectors.clone(),
+            platform_calls: Arc::new(Semaphore::new(config.concurrency)),
+            config: Arc::new(config.clone()),
+        };
+        tasks.spawn(app.outbox.clone().relay(
+            infra.pool.clone(),
+            infra.bus.clone(),
+            shutdown.clone(),
+        ));
+        consumers::spawn(tasks, &infra.bus, &app, shutdown);
+        tasks.spawn(sweep::run(app.clone(), shutdown.clone()));
+        Router::new()
+            .merge(api::routes())
+            .merge(dlq::routes())
+            .with_state(app)
+            .layer(Extension(config.jwt.clone()))
+    })
+    .await
 }

@@ -23,7 +23,7 @@ use lifeline_kit::{
 use lifeline_platforms::Connectors;
 use lifeline_vault::{Vault, VaultKeys};
 use sqlx::PgPool;
-use tokio::{net::TcpListener, task::JoinSet};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub const SERVICE: &str = "token-refresher";
@@ -59,26 +59,17 @@ pub struct Config {
 
 impl Config {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let sweep_interval =
-            env.duration_or("LIFELINE_REFRESH_SWEEP_INTERVAL", Duration::from_secs(1))?;
-        if sweep_interval < Duration::from_millis(10) {
-            return Err(env.invalid("LIFELINE_REFRESH_SWEEP_INTERVAL", "must be at least 10ms"));
-        }
-        let batch: i64 = env.parse_or("LIFELINE_REFRESH_BATCH", 100)?;
-        if !(1..=10_000).contains(&batch) {
-            return Err(env.invalid("LIFELINE_REFRESH_BATCH", "must be between 1 and 10000"));
-        }
-        let lease = env.duration_or("LIFELINE_REFRESH_LEASE", Duration::from_secs(60))?;
-        // A lease must outlive any platform call made under it, or a slow call could overlap
-        // with the next holder's.
-        let platform_timeout =
-            env.duration_or("LIFELINE_PLATFORM_TIMEOUT", Duration::from_secs(15))?;
-        if lease < platform_timeout.saturating_mul(2) {
-            return Err(env.invalid(
-                "LIFELINE_REFRESH_LEASE",
-                "must be at least twice LIFELINE_PLATFORM_TIMEOUT (15s by default)",
-            ));
-        }
+        let sweep_interval = env.duration_in(
+            "LIFELINE_REFRESH_SWEEP_INTERVAL",
+            Duration::from_secs(1),
+            Duration::from_millis(10)..=Duration::from_secs(3600),
+        )?;
+        let batch = env.parse_in("LIFELINE_REFRESH_BATCH", 100, 1..=10_000)?;
+        let lease = lifeline_kit::config::lease_outlives_calls(
+            env,
+            "LIFELINE_REFRESH_LEASE",
+            Duration::from_secs(60),
+        )?;
         let default_concurrency = read_concurrency(env, "LIFELINE_REFRESH_CONCURRENCY", 16)?;
         let default_rate = read_rate(env, "LIFELINE_REFRESH_RATE", 50.0)?;
         let mut limits = HashMap::new();
@@ -94,14 +85,12 @@ impl Config {
             };
             limits.insert(p, limit);
         }
-        let cooldown = env.duration_or("LIFELINE_BREAKER_COOLDOWN", Duration::from_secs(30))?;
-        if cooldown < Duration::from_millis(100) || cooldown > Duration::from_secs(3600) {
-            return Err(env.invalid("LIFELINE_BREAKER_COOLDOWN", "must be between 100ms and 1h"));
-        }
-        let min_calls: usize = env.parse_or("LIFELINE_BREAKER_MIN_CALLS", 10)?;
-        if !(1..=1000).contains(&min_calls) {
-            return Err(env.invalid("LIFELINE_BREAKER_MIN_CALLS", "must be between 1 and 1000"));
-        }
+        let cooldown = env.duration_in(
+            "LIFELINE_BREAKER_COOLDOWN",
+            Duration::from_secs(30),
+            Duration::from_millis(100)..=Duration::from_secs(3600),
+        )?;
+        let min_calls = env.parse_in("LIFELINE_BREAKER_MIN_CALLS", 10, 1..=1000)?;
         let failure_ratio: f64 = env.parse_or("LIFELINE_BREAKER_FAILURE_RATIO", 0.5)?;
         if !(failure_ratio > 0.0 && failure_ratio <= 1.0) {
             return Err(env.invalid("LIFELINE_BREAKER_FAILURE_RATIO", "must be in (0, 1]"));
@@ -114,19 +103,17 @@ impl Config {
             max_cooldown: (cooldown * 20).min(Duration::from_secs(3600)).max(cooldown),
         };
         let horizons = horizons(env)?;
-        let probe_interval =
-            env.duration_or("LIFELINE_PROBE_INTERVAL", Duration::from_secs(86_400))?;
-        if probe_interval < Duration::from_secs(1) {
-            return Err(env.invalid("LIFELINE_PROBE_INTERVAL", "must be at least 1s"));
-        }
-        let writers: usize = env.parse_or("LIFELINE_REFRESH_WRITERS", 2)?;
-        if !(1..=32).contains(&writers) {
-            return Err(env.invalid("LIFELINE_REFRESH_WRITERS", "must be between 1 and 32"));
-        }
-        let retry_base = env.duration_or("LIFELINE_REFRESH_RETRY_BASE", Duration::from_secs(5))?;
-        if retry_base < Duration::from_millis(10) || retry_base > Duration::from_secs(600) {
-            return Err(env.invalid("LIFELINE_REFRESH_RETRY_BASE", "must be between 10ms and 10m"));
-        }
+        let probe_interval = env.duration_in(
+            "LIFELINE_PROBE_INTERVAL",
+            Duration::from_secs(86_400),
+            Duration::from_secs(1)..=Duration::from_secs(30 * 86_400),
+        )?;
+        let writers = env.parse_in("LIFELINE_REFRESH_WRITERS", 2, 1..=32)?;
+        let retry_base = env.duration_in(
+            "LIFELINE_REFRESH_RETRY_BASE",
+            Duration::from_secs(5),
+            Duration::from_millis(10)..=Duration::from_secs(600),
+        )?;
         Ok(Config {
             retry_base,
             common: CommonConfig::from_env(env, SERVICE, DEFAULT_PORT)?,
@@ -145,11 +132,7 @@ impl Config {
 }
 
 fn read_concurrency(env: &Env, name: &str, default: usize) -> Result<usize, ConfigError> {
-    let n: usize = env.parse_or(name, default)?;
-    if !(1..=10_000).contains(&n) {
-        return Err(env.invalid(name, "must be between 1 and 10000"));
-    }
-    Ok(n)
+    env.parse_in(name, default, 1..=10_000)
 }
 
 fn read_rate(env: &Env, name: &str, default: f64) -> Result<f64, ConfigError> {
@@ -193,31 +176,37 @@ pub async fn run(
     config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
-    let infra = service::start(&config.common, SCHEMA, &MIGRATOR).await?;
-    Vault::migrate(&infra.pool).await?;
-    let app = AppState {
-        pool: infra.pool.clone(),
-        vault: Vault::new(infra.pool.clone(), config.vault_keys.clone()),
-        outbox: Outbox::new(SCHEMA, &infra.bus),
-        connectors: config.connectors.clone(),
-        gates: Arc::new(
-            Platform::ALL
-                .into_iter()
-                .filter(|p| config.connectors.get(*p).is_some())
-                .map(|p| (p, Arc::new(gate::Gate::new(p, config.limits[&p], config.breaker))))
-                .collect(),
-        ),
-        config: Arc::new(config.clone()),
+    let spec = service::Spec {
+        schema: SCHEMA,
+        migrator: &MIGRATOR,
+        outbox: true,
+        extra_migrations: vec![|pool| Box::pin(async move { Vault::migrate(&pool).await })],
     };
-    let mut tasks = JoinSet::new();
-    tasks.spawn(app.outbox.clone().relay(infra.pool.clone(), infra.bus.clone(), shutdown.clone()));
-    schedule::spawn_consumers(&mut tasks, &infra.bus, &app, &shutdown);
-    reactive::spawn(&mut tasks, &infra.bus, &app, &shutdown);
-    tasks.spawn(refresh::run(app.clone(), shutdown.clone()));
-    let router = lifeline_kit::http::ops_router(infra.pool.clone(), infra.bus.client().clone());
-    tracing::info!(addr = %listener.local_addr()?, "token-refresher listening");
-    lifeline_kit::http::serve(listener, router, shutdown.clone()).await?;
-    shutdown.cancel();
-    while tasks.join_next().await.is_some() {}
-    Ok(())
+    let common = config.common.clone();
+    service::run(listener, &common, spec, shutdown, |infra, tasks, shutdown| {
+        let app = AppState {
+            pool: infra.pool.clone(),
+            vault: Vault::new(infra.pool.clone(), config.vault_keys.clone()),
+            outbox: Outbox::new(SCHEMA, &infra.bus),
+            connectors: config.connectors.clone(),
+            gates: Arc::new(
+                Platform::ALL
+                    .into_iter()
+                    .filter(|p| config.connectors.get(*p).is_some())
+                    .map(|p| (p, Arc::new(gate::Gate::new(p, config.limits[&p], config.breaker))))
+                    .collect(),
+            ),
+            config: Arc::new(config.clone()),
+        };
+        tasks.spawn(app.outbox.clone().relay(
+            infra.pool.clone(),
+            infra.bus.clone(),
+            shutdown.clone(),
+        ));
+        schedule::spawn_consumers(tasks, &infra.bus, &app, shutdown);
+        reactive::spawn(tasks, &infra.bus, &app, shutdown);
+        tasks.spawn(refresh::run(app, shutdown.clone()));
+        axum::Router::new()
+    })
+    .await
 }

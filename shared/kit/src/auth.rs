@@ -26,17 +26,15 @@ pub struct Claims {
 /// Keys derived from the shared secret (`LIFELINE_JWT_SECRET`).
 #[derive(Clone)]
 pub struct JwtKeys {
-    decoding: DecodingKey,
-    encoding: EncodingKey,
+    /// `None` for an empty secret (which [`jwt_secret`] never lets through): nothing verifies.
+    keys: Option<(DecodingKey, EncodingKey)>,
 }
 
 impl JwtKeys {
     pub fn new(secret: &SecretString) -> Self {
         let bytes = secret.expose_secret().as_bytes();
-        JwtKeys {
-            decoding: DecodingKey::from_secret(bytes),
-            encoding: EncodingKey::from_secret(bytes),
-        }
+        let keys = DecodingKey::from_secret(bytes).ok().zip(EncodingKey::from_secret(bytes).ok());
+        JwtKeys { keys }
     }
 
     pub fn mint(&self, subject: &str, workspace: WorkspaceId, ttl: std::time::Duration) -> String {
@@ -48,7 +46,11 @@ impl JwtKeys {
             exp: now + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2),
         };
         // Encoding HS256 with a valid key cannot fail.
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        self.keys
+            .as_ref()
+            .and_then(|(_, encoding)| {
+                jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, encoding).ok()
+            })
             .unwrap_or_default()
     }
 
@@ -56,7 +58,10 @@ impl JwtKeys {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map(|d| d.claims)
+        let Some((decoding, _)) = &self.keys else {
+            return Err(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat.into());
+        };
+        jsonwebtoken::decode::<Claims>(token, decoding, &validation).map(|d| d.claims)
     }
 }
 
@@ -124,7 +129,8 @@ mod tests {
         assert!(other.verify(&token).is_err(), "a token signed with another secret is refused");
 
         let stale = Claims { sub: "tester".into(), ws, iat: 1_000, exp: 2_000 };
-        let expired = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &stale, &keys.encoding)
+        let encoding = EncodingKey::from_secret(b"s3cret-for-tests-only-0123456789").expect("key");
+        let expired = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &stale, &encoding)
             .expect("encodes");
         assert!(keys.verify(&expired).is_err(), "an expired token is refused");
     }

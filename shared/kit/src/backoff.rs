@@ -13,6 +13,26 @@ pub fn full_jitter(base: Duration, failures: i32) -> Duration {
     Duration::from_millis(rand::thread_rng().gen_range(ceiling_ms / 10..=ceiling_ms))
 }
 
+/// Successive [`full_jitter`] delays for one retry loop, each at most `cap`.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    base: Duration,
+    cap: Duration,
+    failures: i32,
+}
+
+impl Backoff {
+    pub fn new(base: Duration, cap: Duration) -> Self {
+        Backoff { base, cap, failures: 0 }
+    }
+
+    /// The pause before the next attempt; it grows with every call.
+    pub fn next_delay(&mut self) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        full_jitter(self.base, self.failures).min(self.cap)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,12 @@ use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::{config::CommonConfig, telemetry};
+use secrecy::ExposeSecret;
+
+use crate::{
+    config::{CommonConfig, NatsAuth, NatsConfig},
+    telemetry,
+};
 
 /// Header names Lifeline adds to dead-lettered copies.
 pub mod headers {
@@ -67,30 +72,10 @@ pub struct Bus {
 }
 
 impl Bus {
-    /// Connects (retrying while NATS is not up yet, up to `wait`) and ensures the streams exist.
-    pub async fn connect(config: &CommonConfig, wait: Duration) -> Result<Bus, BusError> {
-        let deadline = tokio::time::Instant::now() + wait;
-        let client = loop {
-            let attempt = async_nats::ConnectOptions::new()
-                .name(config.service)
-                .retry_on_initial_connect()
-                .connection_timeout(Duration::from_secs(2));
-            match tokio::time::timeout(
-                Duration::from_secs(3),
-                attempt.connect(config.nats_url.as_str()),
-            )
-            .await
-            {
-                Ok(Ok(c)) => break c,
-                Ok(Err(e)) if tokio::time::Instant::now() >= deadline => {
-                    return Err(BusError::Connect(e.to_string()))
-                }
-                Err(_) if tokio::time::Instant::now() >= deadline => {
-                    return Err(BusError::Connect(format!("no answer from {}", config.nats_url)))
-                }
-                _ => tokio::time::sleep(Duration::from_millis(500)).await,
-            }
-        };
+    /// Connects once (the caller retries: see [`crate::service`]) and ensures the streams exist.
+    /// Once connected, the client reconnects by itself, to any server of the cluster it learns of.
+    pub async fn connect(config: &CommonConfig) -> Result<Bus, BusError> {
+        let client = connect_client(config.service, &config.nats).await?;
         let bus = Bus {
             js: jetstream::new(client.clone()),
             client,
@@ -376,6 +361,81 @@ impl Bus {
             }
         }))
     }
+}
+
+/// A NATS client for `nats` (servers, authentication, TLS), named after the service. Errors
+/// never carry a credential: the servers are named as [`NatsConfig::servers_for_display`].
+pub async fn connect_client(name: &str, nats: &NatsConfig) -> Result<async_nats::Client, BusError> {
+    let servers = nats.servers_for_display();
+    let fail = |what: String| BusError::Connect(format!("{servers}: {what}"));
+    let mut options = match &nats.auth {
+        NatsAuth::None => async_nats::ConnectOptions::new(),
+        NatsAuth::UserPassword { user, password } => {
+            async_nats::ConnectOptions::with_user_and_password(
+                user.clone(),
+                password.expose_secret().to_owned(),
+            )
+        }
+        NatsAuth::Token(token) => {
+            async_nats::ConnectOptions::with_token(token.expose_secret().to_owned())
+        }
+        NatsAuth::NKey(seed) => {
+            async_nats::ConnectOptions::with_nkey(seed.expose_secret().to_owned())
+        }
+        NatsAuth::CredsFile(path) => {
+            async_nats::ConnectOptions::with_credentials_file(path).await.map_err(|e| {
+                fail(format!("cannot use the credentials file {}: {e}", path.display()))
+            })?
+        }
+    };
+    options = options
+        .name(name)
+        .connection_timeout(Duration::from_secs(3))
+        .require_tls(nats.tls.required)
+        // Keep reconnecting for as long as the service runs: a cluster loses nodes and comes back.
+        .max_reconnects(None)
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Connected => tracing::info!("NATS connected"),
+                async_nats::Event::Disconnected => {
+                    tracing::warn!("NATS disconnected; reconnecting")
+                }
+                other => tracing::debug!(event = %other, "NATS event"),
+            }
+        });
+    if let Some(ca) = &nats.tls.ca_file {
+        options = options.add_root_certificates(ca.clone());
+    }
+    if let Some((cert, key)) = &nats.tls.client_cert {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    let addrs: Vec<async_nats::ServerAddr> = nats
+        .servers
+        .iter()
+        .map(|s| s.parse().map_err(|_| fail("not a server address".into())))
+        .collect::<Result<_, _>>()?;
+    match tokio::time::timeout(Duration::from_secs(5), options.connect(addrs)).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(e)) => Err(fail(redact_error(&e.to_string(), nats))),
+        Err(_) => Err(fail("no answer within 5s".into())),
+    }
+}
+
+/// An error message with anything that could be a credential of `nats` masked.
+fn redact_error(message: &str, nats: &NatsConfig) -> String {
+    let mut message = message.to_owned();
+    for server in &nats.servers {
+        message = message.replace(server.as_str(), &crate::config::redact_url(server));
+    }
+    let secrets: Vec<String> = match &nats.auth {
+        NatsAuth::UserPassword { password, .. } => vec![password.expose_secret().to_owned()],
+        NatsAuth::Token(t) | NatsAuth::NKey(t) => vec![t.expose_secret().to_owned()],
+        NatsAuth::None | NatsAuth::CredsFile(_) => Vec::new(),
+    };
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        message = message.replace(secret.as_str(), "***");
+    }
+    message
 }
 
 fn sanitize_header(s: &str) -> String {

@@ -9,34 +9,57 @@ use sqlx::{
     ConnectOptions, Connection, PgPool,
 };
 
+use secrecy::ExposeSecret;
+
 use crate::config::CommonConfig;
 
-/// Connects to `DATABASE_URL`, creating the database first if it does not exist yet (a fresh
-/// machine), and waits up to `wait` for Postgres to come up.
-pub async fn connect(config: &CommonConfig, wait: Duration) -> Result<PgPool, sqlx::Error> {
-    let options: PgConnectOptions = config.database_url.parse()?;
+/// Connects to `DATABASE_URL` once, creating the database first if it does not exist yet (a
+/// fresh machine); the caller retries (see [`crate::service`]). Says in the log whether the
+/// connection is encrypted, and warns when it is not and the server is not on this host, since
+/// `sslmode=prefer` (the default) falls back to plaintext without a word.
+pub async fn connect(config: &CommonConfig) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = config.database_url.expose_secret().parse()?;
     let options =
         options.application_name(config.service).log_statements(tracing::log::LevelFilter::Trace);
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        match ensure_database(&options).await {
-            Ok(()) => break,
-            Err(e) if tokio::time::Instant::now() < deadline && is_unavailable(&e) => {
-                tracing::warn!(error = %e, "postgres not reachable yet; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    PgPoolOptions::new()
+    ensure_database(&options).await?;
+    let pool = PgPoolOptions::new()
         .max_connections(config.db_max_connections)
         .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options)
-        .await
+        .connect_with(options.clone())
+        .await?;
+    let encrypted: Option<bool> =
+        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_optional(&pool)
+            .await
+            .unwrap_or(None);
+    let host = options.get_host().to_owned();
+    let local =
+        host.starts_with('/') || host == "localhost" || host.starts_with("127.") || host == "::1";
+    match encrypted {
+        Some(true) => tracing::info!(%host, "postgres connected over TLS"),
+        _ if local => tracing::info!(%host, "postgres connected without TLS (local server)"),
+        _ => tracing::warn!(
+            %host,
+            "postgres connection is NOT encrypted; set sslmode=verify-full (and sslrootcert) in DATABASE_URL"
+        ),
+    }
+    Ok(pool)
 }
 
-fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)
+/// Whether a Postgres error is worth retrying at start-up (the server is not up yet, is
+/// starting or shutting down, or has no connection slot free) rather than a mistake to report.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Tls(_) => false,
+        sqlx::Error::Database(db) => {
+            matches!(
+                db.code().as_deref(),
+                Some("57P01" | "57P02" | "57P03" | "53300" | "08006" | "08001")
+            )
+        }
+        _ => false,
+    }
 }
 
 async fn ensure_database(options: &PgConnectOptions) -> Result<(), sqlx::Error> {

@@ -1,7 +1,7 @@
 //! The HTTP surface every service shares: `/healthz`, `/readyz` (NATS and Postgres reachable),
 //! `/metrics` (Prometheus), the JSON error shape, and serving with graceful shutdown.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use axum::{
     extract::State,
@@ -14,6 +14,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::service::Readiness;
 
 /// The process-wide Prometheus recorder (installed once, shared by every service in a process).
 pub fn metrics_handle() -> PrometheusHandle {
@@ -41,39 +43,52 @@ pub fn metrics_handle() -> PrometheusHandle {
 
 #[derive(Clone)]
 struct Probes {
-    pool: sqlx::PgPool,
-    nats: async_nats::Client,
+    readiness: Arc<Readiness>,
     metrics: PrometheusHandle,
 }
 
-/// `/healthz`, `/readyz` and `/metrics`, to merge into a service's router.
-pub fn ops_router(pool: sqlx::PgPool, nats: async_nats::Client) -> Router {
+/// `/healthz`, `/readyz` and `/metrics`, served from the moment a service starts: `/readyz`
+/// answers 503 with the start-up step until the connections exist, then checks them.
+pub fn ops_router(readiness: Arc<Readiness>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(|State(p): State<Probes>| async move { p.metrics.render() }))
-        .with_state(Probes { pool, nats, metrics: metrics_handle() })
+        .with_state(Probes { readiness, metrics: metrics_handle() })
 }
 
 #[derive(Serialize)]
-struct Readiness {
+struct ReadyBody {
     ready: bool,
     nats: &'static str,
     postgres: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    starting: Option<&'static str>,
 }
 
 async fn readyz(State(p): State<Probes>) -> Response {
-    let nats_ok = matches!(p.nats.connection_state(), async_nats::connection::State::Connected);
+    let Some(infra) = p.readiness.infra() else {
+        let body = ReadyBody {
+            ready: false,
+            nats: "pending",
+            postgres: "pending",
+            starting: Some(p.readiness.step()),
+        };
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    };
+    let nats_ok =
+        matches!(infra.bus.client().connection_state(), async_nats::connection::State::Connected);
     let pg_ok = tokio::time::timeout(
         std::time::Duration::from_secs(2),
-        sqlx::query("SELECT 1").execute(&p.pool),
+        sqlx::query("SELECT 1").execute(&infra.pool),
     )
     .await
     .is_ok_and(|r| r.is_ok());
-    let body = Readiness {
+    let body = ReadyBody {
         ready: nats_ok && pg_ok,
         nats: if nats_ok { "ok" } else { "unreachable" },
         postgres: if pg_ok { "ok" } else { "unreachable" },
+        starting: None,
     };
     let status = if body.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()

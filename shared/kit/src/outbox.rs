@@ -3,7 +3,7 @@
 //! and publish delays an event but never loses it, and the `Nats-Msg-Id` dedupe makes the
 //! relay's own retries harmless.
 //!
-//! Each service owns a `<schema>.outbox` table (see the migrations of each service).
+//! Each service owns a `<schema>.outbox` table, created by [`Outbox::migrate`].
 
 use std::{sync::Arc, time::Duration};
 
@@ -222,12 +222,25 @@ enum RelayError {
     Bus(#[from] BusError),
 }
 
-/// The outbox table, for a service's first migration (`{schema}` replaced by the schema name).
-pub const OUTBOX_TABLE_SQL: &str = "CREATE TABLE outbox (
-    id bigserial PRIMARY KEY,
-    subject text NOT NULL,
-    event_id text NOT NULL,
-    payload bytea NOT NULL,
-    traceparent text,
-    created_at timestamptz NOT NULL DEFAULT now()
-);";
+/// The outbox table of a schema; `IF NOT EXISTS`, because the services' first migrations
+/// created it before [`Outbox::migrate`] existed (an applied migration never changes).
+fn table_sql(schema: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {schema}.outbox (
+            id bigserial PRIMARY KEY,
+            subject text NOT NULL,
+            event_id text NOT NULL,
+            payload bytea NOT NULL,
+            traceparent text,
+            created_at timestamptz NOT NULL DEFAULT now()
+        )"
+    )
+}
+
+impl Outbox {
+    /// Creates `<schema>.outbox` if it does not exist: every service with an outbox calls this
+    /// at start (through [`crate::service::Spec::outbox`]) instead of copying the DDL.
+    pub async fn migrate(pool: &PgPool, schema: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(&table_sql(schema)).execute(pool).await.map(|_| ())
+    }
+}
