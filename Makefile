@@ -31,7 +31,7 @@ proto-lint: $(BUF) ## buf lint, and buf breaking against main (needs npm)
 BENCH_ARGS ?=
 bench-refresh: infra ## token-refresher benchmark: 100k due backlog, 1M idle sweep, vs pgbench (prints a table)
 	cargo build --release -p token-refresher -p lifeline-bench
-	target/release/bench-refresh $(BENCH_ARGS)
+	"$$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/release/bench-refresh" $(BENCH_ARGS)
 
 clean-test-dbs: ## Drop databases left behind by interrupted end-to-end tests
 	psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 'DROP DATABASE \"' || datname || '\" WITH (FORCE);' FROM pg_database WHERE datname LIKE 'lifeline_e2e_%'" | psql -h 127.0.0.1 -U postgres -d postgres -q

@@ -17,7 +17,9 @@ done
 bash scripts/infra.sh
 log "building (cargo build --workspace --bins)"
 cargo build --workspace --bins --quiet
-bin=$root/target/debug
+# Cargo may build elsewhere (CARGO_TARGET_DIR, build.target-dir in a cargo config): ask it.
+target_dir=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
+bin=$target_dir/debug
 
 # Secrets are generated once per checkout and never committed (.run is ignored by git).
 mkdir -p .run/logs
@@ -145,14 +147,14 @@ cat <<INFO
 
   Try the reconnect story in another terminal:
     export LIFELINE_TOKEN=$token
-    target/debug/lifelinectl events tail &                     # watch the events
+    $bin/lifelinectl events tail &                     # watch the events
     curl -XPOST http://127.0.0.1:8090/_sim/x/accounts/demo_user/revoke    # revoke on "X"
     curl -H "authorization: Bearer \$LIFELINE_TOKEN" -H 'content-type: application/json' \\
       -d '{"account_id":"$account","text":"after the revoke"}' http://127.0.0.1:8081/v1/posts
-    target/debug/lifelinectl accounts list                      # needs_reconnect (revoked)
-    target/debug/lifelinectl notifications list                 # one notification
+    $bin/lifelinectl accounts list                      # needs_reconnect (revoked)
+    $bin/lifelinectl notifications list                 # one notification
     # then click Reconnect on the Accounts page (approve on the simulator's consent page)
-    target/debug/lifelinectl posts list                         # every failed post published once
+    $bin/lifelinectl posts list                         # every failed post published once
 
   Ctrl-C stops everything this command started.
 INFO
