@@ -192,7 +192,8 @@ async fn start(
     Ok(Infra { pool, bus })
 }
 
-/// Calls `attempt` until it succeeds, with a growing, jittered pause (100 ms to 5 s).
+/// Calls `attempt` until it succeeds, with a growing, jittered pause (100 ms to 500 ms: the
+/// attempts are cheap, and a service must be ready within a second of its dependencies).
 async fn retry<T, E, F, Fut>(readiness: &Readiness, step: &'static str, mut attempt: F) -> T
 where
     E: std::fmt::Display,
@@ -200,7 +201,7 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     readiness.set_step(step);
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
     let mut failures = 0u32;
     loop {
         match attempt().await {
