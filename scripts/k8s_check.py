@@ -295,6 +295,14 @@ def container_env(d: dict, c: dict, cms: dict[str, dict], gen: Generated) -> dic
             env[n] = "1"
         else:
             env[n] = ""
+    # docs/deploy.md has a platform's client secret created only for the platforms that are
+    # enabled (client id set): an optional secret of a disabled platform stays unset (a service
+    # given one warns at start, and --check-config refuses it).
+    for e in c.get("env", []):
+        m = re.fullmatch(r"(LIFELINE|SIM)_([A-Z]+)_CLIENT_SECRET", e["name"])
+        ref = e.get("valueFrom", {}).get("secretKeyRef", {})
+        if m and ref.get("optional") and f"{m.group(1)}_{m.group(2)}_CLIENT_ID" not in env:
+            env.pop(e["name"], None)
     # Files the configuration points at must exist where the container will see them.
     for n, v in list(env.items()):
         if n.endswith("_FILE") and v.startswith("/"):
@@ -318,10 +326,14 @@ def cmd_drift(overlay: str, rendered: str, bindir: str) -> int:
                     continue
                 candidates += 1
                 env = container_env(d, c, cms, gen)
-                exe = Path(bindir) / binary
+                exe = Path(bindir).resolve() / binary
                 label = f"{overlay}: {d['kind']}/{name(d)} ({binary})"
                 if not exe.exists():
                     fail(f"{label}: {exe} not built")
+                    continue
+                if binary not in SERVICES and b"--check-config" not in exe.read_bytes():
+                    # Started without the flag it would serve instead of exiting.
+                    print(f"  skip {label}: this binary has no --check-config")
                     continue
                 try:
                     r = subprocess.run(
