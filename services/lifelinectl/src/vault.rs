@@ -199,6 +199,27 @@ pub fn progress_line(p: &RewrapProgress) -> String {
     line
 }
 
+/// The summary of a finished run. Rows of the total that it neither re-wrapped nor left behind
+/// were rewritten by the services meanwhile (a refresh or reconnect seals under the active key),
+/// or deleted.
+pub fn done_line(done: &RewrapProgress, now: &BTreeMap<String, u64>) -> String {
+    let stuck = done.unknown_key.values().sum::<u64>() + done.undecryptable.len() as u64;
+    let by_services = done.total.saturating_sub(done.rewrapped_rows() + done.left + stuck);
+    let mut line = format!(
+        "done: {} rows re-wrapped in {:.2?} ({:.0} rows/s) over {} {}",
+        done.rewrapped_rows(),
+        done.elapsed,
+        done.rate(),
+        done.pass,
+        if done.pass == 1 { "pass" } else { "passes" }
+    );
+    if by_services > 0 {
+        let _ = write!(line, "; {by_services} more rewritten by the services meanwhile");
+    }
+    let _ = write!(line, "; rows per key now: {}", per_key(now));
+    line
+}
+
 /// `vault rewrap`: re-encrypts every credential under the active key, printing progress.
 async fn rewrap(pool: &PgPool, keys: VaultKeys, args: &RewrapArgs) -> Result<(), CtlError> {
     let active = keys.active_key_id().to_owned();
@@ -244,14 +265,7 @@ async fn rewrap(pool: &PgPool, keys: VaultKeys, args: &RewrapArgs) -> Result<(),
         output::line(&last)?;
     }
     let now = vault.rows_per_key().await.map_err(db_error)?;
-    output::line(&format!(
-        "done: {} rows re-wrapped in {:.2?} ({:.0} rows/s) over {} passes; rows per key now: {}",
-        done.rewrapped_rows(),
-        done.elapsed,
-        done.rate(),
-        done.pass,
-        per_key(&now)
-    ))?;
+    output::line(&done_line(&done, &now))?;
     if done.left > 0 {
         return Err(CtlError::Vault(format!(
             "{} rows are still being written under an old key after {} passes: is every service \
@@ -306,6 +320,24 @@ mod tests {
         let uses = key_uses(&keys(), &BTreeMap::from([("k2".to_owned(), 1)]), &BTreeMap::new());
         assert_eq!(uses[0].state(), "unused (can be removed)");
         assert!(unknown_keys_error(&uses).is_none());
+    }
+
+    #[test]
+    fn the_summary_counts_rows_the_services_moved_meanwhile() {
+        let done = RewrapProgress {
+            total: 306,
+            rewrapped: BTreeMap::from([("k1".to_owned(), 256)]),
+            pass: 1,
+            batches: 26,
+            elapsed: Duration::from_millis(6500),
+            ..Default::default()
+        };
+        let now = BTreeMap::from([("k2".to_owned(), 306)]);
+        assert_eq!(
+            done_line(&done, &now),
+            "done: 256 rows re-wrapped in 6.50s (39 rows/s) over 1 pass; 50 more rewritten by \
+             the services meanwhile; rows per key now: k2: 306"
+        );
     }
 
     #[test]
