@@ -112,6 +112,73 @@ pub struct Seen {
 
 type EventLog = Arc<Mutex<Vec<Seen>>>;
 
+/// The services the harness runs in process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Gateway,
+    Publisher,
+    Notifier,
+    Refresher,
+}
+
+/// One service running in process with a stop signal of its own, so that it can be restarted
+/// with another configuration ([`System::roll_out`]).
+struct InProcess {
+    kind: Kind,
+    instance_id: String,
+    addr: SocketAddr,
+    stop: CancellationToken,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// Parses `env` as `kind`'s configuration and starts it on `listener`, stopping with `parent`.
+fn spawn_in_process(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    kind: Kind,
+    listener: TcpListener,
+    env: &Env,
+    instance_id: String,
+    parent: &CancellationToken,
+) -> anyhow::Result<InProcess> {
+    let addr = listener.local_addr()?;
+    let stop = parent.child_token();
+    let s = stop.clone();
+    let run: std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>> =
+        match kind {
+            Kind::Gateway => {
+                let config = auth_gateway::Config::from_env(env)?;
+                Box::pin(async move {
+                    auth_gateway::run(listener, config, s).await.context("auth-gateway")
+                })
+            }
+            Kind::Publisher => {
+                let config = publisher::Config::from_env(env)?;
+                Box::pin(
+                    async move { publisher::run(listener, config, s).await.context("publisher") },
+                )
+            }
+            Kind::Notifier => {
+                let config = notifier::Config::from_env(env)?;
+                Box::pin(
+                    async move { notifier::run(listener, config, s).await.context("notifier") },
+                )
+            }
+            Kind::Refresher => {
+                let config = token_refresher::Config::from_env(env)?;
+                Box::pin(async move {
+                    token_refresher::run(listener, config, s).await.context("token-refresher")
+                })
+            }
+        };
+    let (done, stopped) = tokio::sync::oneshot::channel();
+    tasks.spawn(async move {
+        let result = run.await;
+        let _ = done.send(());
+        result
+    });
+    Ok(InProcess { kind, instance_id, addr, stop, stopped })
+}
+
 /// A running Lifeline.
 pub struct System {
     pub gateway: String,
@@ -129,6 +196,7 @@ pub struct System {
     /// more replicas, in process or as child processes.
     pub env: Vec<(String, String)>,
     refreshers: usize,
+    services: Vec<InProcess>,
     events: EventLog,
     shutdown: CancellationToken,
     tasks: JoinSet<anyhow::Result<()>>,
@@ -247,32 +315,38 @@ impl System {
             }
         });
 
-        let gw_config = auth_gateway::Config::from_env(&config_of("gateway"))?;
-        let pub_config = publisher::Config::from_env(&config_of("publisher"))?;
-        let not_config = notifier::Config::from_env(&config_of("notifier"))?;
-        let s = shutdown.clone();
-        tasks.spawn(async move {
-            auth_gateway::run(gw_listener, gw_config, s).await.context("auth-gateway")
-        });
-        let s = shutdown.clone();
-        tasks.spawn(async move {
-            publisher::run(pub_listener, pub_config, s).await.context("publisher")
-        });
-        let s = shutdown.clone();
-        tasks.spawn(
-            async move { notifier::run(not_listener, not_config, s).await.context("notifier") },
-        );
+        let instance_id = |service: &str| format!("{service}-{}", &id[..8]);
+        let mut services = Vec::new();
+        for (kind, listener, name) in [
+            (Kind::Gateway, gw_listener, "gateway"),
+            (Kind::Publisher, pub_listener, "publisher"),
+            (Kind::Notifier, not_listener, "notifier"),
+        ] {
+            let env = config_of(name);
+            services.push(spawn_in_process(
+                &mut tasks,
+                kind,
+                listener,
+                &env,
+                instance_id(name),
+                &shutdown,
+            )?);
+        }
         let mut first_listener = Some(ref_listener);
         for replica in 0..options.refreshers {
             let (listener, name) = match first_listener.take() {
                 Some(l) => (l, "refresher".to_owned()),
                 None => (bind().await?.0, format!("refresher{replica}")),
             };
-            let config = token_refresher::Config::from_env(&config_of(&name))?;
-            let s = shutdown.clone();
-            tasks.spawn(async move {
-                token_refresher::run(listener, config, s).await.context("token-refresher")
-            });
+            let env = config_of(&name);
+            services.push(spawn_in_process(
+                &mut tasks,
+                Kind::Refresher,
+                listener,
+                &env,
+                instance_id(&name),
+                &shutdown,
+            )?);
         }
         drop(first_listener);
         let shared_env: Vec<(String, String)> =
@@ -294,6 +368,7 @@ impl System {
             http,
             env: shared_env,
             refreshers: options.refreshers,
+            services,
             events,
             shutdown,
             tasks,
@@ -348,16 +423,71 @@ impl System {
     /// A bearer token for a workspace.
     /// Starts one more token-refresher replica in this process, named `name`.
     pub async fn spawn_refresher(&mut self, name: &str) -> anyhow::Result<String> {
-        let config = token_refresher::Config::from_env(&Env::from_pairs(
-            self.env.iter().cloned().chain([("LIFELINE_INSTANCE_ID".to_owned(), name.to_owned())]),
-        ))?;
         let (listener, url) = bind().await?;
-        let s = self.shutdown.clone();
-        self.tasks.spawn(async move {
-            token_refresher::run(listener, config, s).await.context("token-refresher")
-        });
+        let env = self.env_of(name);
+        let service = spawn_in_process(
+            &mut self.tasks,
+            Kind::Refresher,
+            listener,
+            &env,
+            name.to_owned(),
+            &self.shutdown,
+        )?;
+        self.services.push(service);
         self.refreshers += 1;
         Ok(url)
+    }
+
+    fn env_of(&self, instance_id: &str) -> Env {
+        Env::from_pairs(
+            self.env
+                .iter()
+                .cloned()
+                .chain([("LIFELINE_INSTANCE_ID".to_owned(), instance_id.to_owned())]),
+        )
+    }
+
+    /// A rolling update: sets `changes` in the configuration (an empty value unsets a variable)
+    /// and restarts every in-process service with it, one at a time, as a Deployment replaces
+    /// its pods: each stops as on SIGTERM (draining its in-flight work), starts again on the
+    /// same port and instance id, and is ready before the next one stops. The simulator keeps
+    /// running, and so does whatever `refresher_process` started.
+    pub async fn roll_out(&mut self, changes: &[(&str, String)]) -> anyhow::Result<()> {
+        for (name, value) in changes {
+            self.env.retain(|(k, _)| k != name);
+            self.env.push(((*name).to_owned(), value.clone()));
+        }
+        for i in 0..self.services.len() {
+            let old = &mut self.services[i];
+            let (kind, addr, instance_id) = (old.kind, old.addr, old.instance_id.clone());
+            old.stop.cancel();
+            let _ = (&mut old.stopped).await;
+            let listener = eventually(Duration::from_secs(10), || async move {
+                Ok(TcpListener::bind(addr).await?)
+            })
+            .await
+            .with_context(|| format!("rebinding {addr} for {kind:?}"))?;
+            let env = self.env_of(&instance_id);
+            self.services[i] = spawn_in_process(
+                &mut self.tasks,
+                kind,
+                listener,
+                &env,
+                instance_id,
+                &self.shutdown,
+            )?;
+            let (http, url) = (&self.http, format!("http://{addr}/readyz"));
+            eventually(Duration::from_secs(60), || async {
+                let r = http.get(&url).send().await?;
+                if r.status().is_success() {
+                    Ok(())
+                } else {
+                    bail!("{kind:?} at {addr} not ready after restart: {}", r.status())
+                }
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// A token-refresher replica as a child process (so that it can be killed with SIGKILL),

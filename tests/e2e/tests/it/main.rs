@@ -7,6 +7,7 @@ mod platforms;
 mod poison;
 mod reconnect;
 mod refresh;
+mod rewrap;
 mod secrets;
 
 use std::time::Duration;
