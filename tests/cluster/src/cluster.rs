@@ -2,6 +2,7 @@
 //! simulator and N replicas of every service, started at the same moment like pods are.
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant, SystemTime},
@@ -368,6 +369,42 @@ impl Cluster {
 
     pub fn token(&self, ws: WorkspaceId) -> String {
         self.jwt.mint("lifeline-cluster", ws, Duration::from_secs(3600))
+    }
+
+    /// What each service's log says about its start-up: the kit's own `startup_ms`, and the
+    /// start-up steps it had to retry (how often, the last error).
+    pub fn startup_summary(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in &self.services {
+            let text = std::fs::read_to_string(s.proc.log_path()).unwrap_or_default();
+            let mut startup_ms = None;
+            let mut retries: BTreeMap<String, (u32, String)> = BTreeMap::new();
+            for line in text.lines() {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+                let message = v["message"].as_str().unwrap_or_default();
+                if message == "ready" && startup_ms.is_none() {
+                    startup_ms = v["startup_ms"].as_u64();
+                } else if message.starts_with("start-up step") {
+                    let step = v["step"].as_str().unwrap_or("?").to_owned();
+                    let e = retries.entry(step).or_insert((0, String::new()));
+                    e.0 += 1;
+                    e.1 = v["error"].as_str().unwrap_or_default().chars().take(160).collect();
+                }
+            }
+            let ready = startup_ms
+                .map(|ms| format!("ready after {ms} ms"))
+                .unwrap_or_else(|| "no ready line".into());
+            if retries.is_empty() {
+                out.push(format!("{}: {ready}, no retries", s.name));
+            } else {
+                let steps: Vec<String> = retries
+                    .iter()
+                    .map(|(step, (n, e))| format!("{step} ×{n} (last: {e})"))
+                    .collect();
+                out.push(format!("{}: {ready}; retried {}", s.name, steps.join("; ")));
+            }
+        }
+        out
     }
 
     /// Every service and simulator log line that is an ERROR, as (process, line).

@@ -110,6 +110,15 @@ async fn reconnect_story_survives_nats_node_publisher_and_postgres_failures() ->
         slowest.map(|s| s.0)
     );
 
+    let mut order: Vec<(&String, &Duration)> = ready.iter().collect();
+    order.sort_by_key(|(_, d)| **d);
+    let line: Vec<String> =
+        order.iter().map(|(n, d)| format!("{n} {:.2}", d.as_secs_f64())).collect();
+    println!("  ready (s after the common start): {}", line.join(", "));
+    for line in cluster.startup_summary() {
+        println!("  {line}");
+    }
+
     let client = cluster.nats.client().await?;
     let recorder = Recorder::start(client.clone(), STREAM.into(), ROOT.into()).await?;
     let targets: Vec<(String, String)> =
