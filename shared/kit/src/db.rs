@@ -94,6 +94,20 @@ async fn ensure_database(options: &PgConnectOptions) -> Result<(), sqlx::Error> 
     }
 }
 
+/// `migrator`, except that migrations applied by a newer release are not an error: during a
+/// rolling upgrade (or a rollback) an older replica keeps running against the newer schema,
+/// which works because migrations are additive (expand first, contract in a later release:
+/// docs/deploy.md). sqlx's `migrate!` builds a `Migrator` that refuses unknown applied
+/// versions and cannot be cloned, so the copy is made field by field.
+fn tolerant(migrator: &Migrator) -> Migrator {
+    Migrator {
+        migrations: migrator.migrations.clone(),
+        ignore_missing: true,
+        locking: migrator.locking,
+        no_tx: migrator.no_tx,
+    }
+}
+
 /// Runs a service's migrations inside its own schema. The migration history table lives in that
 /// schema too, so services migrate independently of one another.
 pub async fn migrate(
@@ -107,7 +121,7 @@ pub async fn migrate(
     let result = async {
         sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).execute(&mut *conn).await?;
         sqlx::query(&format!("SET search_path TO {schema}")).execute(&mut *conn).await?;
-        migrator.run_direct(&mut *conn).await?;
+        tolerant(migrator).run_direct(&mut *conn).await?;
         sqlx::query("RESET search_path").execute(&mut *conn).await?;
         Ok::<_, sqlx::migrate::MigrateError>(())
     }
