@@ -11,7 +11,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, MethodRouter};
 
 use crate::accounts::{valid_username, AuthRequest};
-use crate::state::Common;
+use crate::state::{Common, Ctx};
 use crate::support::{
     error_page, hidden_inputs, html_escape, parse_form, redirect_with, valid_redirect_uri,
 };
@@ -25,9 +25,8 @@ pub(crate) enum AuthzError {
     Redirect { redirect_uri: String, pairs: Vec<(String, String)> },
 }
 
-/// One platform's authorize rules.
+/// One platform's authorize rules, implemented on its handler context.
 pub(crate) trait Authorizer {
-    fn common(&self) -> &Common;
     /// Title of the consent and error pages, e.g. "Sign in with LinkedIn".
     fn title(&self) -> &'static str;
     fn validate(&self, params: &HashMap<String, String>) -> Result<AuthRequest, AuthzError>;
@@ -45,7 +44,10 @@ pub(crate) trait Authorizer {
     fn carried(&self) -> &'static [&'static str];
 }
 
-fn fail<A: Authorizer>(a: &A, e: AuthzError) -> Response {
+fn fail<S>(a: &Ctx<S>, e: AuthzError) -> Response
+where
+    Ctx<S>: Authorizer,
+{
     match e {
         AuthzError::Page(detail) => error_page(a.title(), &detail),
         AuthzError::Redirect { redirect_uri, pairs } => {
@@ -56,12 +58,15 @@ fn fail<A: Authorizer>(a: &A, e: AuthzError) -> Response {
     }
 }
 
-fn approve<A: Authorizer>(a: &A, request: &AuthRequest, username: &str) -> Response {
+fn approve<S>(a: &Ctx<S>, request: &AuthRequest, username: &str) -> Response
+where
+    Ctx<S>: Authorizer,
+{
     if !valid_username(username) {
         return error_page(a.title(), "Invalid username");
     }
     let code = a.issue_code(request, username);
-    a.common().record_secret(&code);
+    a.common.record_secret(&code);
     tracing::info!(title = a.title(), username, "authorization approved");
     let extra = a.success_extra(request);
     let mut pairs: Vec<(&str, &str)> = vec![("code", code.as_str())];
@@ -73,7 +78,10 @@ fn approve<A: Authorizer>(a: &A, request: &AuthRequest, username: &str) -> Respo
 }
 
 /// GET: the consent page, or an immediate approval with `sim_approve_as`.
-pub(crate) fn page<A: Authorizer>(a: &A, params: &HashMap<String, String>) -> Response {
+pub(crate) fn page<S>(a: &Ctx<S>, params: &HashMap<String, String>) -> Response
+where
+    Ctx<S>: Authorizer,
+{
     let request = match a.validate(params) {
         Ok(r) => r,
         Err(e) => return fail(a, e),
@@ -101,7 +109,10 @@ pub(crate) fn page<A: Authorizer>(a: &A, params: &HashMap<String, String>) -> Re
 }
 
 /// POST: the consent form's decision (its hidden fields are validated again).
-pub(crate) fn decision<A: Authorizer>(a: &A, params: &HashMap<String, String>) -> Response {
+pub(crate) fn decision<S>(a: &Ctx<S>, params: &HashMap<String, String>) -> Response
+where
+    Ctx<S>: Authorizer,
+{
     let request = match a.validate(params) {
         Ok(r) => r,
         Err(e) => return fail(a, e),
@@ -122,41 +133,57 @@ pub(crate) fn decision<A: Authorizer>(a: &A, params: &HashMap<String, String>) -
     }
 }
 
-/// The authorize path of a platform whose handler state `A` follows its
+/// The authorize path of a platform whose handler context follows its
 /// rules: GET shows the page, POST takes the decision.
-pub(crate) fn endpoint<A: Authorizer + Clone + Send + Sync + 'static>() -> MethodRouter<A> {
-    get(show::<A>).post(decide::<A>)
+pub(crate) fn endpoint<S: Send + Sync + 'static>() -> MethodRouter<Ctx<S>>
+where
+    Ctx<S>: Authorizer,
+{
+    get(show::<S>).post(decide::<S>)
 }
 
 /// `GET <authorize path>`: `page` over the query.
-pub(crate) async fn show<A: Authorizer>(State(a): State<A>, RawQuery(q): RawQuery) -> Response {
+pub(crate) async fn show<S>(State(a): State<Ctx<S>>, RawQuery(q): RawQuery) -> Response
+where
+    Ctx<S>: Authorizer,
+{
     page(&a, &parse_form(q.unwrap_or_default().as_bytes()))
 }
 
 /// `POST <authorize path>`: `decision` over the form.
-pub(crate) async fn decide<A: Authorizer>(State(a): State<A>, body: Bytes) -> Response {
+pub(crate) async fn decide<S>(State(a): State<Ctx<S>>, body: Bytes) -> Response
+where
+    Ctx<S>: Authorizer,
+{
     decision(&a, &parse_form(&body))
 }
 
-/// The first two checks of every platform: the client (named by
-/// `client_param`) must be registered for `platform` and the redirect_uri a
-/// valid one; otherwise the platform's page says `bad_client` or
-/// `bad_redirect`. Returns both.
-pub(crate) fn client_and_redirect<'a>(
-    common: &Common,
-    platform: &str,
-    params: &'a HashMap<String, String>,
-    client_param: &str,
-    bad_client: &str,
-    bad_redirect: &str,
-) -> Result<(&'a str, &'a str), AuthzError> {
-    let client_id = required(params, client_param)
-        .filter(|c| common.client(platform, c).is_some())
-        .ok_or_else(|| AuthzError::Page(bad_client.to_owned()))?;
-    let redirect_uri = required(params, "redirect_uri")
-        .filter(|r| valid_redirect_uri(r))
-        .ok_or_else(|| AuthzError::Page(bad_redirect.to_owned()))?;
-    Ok((client_id, redirect_uri))
+/// How a platform's authorize request names its client, and what its page
+/// says to a client or a redirect_uri it cannot trust: the first two checks
+/// of every platform.
+pub(crate) struct ClientCheck {
+    /// The parameter naming the client (`client_id`; TikTok: `client_key`).
+    pub param: &'static str,
+    pub bad_client: &'static str,
+    pub bad_redirect: &'static str,
+}
+
+impl ClientCheck {
+    /// The client, registered for `platform`, and a valid redirect_uri.
+    pub fn apply<'a>(
+        &self,
+        common: &Common,
+        platform: &str,
+        params: &'a HashMap<String, String>,
+    ) -> Result<(&'a str, &'a str), AuthzError> {
+        let client_id = required(params, self.param)
+            .filter(|c| common.client(platform, c).is_some())
+            .ok_or_else(|| AuthzError::Page(self.bad_client.to_owned()))?;
+        let redirect_uri = required(params, "redirect_uri")
+            .filter(|r| valid_redirect_uri(r))
+            .ok_or_else(|| AuthzError::Page(self.bad_redirect.to_owned()))?;
+        Ok((client_id, redirect_uri))
+    }
 }
 
 /// A required, non-empty parameter.

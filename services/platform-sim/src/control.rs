@@ -40,7 +40,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::state::{AccountAction, PlatformSim, SimState};
+use crate::state::{AccountAction, Common, PlatformSim, SimState};
 use crate::support::parse_form;
 
 pub(crate) fn router(state: SimState) -> Router {
@@ -135,16 +135,29 @@ fn parse_for_seconds(body: &[u8]) -> Result<(Duration, ForSeconds), ControlError
     Ok((d, parsed))
 }
 
+/// A timed fault on the platform `name`: parses `{"for_seconds": f, ...}`,
+/// then `apply` sets the fault and returns the control API's answer.
+fn timed_fault(
+    state: &SimState,
+    name: &str,
+    body: &[u8],
+    apply: impl FnOnce(&Common, &'static str, Duration, ForSeconds) -> Result<Value, ControlError>,
+) -> Result<Json<Value>, ControlError> {
+    let p = platform(state, name)?;
+    let (d, parsed) = parse_for_seconds(body)?;
+    apply(&state.common(), p.name(), d, parsed).map(Json)
+}
+
 async fn rate_limit(
     State(state): State<SimState>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ControlError> {
-    let p = platform(&state, &name)?;
-    let (d, _) = parse_for_seconds(&body)?;
-    state.common().set_rate_limit(p.name(), d);
-    tracing::info!(platform = p.name(), seconds = d.as_secs_f64(), "sim: rate limit on");
-    Ok(Json(json!({ "rate_limited_for_seconds": d.as_secs_f64() })))
+    timed_fault(&state, &name, &body, |common, p, d, _| {
+        common.set_rate_limit(p, d);
+        tracing::info!(platform = p, seconds = d.as_secs_f64(), "sim: rate limit on");
+        Ok(json!({ "rate_limited_for_seconds": d.as_secs_f64() }))
+    })
 }
 
 async fn outage(
@@ -152,16 +165,16 @@ async fn outage(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ControlError> {
-    let p = platform(&state, &name)?;
-    let (d, parsed) = parse_for_seconds(&body)?;
-    let status = parsed.status.unwrap_or(503);
-    if !(500..=599).contains(&status) {
-        return Err(error(StatusCode::BAD_REQUEST, "status must be between 500 and 599"));
-    }
-    let hang = parsed.hang;
-    state.common().set_outage(p.name(), d, status, hang);
-    tracing::info!(platform = p.name(), seconds = d.as_secs_f64(), status, hang, "sim: outage on");
-    Ok(Json(json!({ "outage_for_seconds": d.as_secs_f64(), "status": status, "hang": hang })))
+    timed_fault(&state, &name, &body, |common, p, d, parsed| {
+        let status = parsed.status.unwrap_or(503);
+        if !(500..=599).contains(&status) {
+            return Err(error(StatusCode::BAD_REQUEST, "status must be between 500 and 599"));
+        }
+        let hang = parsed.hang;
+        common.set_outage(p, d, status, hang);
+        tracing::info!(platform = p, seconds = d.as_secs_f64(), status, hang, "sim: outage on");
+        Ok(json!({ "outage_for_seconds": d.as_secs_f64(), "status": status, "hang": hang }))
+    })
 }
 
 async fn latency(
@@ -169,17 +182,14 @@ async fn latency(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ControlError> {
-    let p = platform(&state, &name)?;
-    let (d, parsed) = parse_for_seconds(&body)?;
-    let Some(ms) = parsed.ms else {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            "expected {\"ms\": number, \"for_seconds\": number}",
-        ));
-    };
-    state.common().set_latency(p.name(), d, Duration::from_millis(ms));
-    tracing::info!(platform = p.name(), seconds = d.as_secs_f64(), ms, "sim: latency on");
-    Ok(Json(json!({ "latency_ms": ms, "for_seconds": d.as_secs_f64() })))
+    timed_fault(&state, &name, &body, |common, p, d, parsed| {
+        let ms = parsed.ms.ok_or_else(|| {
+            error(StatusCode::BAD_REQUEST, "expected {\"ms\": number, \"for_seconds\": number}")
+        })?;
+        common.set_latency(p, d, Duration::from_millis(ms));
+        tracing::info!(platform = p, seconds = d.as_secs_f64(), ms, "sim: latency on");
+        Ok(json!({ "latency_ms": ms, "for_seconds": d.as_secs_f64() }))
+    })
 }
 
 async fn reject_content(
@@ -187,11 +197,11 @@ async fn reject_content(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ControlError> {
-    let p = platform(&state, &name)?;
-    let (d, _) = parse_for_seconds(&body)?;
-    state.common().set_reject_content(p.name(), d);
-    tracing::info!(platform = p.name(), seconds = d.as_secs_f64(), "sim: rejecting content");
-    Ok(Json(json!({ "reject_content_for_seconds": d.as_secs_f64() })))
+    timed_fault(&state, &name, &body, |common, p, d, _| {
+        common.set_reject_content(p, d);
+        tracing::info!(platform = p, seconds = d.as_secs_f64(), "sim: rejecting content");
+        Ok(json!({ "reject_content_for_seconds": d.as_secs_f64() }))
+    })
 }
 
 async fn settings(

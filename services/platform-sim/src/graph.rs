@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -15,6 +17,9 @@ use crate::accounts::{Accounts, CodeError, Death, Refusal};
 use crate::faults::retry_after_secs;
 use crate::state::AccountAction;
 use crate::support::{bearer, query_and_form, random_b64};
+
+/// What a Graph handler answers: the response, or a Graph error.
+pub(crate) type Answer = Result<Response, GraphError>;
 
 /// A Graph error. `status` is what Graph uses for that code (mostly 400).
 #[derive(Debug, Clone)]
@@ -106,6 +111,57 @@ impl IntoResponse for GraphError {
             }
         }
         resp
+    }
+}
+
+/// A request to a platform's `/graph/{*rest}` route, as its dispatcher
+/// reads it: the method, the path after `/graph`, the parameters (query,
+/// form or JSON body) and the headers. Unparsable parameters are refused
+/// with Graph's own error.
+pub(crate) struct GraphRequest {
+    pub method: Method,
+    rest: String,
+    pub params: HashMap<String, String>,
+    pub headers: HeaderMap,
+}
+
+impl GraphRequest {
+    /// The path segments without an optional leading version.
+    pub fn segments(&self) -> Vec<&str> {
+        segments(&self.rest)
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for GraphRequest {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let Path(rest) = Path::<String>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let query = parts.uri.query().map(str::to_owned);
+        let (method, headers) = (parts.method.clone(), parts.headers.clone());
+        let body = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let params = params(query.as_deref(), &body).map_err(IntoResponse::into_response)?;
+        Ok(Self { method, rest, params, headers })
+    }
+}
+
+/// One Graph call as a platform's dispatcher hands it on: the platform's
+/// handler context, the merged parameters and the headers.
+pub(crate) struct Call<'a, C> {
+    pub ctx: &'a C,
+    pub params: &'a HashMap<String, String>,
+    pub headers: &'a HeaderMap,
+}
+
+impl<C> Call<'_, C> {
+    /// The call's access token, or Graph's code 104.
+    pub fn token(&self) -> Result<String, GraphError> {
+        token_of(self.params, self.headers).ok_or_else(no_token)
     }
 }
 

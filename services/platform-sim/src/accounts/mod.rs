@@ -273,6 +273,19 @@ mod tests {
     }
 
     #[test]
+    fn same_username_same_user_case_insensitive() {
+        let mut a = Accounts::default();
+        let ids = |n: u64| (n.to_string(), String::new());
+        let first = a.sign_in("demo_user", ids);
+        let again = a.sign_in("Demo_User", ids);
+        let other = a.sign_in("other", ids);
+        assert_eq!(first.id, again.id);
+        assert_ne!(first.id, other.id);
+        assert_eq!(first.name, "Demo User");
+        assert_eq!(a.user_by_id(&other.id).map(|u| u.key.as_str()), Some("other"));
+    }
+
+    #[test]
     fn display_names() {
         assert_eq!(display_name("demo_user"), "Demo User");
         assert_eq!(display_name("_"), "_");

@@ -4,26 +4,21 @@
 
 use std::collections::HashMap;
 
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use serde_json::{json, Value};
 
 use super::token::page_token;
 use super::wire::{page_node, permissions_error, user_node};
-use super::{Ctx, ALL_KINDS, PLATFORM};
+use super::{Call, Ctx, ALL_KINDS, PLATFORM};
 use crate::accounts::{Kind, Token, User};
 use crate::authorize::required;
-use crate::graph::{self, GraphError};
+use crate::graph::{self, Answer, GraphError};
 
 /// The caller's live token of any kind (user or Page).
-fn caller(
-    ctx: &Ctx,
-    params: &HashMap<String, String>,
-    headers: &HeaderMap,
-) -> Result<Token, GraphError> {
-    let token = graph::token_of(params, headers).ok_or_else(graph::no_token)?;
-    let now = ctx.common.clock.now();
-    let a = ctx.accounts();
+fn caller(call: &Call<'_>) -> Result<Token, GraphError> {
+    let token = call.token()?;
+    let now = call.ctx.common.clock.now();
+    let a = call.ctx.accounts();
     a.check(&token, ALL_KINDS, now).map_err(|r| {
         let app = a.token(&token).map(|t| t.client_id.clone()).unwrap_or_default();
         graph::refusal(&r, &app, now)
@@ -36,13 +31,9 @@ fn user_of(ctx: &Ctx, t: &Token, method: &str, id: &str) -> Result<User, GraphEr
 }
 
 /// `GET /me` (user, or the Page for a Page token) and `GET /{id}`.
-pub(crate) fn node(
-    ctx: &Ctx,
-    params: &HashMap<String, String>,
-    headers: &HeaderMap,
-    id: Option<&str>,
-) -> Result<Response, GraphError> {
-    let t = caller(ctx, params, headers)?;
+pub(crate) fn node(call: &Call<'_>, id: Option<&str>) -> Answer {
+    let (ctx, params) = (call.ctx, call.params);
+    let t = caller(call)?;
     let user = user_of(ctx, &t, "get", "me")?;
     let fields = graph::fields(params, &["id", "name"]);
     let is_page = match id {
@@ -70,12 +61,9 @@ pub(crate) fn node(
 }
 
 /// `GET /me/accounts`: the user's Pages with their Page tokens.
-pub(crate) fn me_accounts(
-    ctx: &Ctx,
-    params: &HashMap<String, String>,
-    headers: &HeaderMap,
-) -> Result<Response, GraphError> {
-    let t = caller(ctx, params, headers)?;
+pub(crate) fn me_accounts(call: &Call<'_>) -> Answer {
+    let ctx = call.ctx;
+    let t = caller(call)?;
     if t.kind == Kind::Page {
         return Err(graph::invalid_param(
             "Tried accessing nonexisting field (accounts) on node type (Page)",
@@ -114,14 +102,9 @@ fn post_message(params: &HashMap<String, String>, photo: bool) -> Result<String,
 
 /// `POST /{page-id}/feed` with `message` (and/or `link`), or `POST /{page-id}/photos` with an
 /// image `url` and an optional `message` (or `caption`); Page token only.
-pub(crate) fn create_post(
-    ctx: &Ctx,
-    params: &HashMap<String, String>,
-    headers: &HeaderMap,
-    id: &str,
-    photo: bool,
-) -> Result<Response, GraphError> {
-    let t = caller(ctx, params, headers)?;
+pub(crate) fn create_post(call: &Call<'_>, id: &str, photo: bool) -> Answer {
+    let (ctx, params) = (call.ctx, call.params);
+    let t = caller(call)?;
     let user = user_of(ctx, &t, "post", id)?;
     if id != user.secondary_id && id != "me" {
         return Err(graph::no_such_object("post", id));
@@ -152,13 +135,9 @@ pub(crate) fn create_post(
 }
 
 /// `GET /{page-id}/feed`: the Page's posts, newest first.
-pub(crate) fn list_posts(
-    ctx: &Ctx,
-    params: &HashMap<String, String>,
-    headers: &HeaderMap,
-    id: &str,
-) -> Result<Response, GraphError> {
-    let t = caller(ctx, params, headers)?;
+pub(crate) fn list_posts(call: &Call<'_>, id: &str) -> Answer {
+    let ctx = call.ctx;
+    let t = caller(call)?;
     let a = ctx.accounts();
     let user = a.user(&t.user_key).ok_or_else(|| graph::no_such_object("get", id))?;
     if id != user.secondary_id {

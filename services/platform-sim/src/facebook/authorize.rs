@@ -9,8 +9,7 @@ use axum::response::Response;
 
 use super::{Ctx, PLATFORM};
 use crate::accounts::{AuthRequest, Code};
-use crate::authorize::{self, client_and_redirect, split_scopes, Authorizer, AuthzError};
-use crate::state::Common;
+use crate::authorize::{self, split_scopes, Authorizer, AuthzError, ClientCheck};
 
 const FIRST_USER_ID: u64 = 10_000_000_000_000;
 const FIRST_PAGE_ID: u64 = 100_000_000_000_000;
@@ -28,10 +27,14 @@ const KNOWN_SCOPES: &[&str] = &[
     "publish_video",
 ];
 
+/// How the authorize request names the client, and the pages for a bad one.
+const CLIENT: ClientCheck = ClientCheck {
+    param: "client_id",
+    bad_client: "Invalid App ID: The provided app ID does not look like a valid app ID.",
+    bad_redirect: "URL Blocked: This redirect failed because the redirect URI is not whitelisted in the app's Client OAuth Settings.",
+};
+
 impl Authorizer for Ctx {
-    fn common(&self) -> &Common {
-        &self.common
-    }
     fn title(&self) -> &'static str {
         "Log in with Facebook"
     }
@@ -48,14 +51,7 @@ impl Authorizer for Ctx {
     }
 
     fn validate(&self, params: &HashMap<String, String>) -> Result<AuthRequest, AuthzError> {
-        let (client_id, redirect_uri) = client_and_redirect(
-            &self.common,
-            PLATFORM,
-            params,
-            "client_id",
-            "Invalid App ID: The provided app ID does not look like a valid app ID.",
-            "URL Blocked: This redirect failed because the redirect URI is not whitelisted in the app's Client OAuth Settings.",
-        )?;
+        let (client_id, redirect_uri) = CLIENT.apply(&self.common, PLATFORM, params)?;
         if params.get("response_type").is_some_and(|r| r != "code") {
             return Err(AuthzError::Page("Unsupported response_type".into()));
         }

@@ -13,9 +13,8 @@ mod wire;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, Method};
+use axum::extract::State;
+use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
@@ -37,6 +36,9 @@ pub(crate) struct FacebookSim {
 
 /// What every Facebook handler gets.
 type Ctx = crate::state::Ctx<FacebookSim>;
+
+/// A Graph call of this platform, as `graph_dispatch` hands it on.
+type Call<'a> = graph::Call<'a, Ctx>;
 
 impl Ctx {
     fn accounts(&self) -> MutexGuard<'_, Accounts> {
@@ -83,36 +85,25 @@ impl PlatformSim for FacebookSim {
 
 /// Every Graph path. The token exchange is never rate limited; everything
 /// else answers an injected rate limit first.
-async fn graph_dispatch(
-    State(ctx): State<Ctx>,
-    method: Method,
-    Path(rest): Path<String>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let params = match graph::params(q.as_deref(), &body) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    let segs = graph::segments(&rest);
-    let is_get = method == Method::GET;
+async fn graph_dispatch(State(ctx): State<Ctx>, req: graph::GraphRequest) -> Response {
+    let (params, headers, method) = (&req.params, &req.headers, &req.method);
+    let segs = req.segments();
+    let call = Call { ctx: &ctx, params, headers };
+    let is_get = *method == Method::GET;
     if segs == ["oauth", "access_token"] {
-        return token::access_token(&ctx, &params).unwrap_or_else(IntoResponse::into_response);
+        return token::access_token(&ctx, params).unwrap_or_else(IntoResponse::into_response);
     }
     if let Some(until) = ctx.common.rate_limited_until(PLATFORM) {
         return wire::rate_limited(&ctx.common, until);
     }
     let result = match (segs.as_slice(), is_get) {
-        (["debug_token"], true) => token::debug_token(&ctx, &params),
-        (["me"], true) => api::node(&ctx, &params, &headers, None),
-        (["me", "accounts"], true) => api::me_accounts(&ctx, &params, &headers),
-        ([id], true) => api::node(&ctx, &params, &headers, Some(id)),
-        ([id, "feed"], false) => api::create_post(&ctx, &params, &headers, id, false),
-        ([id, "photos"], false) => api::create_post(&ctx, &params, &headers, id, true),
-        ([id, "feed" | "posts" | "published_posts"], true) => {
-            api::list_posts(&ctx, &params, &headers, id)
-        }
+        (["debug_token"], true) => token::debug_token(&ctx, params),
+        (["me"], true) => api::node(&call, None),
+        (["me", "accounts"], true) => api::me_accounts(&call),
+        ([id], true) => api::node(&call, Some(id)),
+        ([id, "feed"], false) => api::create_post(&call, id, false),
+        ([id, "photos"], false) => api::create_post(&call, id, true),
+        ([id, "feed" | "posts" | "published_posts"], true) => api::list_posts(&call, id),
         ([first, ..], false) => Err(graph::no_such_object("post", first)),
         _ => Err(graph::unknown_path(&segs.join("/"))),
     };

@@ -5,14 +5,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use serde_json::json;
 
 use super::wire::{epoch, token_response};
 use super::{Ctx, ALL_KINDS, PLATFORM, USER_KINDS};
 use crate::accounts::{self, Kind, Refusal, Token, TokenState, HOUR};
 use crate::authorize::required;
-use crate::graph::{self, GraphError};
+use crate::graph::{self, Answer, GraphError};
 
 const SHORT_LIVED: Duration = HOUR;
 const LONG_LIVED: Duration = Duration::from_secs(60 * 24 * 60 * 60);
@@ -23,10 +23,7 @@ fn cannot_parse() -> GraphError {
 }
 
 /// `oauth/access_token`: the code exchange, or `grant_type=fb_exchange_token`.
-pub(crate) fn access_token(
-    ctx: &Ctx,
-    params: &HashMap<String, String>,
-) -> Result<Response, GraphError> {
+pub(crate) fn access_token(ctx: &Ctx, params: &HashMap<String, String>) -> Answer {
     let client_id =
         required(params, "client_id").ok_or_else(|| graph::missing_param("client_id"))?;
     let client = ctx.common.client(PLATFORM, client_id).ok_or_else(graph::bad_client_id)?;
@@ -110,10 +107,7 @@ pub(crate) fn page_token(ctx: &Ctx, t: &Token) -> String {
 }
 
 /// `GET /debug_token?input_token=…&access_token=<app token or user token>`.
-pub(crate) fn debug_token(
-    ctx: &Ctx,
-    params: &HashMap<String, String>,
-) -> Result<Response, GraphError> {
+pub(crate) fn debug_token(ctx: &Ctx, params: &HashMap<String, String>) -> Answer {
     let input =
         required(params, "input_token").ok_or_else(|| graph::missing_param("input_token"))?;
     let app_token = required(params, "access_token").ok_or_else(graph::no_token)?;

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use serde_json::{json, Map, Value};
 
-use super::wire::LinkedInError;
+use super::wire::{Answer, LinkedInError};
 use super::{Ctx, PLATFORM};
 use crate::accounts::{Kind, Refusal, Token};
 use crate::support::{bearer, parse_form};
@@ -48,10 +48,7 @@ fn caller(ctx: &Ctx, headers: &HeaderMap) -> Result<Token, LinkedInError> {
 }
 
 /// `GET /v2/userinfo` (OpenID Connect).
-pub(crate) async fn userinfo(
-    State(ctx): State<Ctx>,
-    headers: HeaderMap,
-) -> Result<Response, LinkedInError> {
+pub(crate) async fn userinfo(State(ctx): State<Ctx>, headers: HeaderMap) -> Answer {
     let t = caller(&ctx, &headers)?;
     let denied = || LinkedInError::access_denied("userinfo.GET.NO_VERSION");
     if !t.has_scope("openid") {
@@ -102,11 +99,7 @@ fn check_version(headers: &HeaderMap) -> Result<(), LinkedInError> {
 }
 
 /// `POST /rest/posts`: a member's text post. 201, empty body, `x-restli-id`.
-pub(crate) async fn create_post(
-    State(ctx): State<Ctx>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, LinkedInError> {
+pub(crate) async fn create_post(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Answer {
     let t = caller(&ctx, &headers)?;
     check_version(&headers)?;
     if !t.has_scope("w_member_social") {
@@ -205,7 +198,7 @@ pub(crate) async fn list_posts(
     State(ctx): State<Ctx>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
-) -> Result<Response, LinkedInError> {
+) -> Answer {
     let t = caller(&ctx, &headers)?;
     check_version(&headers)?;
     let params: HashMap<String, String> = parse_form(q.unwrap_or_default().as_bytes());

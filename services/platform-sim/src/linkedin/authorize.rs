@@ -6,8 +6,7 @@ use std::collections::HashMap;
 
 use super::{Ctx, PLATFORM};
 use crate::accounts::{AuthRequest, Code};
-use crate::authorize::{client_and_redirect, required, split_scopes, Authorizer, AuthzError};
-use crate::state::Common;
+use crate::authorize::{required, split_scopes, Authorizer, AuthzError, ClientCheck};
 use crate::support::random_b64;
 
 const KNOWN_SCOPES: &[&str] = &[
@@ -23,10 +22,14 @@ const KNOWN_SCOPES: &[&str] = &[
     "rw_organization_admin",
 ];
 
+/// How the authorize request names the client, and the pages for a bad one.
+const CLIENT: ClientCheck = ClientCheck {
+    param: "client_id",
+    bad_client: "The passed in client_id is invalid",
+    bad_redirect: "The redirect_uri does not match the registered value",
+};
+
 impl Authorizer for Ctx {
-    fn common(&self) -> &Common {
-        &self.common
-    }
     fn title(&self) -> &'static str {
         "LinkedIn: Sign in"
     }
@@ -41,14 +44,7 @@ impl Authorizer for Ctx {
     }
 
     fn validate(&self, params: &HashMap<String, String>) -> Result<AuthRequest, AuthzError> {
-        let (client_id, redirect_uri) = client_and_redirect(
-            &self.common,
-            PLATFORM,
-            params,
-            "client_id",
-            "The passed in client_id is invalid",
-            "The redirect_uri does not match the registered value",
-        )?;
+        let (client_id, redirect_uri) = CLIENT.apply(&self.common, PLATFORM, params)?;
         let back = |error: &str, description: String| AuthzError::Redirect {
             redirect_uri: redirect_uri.to_owned(),
             pairs: [("error", error.to_owned()), ("error_description", description)]

@@ -8,10 +8,10 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use serde_json::json;
 
-use super::wire::LinkedInError;
+use super::wire::{Answer, LinkedInError};
 use super::{Ctx, PLATFORM};
 use crate::accounts::{self, Death, Kind};
 use crate::authorize::required;
@@ -46,7 +46,7 @@ fn authenticate_client(ctx: &Ctx, form: &HashMap<String, String>) -> Result<Stri
 }
 
 /// `POST /oauth/v2/accessToken`: `authorization_code` and `refresh_token`.
-pub(crate) async fn token(State(ctx): State<Ctx>, body: Bytes) -> Result<Response, LinkedInError> {
+pub(crate) async fn token(State(ctx): State<Ctx>, body: Bytes) -> Answer {
     let form = parse_form(&body);
     let grant_type =
         required(&form, "grant_type").ok_or_else(|| LinkedInError::missing("grant_type"))?;
@@ -143,7 +143,7 @@ fn refresh(
 }
 
 /// `POST /oauth/v2/revoke` with client credentials and `token`.
-pub(crate) async fn revoke(State(ctx): State<Ctx>, body: Bytes) -> Result<Response, LinkedInError> {
+pub(crate) async fn revoke(State(ctx): State<Ctx>, body: Bytes) -> Answer {
     let form = parse_form(&body);
     let client_id = authenticate_client(&ctx, &form)?;
     let token = required(&form, "token").ok_or_else(|| LinkedInError::missing("token"))?;

@@ -11,6 +11,9 @@ use serde_json::json;
 use crate::state::Common;
 use crate::support::json_no_store;
 
+/// What a handler answers: the response, or the refusal in LinkedIn's own words.
+pub(crate) type Answer = Result<Response, LinkedInError>;
+
 /// Why LinkedIn refused a request, rendered as LinkedIn renders it.
 #[derive(Debug)]
 pub(crate) enum LinkedInError {

@@ -2,18 +2,15 @@
 //! published media item), creating and publishing containers, listing the
 //! user's media (for reconciling) and the publishing quota.
 
-use std::collections::HashMap;
-
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::wire::media_node;
-use super::{Ctx, Store};
+use super::{Call, Ctx, Store};
 use crate::accounts::{Kind, Token, DAY};
 use crate::authorize::required;
-use crate::graph::{self, GraphError};
+use crate::graph::{self, Answer, GraphError};
 
 /// A media container: created by the first step, published by the second.
 #[derive(Debug, Clone)]
@@ -26,14 +23,10 @@ pub(crate) struct Container {
 }
 
 /// The caller's live access token (short- or long-lived).
-pub(crate) fn caller(
-    ctx: &Ctx,
-    params: &HashMap<String, String>,
-    headers: &HeaderMap,
-) -> Result<Token, GraphError> {
-    let token = graph::token_of(params, headers).ok_or_else(graph::no_token)?;
-    let now = ctx.common.clock.now();
-    let store = ctx.store();
+pub(crate) fn caller(call: &Call<'_>) -> Result<Token, GraphError> {
+    let token = call.token()?;
+    let now = call.ctx.common.clock.now();
+    let store = call.ctx.store();
     store.accounts.check(&token, &[Kind::ShortLived, Kind::LongLived], now).map_err(|r| {
         let app = store.accounts.token(&token).map(|t| t.client_id.clone()).unwrap_or_default();
         graph::refusal(&r, &app, now)
@@ -49,14 +42,10 @@ fn need_scope(t: &Token, scope: &str) -> Result<(), GraphError> {
 }
 
 /// `GET /me` or `GET /{id}`: the user, one of their containers or media.
-pub(crate) fn node(
-    ctx: &Ctx,
-    params: &HashMap<String, String>,
-    headers: &HeaderMap,
-    id: Option<&str>,
-) -> Result<Response, GraphError> {
+pub(crate) fn node(call: &Call<'_>, id: Option<&str>) -> Answer {
+    let (ctx, params) = (call.ctx, call.params);
     let cfg = ctx.cfg();
-    let t = caller(ctx, params, headers)?;
+    let t = caller(call)?;
     need_scope(&t, cfg.basic_scope)?;
     let store = ctx.store();
     let user = store
@@ -100,25 +89,30 @@ pub(crate) fn node(
     Err(graph::no_such_object("get", id))
 }
 
-fn own_user(ctx: &Ctx, t: &Token, id: &str, method: &str) -> Result<(), GraphError> {
-    let store = ctx.store();
-    match store.accounts.user(&t.user_key) {
-        Some(u) if u.id == id || id == "me" => Ok(()),
-        _ => Err(graph::no_such_object(method, id)),
+/// The caller, when `id` is their own user (or `me`) and the token holds
+/// `scope` (if one is named).
+fn owner(
+    call: &Call<'_>,
+    id: &str,
+    method: &str,
+    scope: Option<&str>,
+) -> Result<Token, GraphError> {
+    let t = caller(call)?;
+    match call.ctx.store().accounts.user(&t.user_key) {
+        Some(u) if u.id == id || id == "me" => {}
+        _ => return Err(graph::no_such_object(method, id)),
     }
+    if let Some(scope) = scope {
+        need_scope(&t, scope)?;
+    }
+    Ok(t)
 }
 
 /// `POST /{user-id}/{media|threads}`: creates a container.
-pub(crate) fn create_container(
-    ctx: &Ctx,
-    params: &HashMap<String, String>,
-    headers: &HeaderMap,
-    id: &str,
-) -> Result<Response, GraphError> {
+pub(crate) fn create_container(call: &Call<'_>, id: &str) -> Answer {
+    let (ctx, params) = (call.ctx, call.params);
     let cfg = ctx.cfg();
-    let t = caller(ctx, params, headers)?;
-    own_user(ctx, &t, id, "post")?;
-    need_scope(&t, cfg.publish_scope)?;
+    let t = owner(call, id, "post", Some(cfg.publish_scope))?;
     let (media_type, text, _url) = (cfg.container)(params)?;
     let mut store = ctx.store();
     store.next_id += 1;
@@ -143,16 +137,10 @@ fn quota_usage(ctx: &Ctx, store: &Store, user_key: &str) -> usize {
 }
 
 /// `POST /{user-id}/{media_publish|threads_publish}` with `creation_id`.
-pub(crate) fn publish(
-    ctx: &Ctx,
-    params: &HashMap<String, String>,
-    headers: &HeaderMap,
-    id: &str,
-) -> Result<Response, GraphError> {
+pub(crate) fn publish(call: &Call<'_>, id: &str) -> Answer {
+    let (ctx, params) = (call.ctx, call.params);
     let cfg = ctx.cfg();
-    let t = caller(ctx, params, headers)?;
-    own_user(ctx, &t, id, "post")?;
-    need_scope(&t, cfg.publish_scope)?;
+    let t = owner(call, id, "post", Some(cfg.publish_scope))?;
     let creation_id =
         required(params, "creation_id").ok_or_else(|| graph::missing_param("creation_id"))?;
     if ctx.common.content_rejected(cfg.platform) {
@@ -189,16 +177,10 @@ pub(crate) fn publish(
 }
 
 /// `GET /{user-id}/{media|threads}`: the user's published media, newest first.
-pub(crate) fn list_media(
-    ctx: &Ctx,
-    params: &HashMap<String, String>,
-    headers: &HeaderMap,
-    id: &str,
-) -> Result<Response, GraphError> {
+pub(crate) fn list_media(call: &Call<'_>, id: &str) -> Answer {
+    let ctx = call.ctx;
     let cfg = ctx.cfg();
-    let t = caller(ctx, params, headers)?;
-    own_user(ctx, &t, id, "get")?;
-    need_scope(&t, cfg.basic_scope)?;
+    let t = owner(call, id, "get", Some(cfg.basic_scope))?;
     let store = ctx.store();
     let username = store.accounts.user(&t.user_key).map(|u| u.username.clone()).unwrap_or_default();
     let data: Vec<Value> = store
@@ -224,15 +206,10 @@ pub(crate) fn list_media(
 }
 
 /// `GET /{user-id}/{content_publishing_limit|threads_publishing_limit}`.
-pub(crate) fn publishing_limit(
-    ctx: &Ctx,
-    params: &HashMap<String, String>,
-    headers: &HeaderMap,
-    id: &str,
-) -> Result<Response, GraphError> {
+pub(crate) fn publishing_limit(call: &Call<'_>, id: &str) -> Answer {
+    let ctx = call.ctx;
     let cfg = ctx.cfg();
-    let t = caller(ctx, params, headers)?;
-    own_user(ctx, &t, id, "get")?;
+    let t = owner(call, id, "get", None)?;
     let store = ctx.store();
     let usage = quota_usage(ctx, &store, &t.user_key);
     Ok(axum::Json(json!({ "data": [{

@@ -5,13 +5,16 @@ use std::collections::HashMap;
 
 use super::Ctx;
 use crate::accounts::{AuthRequest, Code};
-use crate::authorize::{client_and_redirect, required, split_scopes, Authorizer, AuthzError};
-use crate::state::Common;
+use crate::authorize::{required, split_scopes, Authorizer, AuthzError, ClientCheck};
+
+/// How the authorize request names the client, and the pages for a bad one.
+const CLIENT: ClientCheck = ClientCheck {
+    param: "client_id",
+    bad_client: "Invalid platform app",
+    bad_redirect: "Invalid redirect_uri",
+};
 
 impl Authorizer for Ctx {
-    fn common(&self) -> &Common {
-        &self.common
-    }
     fn title(&self) -> &'static str {
         self.cfg().title
     }
@@ -28,14 +31,7 @@ impl Authorizer for Ctx {
 
     fn validate(&self, params: &HashMap<String, String>) -> Result<AuthRequest, AuthzError> {
         let cfg = self.cfg();
-        let (client_id, redirect_uri) = client_and_redirect(
-            &self.common,
-            cfg.platform,
-            params,
-            "client_id",
-            "Invalid platform app",
-            "Invalid redirect_uri",
-        )?;
+        let (client_id, redirect_uri) = CLIENT.apply(&self.common, cfg.platform, params)?;
         if required(params, "response_type") != Some("code") {
             return Err(AuthzError::Page("Invalid response_type: must be code".into()));
         }

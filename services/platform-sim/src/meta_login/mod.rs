@@ -17,9 +17,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, Method};
+use axum::extract::State;
+use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use axum::Router;
@@ -103,6 +102,9 @@ pub(crate) fn threads() -> MetaLoginSim {
 /// What every handler of a Meta-login platform gets.
 type Ctx = crate::state::Ctx<MetaLoginSim>;
 
+/// A Graph call of this platform, as `graph_dispatch` hands it on.
+type Call<'a> = graph::Call<'a, Ctx>;
+
 impl Ctx {
     fn store(&self) -> MutexGuard<'_, Store> {
         lock(&self.sim.store)
@@ -157,27 +159,18 @@ impl PlatformSim for MetaLoginSim {
 
 /// Every Graph path. The token endpoints are never rate limited; everything
 /// else answers an injected rate limit first.
-async fn graph_dispatch(
-    State(ctx): State<Ctx>,
-    method: Method,
-    Path(rest): Path<String>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let params = match graph::params(q.as_deref(), &body) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    let segs = graph::segments(&rest);
+async fn graph_dispatch(State(ctx): State<Ctx>, req: graph::GraphRequest) -> Response {
+    let (params, headers, method) = (&req.params, &req.headers, &req.method);
+    let segs = req.segments();
+    let call = Call { ctx: &ctx, params, headers };
     let cfg = ctx.cfg();
-    if cfg.code_host == "graph" && segs == ["oauth", "access_token"] && method == Method::POST {
-        return token::exchange_code(&ctx, &params).unwrap_or_else(IntoResponse::into_response);
+    if cfg.code_host == "graph" && segs == ["oauth", "access_token"] && *method == Method::POST {
+        return token::exchange_code(&ctx, params).unwrap_or_else(IntoResponse::into_response);
     }
-    let is_get = method == Method::GET;
+    let is_get = *method == Method::GET;
     let token_call = match (segs.as_slice(), is_get) {
-        (["access_token"], true) => Some(token::exchange(&ctx, &params, &headers)),
-        (["refresh_access_token"], true) => Some(token::refresh(&ctx, &params, &headers)),
+        (["access_token"], true) => Some(token::exchange(&call)),
+        (["refresh_access_token"], true) => Some(token::refresh(&call)),
         _ => None,
     };
     if let Some(result) = token_call {
@@ -187,20 +180,12 @@ async fn graph_dispatch(
         return (cfg.rate_limited)(&ctx.common, until);
     }
     let result = match (segs.as_slice(), is_get) {
-        (["me"], true) => api::node(&ctx, &params, &headers, None),
-        ([id], true) => api::node(&ctx, &params, &headers, Some(id)),
-        ([id, edge], false) if *edge == cfg.container_edge => {
-            api::create_container(&ctx, &params, &headers, id)
-        }
-        ([id, edge], false) if *edge == cfg.publish_edge => {
-            api::publish(&ctx, &params, &headers, id)
-        }
-        ([id, edge], true) if *edge == cfg.container_edge => {
-            api::list_media(&ctx, &params, &headers, id)
-        }
-        ([id, edge], true) if *edge == cfg.limit_edge => {
-            api::publishing_limit(&ctx, &params, &headers, id)
-        }
+        (["me"], true) => api::node(&call, None),
+        ([id], true) => api::node(&call, Some(id)),
+        ([id, edge], false) if *edge == cfg.container_edge => api::create_container(&call, id),
+        ([id, edge], false) if *edge == cfg.publish_edge => api::publish(&call, id),
+        ([id, edge], true) if *edge == cfg.container_edge => api::list_media(&call, id),
+        ([id, edge], true) if *edge == cfg.limit_edge => api::publishing_limit(&call, id),
         ([first, ..], false) => Err(graph::no_such_object("post", first)),
         _ => Err(graph::unknown_path(&segs.join("/"))),
     };

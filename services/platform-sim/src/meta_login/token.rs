@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::api::caller;
 use super::wire::{long_lived_response, CodeExchangeError};
-use super::{CodeErrors, Ctx};
+use super::{Call, CodeErrors, Ctx};
 use crate::accounts::{self, CodeError, Kind, Token, DAY, HOUR};
 use crate::authorize::required;
-use crate::graph::{self, GraphError};
+use crate::graph::{self, Answer, GraphError};
 use crate::support::{json_no_store, query_and_form};
 
 const SHORT_LIVED: Duration = HOUR;
@@ -122,16 +122,13 @@ fn long_lived(ctx: &Ctx, t: &Token, refresh: bool) -> Response {
 }
 
 /// `GET /access_token?grant_type=<exchange>&client_secret=…&access_token=…`.
-pub(crate) fn exchange(
-    ctx: &Ctx,
-    params: &HashMap<String, String>,
-    headers: &HeaderMap,
-) -> Result<Response, GraphError> {
+pub(crate) fn exchange(call: &Call<'_>) -> Answer {
+    let (ctx, params) = (call.ctx, call.params);
     let cfg = ctx.cfg();
     grant_type(params, cfg.exchange_grant)?;
     let secret =
         required(params, "client_secret").ok_or_else(|| graph::missing_param("client_secret"))?;
-    let t = caller(ctx, params, headers)?;
+    let t = caller(call)?;
     if ctx.common.authenticate_client(cfg.platform, &t.client_id, secret).is_none() {
         return Err(graph::bad_client_secret());
     }
@@ -143,13 +140,10 @@ pub(crate) fn exchange(
 
 /// `GET /refresh_access_token?grant_type=<refresh>&access_token=…`: only a
 /// long-lived token at least 24 hours old and unexpired.
-pub(crate) fn refresh(
-    ctx: &Ctx,
-    params: &HashMap<String, String>,
-    headers: &HeaderMap,
-) -> Result<Response, GraphError> {
+pub(crate) fn refresh(call: &Call<'_>) -> Answer {
+    let (ctx, params) = (call.ctx, call.params);
     grant_type(params, ctx.cfg().refresh_grant)?;
-    let t = caller(ctx, params, headers)?;
+    let t = caller(call)?;
     if t.kind != Kind::LongLived {
         return Err(graph::invalid_param(
             "Short-lived access tokens cannot be refreshed: exchange them first",

@@ -5,10 +5,10 @@
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use serde_json::{json, Map, Value};
 
-use super::wire::{self, TikTokError};
+use super::wire::{self, Answer, TikTokError};
 use super::{Ctx, PLATFORM};
 use crate::accounts::{Kind, Token};
 use crate::authorize::required;
@@ -72,7 +72,7 @@ pub(crate) async fn user_info(
     State(ctx): State<Ctx>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
-) -> Result<Response, TikTokError> {
+) -> Answer {
     let t = caller(&ctx, &headers, "user.info.basic")?;
     let params = parse_form(q.unwrap_or_default().as_bytes());
     let fields = required(&params, "fields")
@@ -104,10 +104,7 @@ pub(crate) async fn user_info(
 }
 
 /// `POST /v2/post/publish/creator_info/query/`.
-pub(crate) async fn creator_info(
-    State(ctx): State<Ctx>,
-    headers: HeaderMap,
-) -> Result<Response, TikTokError> {
+pub(crate) async fn creator_info(State(ctx): State<Ctx>, headers: HeaderMap) -> Answer {
     let t = caller(&ctx, &headers, "video.publish")?;
     let u =
         ctx.store().accounts.user(&t.user_key).cloned().ok_or_else(TikTokError::token_invalid)?;
@@ -183,11 +180,7 @@ fn is_pull(req: &Map<String, Value>) -> Result<bool, TikTokError> {
 
 /// `POST /v2/post/publish/video/init/` (Direct Post): `PULL_FROM_URL` with
 /// `video_url`, or `FILE_UPLOAD` answered with an `upload_url`.
-pub(crate) async fn video_init(
-    State(ctx): State<Ctx>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, TikTokError> {
+pub(crate) async fn video_init(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Answer {
     let t = caller(&ctx, &headers, "video.publish")?;
     let req = json_body(&body)?;
     let title = post_title(&req)?;
@@ -231,11 +224,7 @@ pub(crate) async fn video_init(
 }
 
 /// `PUT <upload_url>` with the video bytes (one chunk is enough here).
-pub(crate) async fn upload(
-    State(ctx): State<Ctx>,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Result<Response, TikTokError> {
+pub(crate) async fn upload(State(ctx): State<Ctx>, RawQuery(q): RawQuery, body: Bytes) -> Answer {
     let params = parse_form(q.unwrap_or_default().as_bytes());
     let id = required(&params, "upload_id")
         .ok_or_else(|| TikTokError::invalid_params("upload_id is required."))?;
@@ -269,7 +258,7 @@ pub(crate) async fn status_fetch(
     State(ctx): State<Ctx>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, TikTokError> {
+) -> Answer {
     let t = caller(&ctx, &headers, "video.publish")?;
     let req = json_body(&body)?;
     let id = req

@@ -6,8 +6,7 @@ use std::collections::HashMap;
 
 use super::{Ctx, PLATFORM};
 use crate::accounts::{AuthRequest, Code, Pkce};
-use crate::authorize::{client_and_redirect, required, split_scopes, Authorizer, AuthzError};
-use crate::state::Common;
+use crate::authorize::{required, split_scopes, Authorizer, AuthzError, ClientCheck};
 
 const KNOWN_SCOPES: &[&str] = &[
     "user.info.basic",
@@ -18,10 +17,14 @@ const KNOWN_SCOPES: &[&str] = &[
     "video.upload",
 ];
 
+/// How the authorize request names the client, and the pages for a bad one.
+const CLIENT: ClientCheck = ClientCheck {
+    param: "client_key",
+    bad_client: "Something went wrong. error_type: client_key",
+    bad_redirect: "Something went wrong. error_type: redirect_uri",
+};
+
 impl Authorizer for Ctx {
-    fn common(&self) -> &Common {
-        &self.common
-    }
     fn title(&self) -> &'static str {
         "TikTok: Authorize"
     }
@@ -47,14 +50,7 @@ impl Authorizer for Ctx {
     }
 
     fn validate(&self, params: &HashMap<String, String>) -> Result<AuthRequest, AuthzError> {
-        let (client_key, redirect_uri) = client_and_redirect(
-            &self.common,
-            PLATFORM,
-            params,
-            "client_key",
-            "Something went wrong. error_type: client_key",
-            "Something went wrong. error_type: redirect_uri",
-        )?;
+        let (client_key, redirect_uri) = CLIENT.apply(&self.common, PLATFORM, params)?;
         if required(params, "response_type") != Some("code") {
             return Err(AuthzError::Page("Something went wrong. error_type: response_type".into()));
         }

@@ -8,10 +8,10 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use serde_json::json;
 
-use super::wire::TikTokError;
+use super::wire::{Answer, TikTokError};
 use super::{Ctx, PLATFORM};
 use crate::accounts::{self, Accounts, Death, Kind, Refusal, Token, TokenState, DAY};
 use crate::authorize::required;
@@ -37,7 +37,7 @@ fn authenticate_client(ctx: &Ctx, form: &HashMap<String, String>) -> Result<Stri
 }
 
 /// `POST /v2/oauth/token/`: `authorization_code` and rotating `refresh_token`.
-pub(crate) async fn token(State(ctx): State<Ctx>, body: Bytes) -> Result<Response, TikTokError> {
+pub(crate) async fn token(State(ctx): State<Ctx>, body: Bytes) -> Answer {
     let form = parse_form(&body);
     let client_key = authenticate_client(&ctx, &form)?;
     let clock = &ctx.common.clock;
@@ -135,7 +135,7 @@ fn rotate(
 }
 
 /// `POST /v2/oauth/revoke/` with client credentials and the access `token`.
-pub(crate) async fn revoke(State(ctx): State<Ctx>, body: Bytes) -> Result<Response, TikTokError> {
+pub(crate) async fn revoke(State(ctx): State<Ctx>, body: Bytes) -> Answer {
     let form = parse_form(&body);
     let client_key = authenticate_client(&ctx, &form)?;
     let token = required(&form, "token")

@@ -12,6 +12,9 @@ use serde_json::{json, Value};
 use crate::state::Common;
 use crate::support::{json_no_store, random_b64};
 
+/// What a handler answers: the response, or the refusal in TikTok's own words.
+pub(crate) type Answer = Result<Response, TikTokError>;
+
 /// Why TikTok refused a request, rendered as TikTok renders it.
 #[derive(Debug)]
 pub(crate) enum TikTokError {

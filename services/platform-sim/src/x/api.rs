@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
-use super::wire::{self, RateInfo, XError};
+use super::wire::{self, Answer, RateInfo, XError};
 use super::{Ctx, Store, PLATFORM};
 use crate::accounts::{Post, User};
 use crate::clock::Clock;
@@ -106,10 +106,7 @@ fn admit(
 }
 
 /// `GET /x/2/users/me`.
-pub(crate) async fn users_me(
-    State(ctx): State<Ctx>,
-    headers: HeaderMap,
-) -> Result<Response, XError> {
+pub(crate) async fn users_me(State(ctx): State<Ctx>, headers: HeaderMap) -> Answer {
     let a = admit(&ctx, &headers, &["tweet.read", "users.read"], "users_me", USERS_ME_LIMIT)?;
     let u = &a.user;
     let body = json!({ "data": { "id": u.id, "name": u.name, "username": u.username } });
@@ -121,7 +118,7 @@ pub(crate) async fn create_tweet(
     State(ctx): State<Ctx>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, XError> {
+) -> Answer {
     let scopes = ["tweet.read", "tweet.write", "users.read"];
     let a = admit(&ctx, &headers, &scopes, "create_tweet", CREATE_TWEET_LIMIT)?;
     // A malformed body is refused before the call counts for the headers.
@@ -198,14 +195,14 @@ pub(crate) async fn user_tweets(
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-) -> Result<Response, XError> {
+) -> Answer {
     let scopes = ["tweet.read", "users.read"];
     let a = admit(&ctx, &headers, &scopes, "user_tweets", USER_TWEETS_LIMIT)?;
     let params = parse_form(query.unwrap_or_default().as_bytes());
     Ok(a.finish(&ctx, timeline(&ctx, &id, &params)))
 }
 
-fn timeline(ctx: &Ctx, id: &str, params: &HashMap<String, String>) -> Result<Response, XError> {
+fn timeline(ctx: &Ctx, id: &str, params: &HashMap<String, String>) -> Answer {
     if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
         return Err(XError::InvalidRequest(vec![json!({
             "parameters": { "id": [id] },

@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
 
-use super::wire::{self, XError};
+use super::wire::{self, Answer, XError};
 use super::{Ctx, PLATFORM};
 use crate::accounts::{AuthRequest, Code, Pkce, CODE_MIN_REAL_LIFETIME};
 use crate::support::{parse_form, redirect_to, valid_redirect_uri};
@@ -110,7 +110,7 @@ fn redirect_back(redirect_uri: &str, pairs: &[(&str, &str)]) -> Response {
         .unwrap_or_else(|| wire::authorize_error_page("Invalid redirect_uri"))
 }
 
-fn approve(ctx: &Ctx, request: &AuthRequest, username: &str) -> Result<Response, XError> {
+fn approve(ctx: &Ctx, request: &AuthRequest, username: &str) -> Answer {
     if !valid_username(username) {
         return Err(XError::AuthorizePage("Invalid username".to_owned()));
     }
@@ -133,10 +133,7 @@ fn approve(ctx: &Ctx, request: &AuthRequest, username: &str) -> Result<Response,
 
 /// `GET /x/i/oauth2/authorize`: the consent page, or an immediate approval
 /// when `sim_approve_as=<username>` is given (scripts without a browser).
-pub(crate) async fn authorize_page(
-    State(ctx): State<Ctx>,
-    RawQuery(query): RawQuery,
-) -> Result<Response, XError> {
+pub(crate) async fn authorize_page(State(ctx): State<Ctx>, RawQuery(query): RawQuery) -> Answer {
     let params = parse_form(query.unwrap_or_default().as_bytes());
     let request = validate(&ctx, &params).map_err(XError::AuthorizePage)?;
     if let Some(username) = params.get("sim_approve_as") {
@@ -148,10 +145,7 @@ pub(crate) async fn authorize_page(
 }
 
 /// `POST /x/i/oauth2/authorize`: the consent form's decision.
-pub(crate) async fn authorize_decision(
-    State(ctx): State<Ctx>,
-    body: Bytes,
-) -> Result<Response, XError> {
+pub(crate) async fn authorize_decision(State(ctx): State<Ctx>, body: Bytes) -> Answer {
     let params = parse_form(&body);
     let request = validate(&ctx, &params).map_err(XError::AuthorizePage)?;
     match params.get("decision").map(String::as_str) {

@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::wire::{self, XError};
+use super::wire::{self, Answer, XError};
 use super::{Ctx, PLATFORM};
 use crate::accounts::{self, Accounts, CodeError, Death, Kind, Token, TokenState};
 use crate::clock::Clock;
@@ -194,11 +194,7 @@ fn token_response(set: TokenSet) -> Response {
 }
 
 /// `POST /x/2/oauth2/token`.
-pub(crate) async fn token(
-    State(ctx): State<Ctx>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, XError> {
+pub(crate) async fn token(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Answer {
     let form = parse_form(&body);
     let client_id = authenticate_client(&ctx, &headers, &form)?;
     let param = |name: &str| form.get(name).map(String::as_str).filter(|v| !v.is_empty());
@@ -252,11 +248,7 @@ pub(crate) async fn token(
 }
 
 /// `POST /x/2/oauth2/revoke`.
-pub(crate) async fn revoke(
-    State(ctx): State<Ctx>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, XError> {
+pub(crate) async fn revoke(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Answer {
     let form = parse_form(&body);
     let client_id = authenticate_client(&ctx, &headers, &form)?;
     let token = form

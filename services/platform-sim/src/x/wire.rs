@@ -17,6 +17,9 @@ use crate::support::{hidden_inputs, html_escape, random_b64};
 const PROBLEM_JSON: &str = "application/problem+json";
 const INVALID_REQUEST_TYPE: &str = "https://api.twitter.com/2/problems/invalid-request";
 
+/// What a handler answers: the response, or the refusal in X's own words.
+pub(crate) type Answer = Result<Response, XError>;
+
 /// Why X refused a request, rendered as X renders it.
 #[derive(Debug)]
 pub(crate) enum XError {

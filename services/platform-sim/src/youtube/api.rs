@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use serde_json::{json, Value};
 
-use super::wire::YouTubeError;
+use super::wire::{Answer, YouTubeError};
 use super::{Ctx, PLATFORM, YT, YT_FORCE_SSL, YT_PARTNER, YT_READONLY, YT_UPLOAD};
 use crate::accounts::{rfc3339, Kind, Token, User};
 use crate::authorize::required;
@@ -87,7 +87,7 @@ pub(crate) async fn channels(
     State(ctx): State<Ctx>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
-) -> Result<Response, YouTubeError> {
+) -> Answer {
     let t = caller(&ctx, &headers)?;
     let params = parse_form(q.unwrap_or_default().as_bytes());
     let parts = parts(&params, CHANNEL_PARTS)?;
@@ -135,7 +135,7 @@ pub(crate) async fn playlist_items(
     State(ctx): State<Ctx>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
-) -> Result<Response, YouTubeError> {
+) -> Answer {
     let t = caller(&ctx, &headers)?;
     let params = parse_form(q.unwrap_or_default().as_bytes());
     let parts = parts(&params, PLAYLIST_ITEM_PARTS)?;
@@ -221,7 +221,7 @@ pub(crate) async fn upload_init(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Bytes,
-) -> Result<Response, YouTubeError> {
+) -> Answer {
     let t = caller(&ctx, &headers)?;
     let params = parse_form(q.as_deref().unwrap_or_default().as_bytes());
     match required(&params, "uploadType") {
@@ -318,7 +318,7 @@ pub(crate) async fn upload_bytes(
     State(ctx): State<Ctx>,
     RawQuery(q): RawQuery,
     body: Bytes,
-) -> Result<Response, YouTubeError> {
+) -> Answer {
     let params = parse_form(q.as_deref().unwrap_or_default().as_bytes());
     let upload_id = required(&params, "upload_id")
         .ok_or_else(|| YouTubeError::bad_request("Required parameter: upload_id", "required"))?;

@@ -6,8 +6,7 @@ use std::collections::HashMap;
 
 use super::{Ctx, PLATFORM, YT, YT_FORCE_SSL, YT_PARTNER, YT_READONLY, YT_UPLOAD};
 use crate::accounts::{AuthRequest, Code, Kind, Pkce};
-use crate::authorize::{client_and_redirect, required, Authorizer, AuthzError};
-use crate::state::Common;
+use crate::authorize::{required, Authorizer, AuthzError, ClientCheck};
 use crate::support::random_b64;
 
 const KNOWN_SCOPES: &[&str] = &[
@@ -54,10 +53,14 @@ fn pkce(params: &HashMap<String, String>) -> Result<Option<Pkce>, AuthzError> {
     Ok(Some(Pkce { challenge: challenge.to_owned(), method: method.to_owned() }))
 }
 
+/// How the authorize request names the client, and the pages for a bad one.
+const CLIENT: ClientCheck = ClientCheck {
+    param: "client_id",
+    bad_client: "Error 401: invalid_client. The OAuth client was not found.",
+    bad_redirect: "Error 400: redirect_uri_mismatch",
+};
+
 impl Authorizer for Ctx {
-    fn common(&self) -> &Common {
-        &self.common
-    }
     fn title(&self) -> &'static str {
         "Sign in with Google"
     }
@@ -78,14 +81,7 @@ impl Authorizer for Ctx {
     }
 
     fn validate(&self, params: &HashMap<String, String>) -> Result<AuthRequest, AuthzError> {
-        let (client_id, redirect_uri) = client_and_redirect(
-            &self.common,
-            PLATFORM,
-            params,
-            "client_id",
-            "Error 401: invalid_client. The OAuth client was not found.",
-            "Error 400: redirect_uri_mismatch",
-        )?;
+        let (client_id, redirect_uri) = CLIENT.apply(&self.common, PLATFORM, params)?;
         match required(params, "response_type") {
             Some("code") => {}
             None => {

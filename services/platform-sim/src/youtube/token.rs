@@ -9,10 +9,10 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use serde_json::json;
 
-use super::wire::YouTubeError;
+use super::wire::{Answer, YouTubeError};
 use super::{Ctx, PLATFORM};
 use crate::accounts::{self, Accounts, CodeError, Death, Kind, Refusal, Token, DAY, HOUR};
 use crate::authorize::required;
@@ -67,11 +67,7 @@ fn authenticate_client(
 }
 
 /// `POST /token`: `authorization_code` and `refresh_token`.
-pub(crate) async fn token(
-    State(ctx): State<Ctx>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, YouTubeError> {
+pub(crate) async fn token(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Answer {
     let form = parse_form(&body);
     let client_id = authenticate_client(&ctx, &headers, &form)?;
     let clock = &ctx.common.clock;
@@ -187,11 +183,7 @@ fn refresh(
 
 /// `POST /revoke?token=…` (or in the form): revoking either token of a grant
 /// revokes the whole grant.
-pub(crate) async fn revoke(
-    State(ctx): State<Ctx>,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Result<Response, YouTubeError> {
+pub(crate) async fn revoke(State(ctx): State<Ctx>, RawQuery(q): RawQuery, body: Bytes) -> Answer {
     let params = query_and_form(q.as_deref(), &body);
     let token = required(&params, "token").ok_or_else(|| YouTubeError::missing("token"))?;
     let mut s = ctx.store();
