@@ -142,11 +142,12 @@ def parse_tree(toks, prefix, out):
         if t == "::":
             expect_ident = True
             continue
+        if t == "as" and not expect_ident:
+            # `path as alias`: the alias names nothing new.
+            out.append(tuple(path))
+            next(toks, None)
+            return next(toks, None)
         if re.fullmatch(IDENT, t) and expect_ident:
-            if t == "as":
-                out.append(tuple(path))
-                next(toks, None)
-                return next(toks, None)
             path.append(t)
             expect_ident = False
             continue
