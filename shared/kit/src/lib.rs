@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod backoff;
+pub mod breaker;
 pub mod bus;
 pub mod config;
 pub mod db;
