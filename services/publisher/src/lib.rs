@@ -1,13 +1,17 @@
 //! publisher: schedules posts and publishes them when due, under leases so replicas never send
 //! one post twice. An auth failure parks the post as `failed_auth`; when the account is
 //! reconnected every parked post is retried exactly once. Posts that cannot go out are
-//! dead-lettered for operators to replay.
+//! dead-lettered for operators to replay. A platform that is down holds its posts (a circuit
+//! breaker per platform) and transient failures are retried over hours, so an outage makes
+//! posts late but does not dead-letter them.
 
 mod api;
 mod attempt;
+mod breakers;
 mod consumers;
 mod dlq;
 mod model;
+pub mod retry;
 mod sweep;
 
 use std::{sync::Arc, time::Duration};
@@ -15,6 +19,7 @@ use std::{sync::Arc, time::Duration};
 use axum::{Extension, Router};
 use lifeline_kit::{
     auth::JwtKeys,
+    breaker::BreakerConfig,
     config::{CommonConfig, ConfigError, Env},
     outbox::Outbox,
     service::{self, StartError},
@@ -44,11 +49,12 @@ pub struct Config {
     pub lease: Duration,
     /// Platform calls in flight at once (`LIFELINE_PUBLISH_CONCURRENCY`, 16).
     pub concurrency: usize,
-    /// Transient or ambiguous failures before a post is dead-lettered (`LIFELINE_PUBLISH_MAX_RETRIES`, 5).
-    pub max_retries: i32,
-    /// First retry delay after a transient failure (`LIFELINE_PUBLISH_RETRY_BASE`, 2s); each
-    /// further failure doubles the ceiling of a full-jitter delay, up to 10 minutes.
-    pub retry_base: Duration,
+    /// When transient failures are retried and for how long (`LIFELINE_PUBLISH_RETRY_SCHEDULE`,
+    /// `LIFELINE_PUBLISH_RETRY_WINDOW`; see [`retry::RetryPolicy::from_env`]).
+    pub retry: retry::RetryPolicy,
+    /// Each platform's circuit breaker (`LIFELINE_PUBLISH_BREAKER_COOLDOWN` 30s,
+    /// `LIFELINE_PUBLISH_BREAKER_MIN_CALLS` 5, `LIFELINE_PUBLISH_BREAKER_FAILURE_RATIO` 0.5).
+    pub breaker: BreakerConfig,
 }
 
 impl Config {
@@ -66,15 +72,12 @@ impl Config {
             Duration::from_secs(60),
         )?;
         let concurrency = env.parse_in("LIFELINE_PUBLISH_CONCURRENCY", 16, 1..=10_000)?;
-        let max_retries = env.parse_in("LIFELINE_PUBLISH_MAX_RETRIES", 5, 0..=100)?;
-        let retry_base = env.duration_in(
-            "LIFELINE_PUBLISH_RETRY_BASE",
-            Duration::from_secs(2),
-            Duration::from_millis(10)..=Duration::from_secs(600),
-        )?;
+        let retry = retry::RetryPolicy::from_env(env)?;
+        let breaker = breaker_config(env)?;
         Ok(Config {
             common,
-            retry_base,
+            retry,
+            breaker,
             jwt: JwtKeys::new(&lifeline_kit::auth::jwt_secret(env)?),
             vault_keys: VaultKeys::from_env(env)?,
             connectors: Connectors::from_env(env)?,
@@ -82,9 +85,29 @@ impl Config {
             batch,
             lease,
             concurrency,
-            max_retries,
         })
     }
+}
+
+/// The refresher's breaker, tuned for fewer calls: it may open after 5 calls in the last 20.
+fn breaker_config(env: &Env) -> Result<BreakerConfig, ConfigError> {
+    let cooldown = env.duration_in(
+        "LIFELINE_PUBLISH_BREAKER_COOLDOWN",
+        Duration::from_secs(30),
+        Duration::from_millis(100)..=Duration::from_secs(3600),
+    )?;
+    let min_calls = env.parse_in("LIFELINE_PUBLISH_BREAKER_MIN_CALLS", 5, 1..=1000)?;
+    let failure_ratio: f64 = env.parse_or("LIFELINE_PUBLISH_BREAKER_FAILURE_RATIO", 0.5)?;
+    if !(failure_ratio > 0.0 && failure_ratio <= 1.0) {
+        return Err(env.invalid("LIFELINE_PUBLISH_BREAKER_FAILURE_RATIO", "must be in (0, 1]"));
+    }
+    Ok(BreakerConfig {
+        window: min_calls.max(20),
+        min_calls,
+        failure_ratio,
+        cooldown,
+        max_cooldown: (cooldown * 20).min(Duration::from_secs(3600)).max(cooldown),
+    })
 }
 
 #[derive(Clone)]
@@ -95,6 +118,7 @@ pub(crate) struct AppState {
     pub connectors: Connectors,
     pub config: Arc<Config>,
     pub platform_calls: Arc<Semaphore>,
+    pub breakers: Arc<breakers::Breakers>,
 }
 
 pub async fn run(
@@ -116,6 +140,7 @@ pub async fn run(
             outbox: Outbox::new(SCHEMA, &infra.bus),
             connectors: config.connectors.clone(),
             platform_calls: Arc::new(Semaphore::new(config.concurrency)),
+            breakers: Arc::new(breakers::Breakers::new(config.breaker)),
             config: Arc::new(config.clone()),
         };
         tasks.spawn(app.outbox.clone().relay(

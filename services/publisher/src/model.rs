@@ -20,6 +20,7 @@ pub struct Post {
     pub next_attempt_at: DateTime<Utc>,
     pub attempts: i32,
     pub retryable_failures: i32,
+    pub unavailable_since: Option<DateTime<Utc>>,
     pub needs_reconcile: bool,
     #[serde(skip)]
     pub reconcile_since: Option<DateTime<Utc>>,
@@ -32,7 +33,7 @@ pub struct Post {
 }
 
 pub const POST_COLUMNS: &str = "id, workspace_id, account_id, platform, body, media_url, media_kind, idempotency_key, scheduled_at, status,
-    next_attempt_at, attempts, retryable_failures, needs_reconcile, reconcile_since, platform_post_id,
+    next_attempt_at, attempts, retryable_failures, unavailable_since, needs_reconcile, reconcile_since, platform_post_id,
     last_failure_kind, last_error, created_at, updated_at, published_at";
 
 /// Same columns qualified with the alias `p`, for `UPDATE … FROM` statements.

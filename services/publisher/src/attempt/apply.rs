@@ -92,13 +92,17 @@ pub(super) async fn record(
         outcome: &outcome,
         credential_replaced,
         retryable_failures: post.retryable_failures,
-        max_retries: app.config.max_retries,
+        unavailable_since: post.unavailable_since,
+        retry: &app.config.retry,
         now: Utc::now(),
     };
-    let decision = decide::decide(&facts, |failures| {
-        lifeline_kit::backoff::full_jitter(app.config.retry_base, failures)
-    });
+    let decision = decide::decide(&facts, spread);
     apply(&attempt, &mut tx, &decision).await?;
+    if let Action::Hold { .. } = decision.action {
+        // Not an attempt: `hold` removed its row.
+        tx.commit().await?;
+        return Ok(());
+    }
     sqlx::query(
         "UPDATE publisher.attempts SET finished_at = now(), outcome = $3, detail = $4, credential_version = $5
          WHERE post_id = $1 AND attempt = $2",
@@ -115,6 +119,13 @@ pub(super) async fn record(
     Ok(())
 }
 
+/// Up to a tenth more than the schedule's delay, so that posts that failed together do not all
+/// come back at the same instant.
+fn spread(delay: std::time::Duration) -> std::time::Duration {
+    use rand::Rng;
+    delay.mul_f64(1.0 + rand::thread_rng().gen_range(0.0..0.1))
+}
+
 /// Writes the decision about the post and stages its events.
 async fn apply(
     a: &Attempt<'_>,
@@ -126,14 +137,26 @@ async fn apply(
         Action::Publish { platform_post_id, reconciled } => {
             publish(a, tx, platform_post_id, *reconciled).await
         }
-        Action::Retry { at, last_failure_kind, ambiguous, retryable_failures, announce } => {
+        Action::Retry {
+            at,
+            last_failure_kind,
+            ambiguous,
+            retryable_failures,
+            unavailable_since,
+            announce,
+        } => {
             reschedule(tx, a.post, *at, last_failure_kind, detail, *ambiguous).await?;
             if let Some(failures) = retryable_failures {
-                sqlx::query("UPDATE publisher.posts SET retryable_failures = $2 WHERE id = $1")
-                    .bind(a.post.id)
-                    .bind(failures)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE publisher.posts SET retryable_failures = $2,
+                         unavailable_since = COALESCE($3, unavailable_since)
+                     WHERE id = $1",
+                )
+                .bind(a.post.id)
+                .bind(failures)
+                .bind(unavailable_since)
+                .execute(&mut *tx)
+                .await?;
             }
             match announce {
                 Some(kind) => {
@@ -145,6 +168,7 @@ async fn apply(
             }
             Ok(())
         }
+        Action::Hold { at, unavailable_since } => hold(a, tx, *at, *unavailable_since).await,
         Action::Park { cause } => park(a, tx, *cause, detail).await,
         Action::DeadLetter { kind, reason, announce } => {
             if *announce {
@@ -178,6 +202,33 @@ async fn publish(
     };
     a.app.outbox.enqueue(tx, &event).await?;
     tracing::info!(post = %a.post.id, platform = %a.platform, attempt = a.number(), reconciled, "post published");
+    Ok(())
+}
+
+/// Gives the post back as if it had not been leased (its attempt row and number are undone), to
+/// be taken again at the breaker's next trial: no call was made, so nothing failed.
+async fn hold(
+    a: &Attempt<'_>,
+    tx: &mut PgConnection,
+    at: DateTime<Utc>,
+    unavailable_since: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM publisher.attempts WHERE post_id = $1 AND attempt = $2")
+        .bind(a.post.id)
+        .bind(a.post.attempts)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "UPDATE publisher.posts SET status = 'scheduled', next_attempt_at = $2, attempts = attempts - 1,
+             unavailable_since = $3, lease_owner = NULL, lease_until = NULL, updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(a.post.id)
+    .bind(at)
+    .bind(unavailable_since)
+    .execute(&mut *tx)
+    .await?;
+    tracing::debug!(post = %a.post.id, platform = %a.platform, %at, "circuit breaker open; post held until its next trial");
     Ok(())
 }
 

@@ -1,12 +1,15 @@
 //! What to do with a post after an attempt, as a pure function of what is known: the attempt's
-//! outcome, whether the credential was replaced meanwhile, and the retry budget. `apply` writes
-//! the decision; this module touches no database and sends nothing.
+//! outcome (a call's answer, or no call because the platform's breaker was open), whether the
+//! credential was replaced meanwhile, and the retry schedule and window. `apply` writes the
+//! decision; this module touches no database and sends nothing.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use lifeline_kit::events::{AuthFailureCause, PostFailureKind};
 use lifeline_platforms::{Failure, Published};
+
+use crate::retry::RetryPolicy;
 
 /// What became of an attempt.
 #[derive(Debug)]
@@ -15,6 +18,10 @@ pub(super) enum Outcome {
     Failed(Failure),
     /// The account has no credentials any more (disconnected).
     NoCredentials,
+    /// No call was made: the platform's circuit breaker is open until `until`.
+    Held {
+        until: DateTime<Utc>,
+    },
 }
 
 /// What is known when the outcome is recorded.
@@ -26,8 +33,11 @@ pub(super) struct Facts<'a> {
     pub credential_replaced: bool,
     /// Transient or ambiguous failures of the post so far, before this attempt.
     pub retryable_failures: i32,
-    /// `Config::max_retries`: retryable failures allowed before the post is dead-lettered.
-    pub max_retries: i32,
+    /// Since when the platform has kept the post from going out (its first transient failure,
+    /// or the first time its breaker held it), if it has.
+    pub unavailable_since: Option<DateTime<Utc>>,
+    /// `Config::retry`: the delays between retries and the window they fit in.
+    pub retry: &'a RetryPolicy,
     pub now: DateTime<Utc>,
 }
 
@@ -53,12 +63,17 @@ pub(super) enum Action {
         last_failure_kind: &'static str,
         /// The platform may have applied the attempt: reconcile before the next one.
         ambiguous: bool,
-        /// The post's new count of retryable failures, when this one counts against the budget.
+        /// The post's new count of retryable failures, when this one counts against the window.
         retryable_failures: Option<i32>,
+        /// The post's `unavailable_since`, when this failure was the platform's.
+        unavailable_since: Option<DateTime<Utc>>,
         /// Tell PostFailed (will retry) of this kind; `None` when nothing failed for the user
         /// (the token was replaced while the call was out, so it is simply tried again).
         announce: Option<PostFailureKind>,
     },
+    /// No call was made: back to `scheduled` at `at`, as if it had not been leased (not an
+    /// attempt, not a failure); nothing is told.
+    Hold { at: DateTime<Utc>, unavailable_since: DateTime<Utc> },
     /// Park as `failed_auth` until the account is reconnected; tell AuthFailed and PostFailed.
     Park { cause: AuthFailureCause },
     /// Give up: dead-letter the post (PostDeadLettered), after PostFailed when `announce`.
@@ -70,10 +85,10 @@ const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(24 * 3600);
 /// The wait after a rate limit that came without a `retry_after`.
 const DEFAULT_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
 
-/// Decides what to do after an attempt. `backoff(failures)` is the delay before the next try
-/// after `failures` retryable failures in a row (jittered in production); it is only called for
-/// a retryable failure within the budget.
-pub(super) fn decide(facts: &Facts<'_>, backoff: impl FnOnce(i32) -> Duration) -> Decision {
+/// Decides what to do after an attempt. `jitter(delay)` spreads a retry's delay from the
+/// schedule (in production by up to a tenth more); it is only called for a retry within the
+/// window.
+pub(super) fn decide(facts: &Facts<'_>, jitter: impl FnOnce(Duration) -> Duration) -> Decision {
     let failure = match facts.outcome {
         Outcome::Published(p, reconciled) => {
             return Decision {
@@ -101,6 +116,7 @@ pub(super) fn decide(facts: &Facts<'_>, backoff: impl FnOnce(i32) -> Duration) -
                 detail: DISCONNECTED.to_owned(),
             };
         }
+        Outcome::Held { until } => return held(facts, *until),
         Outcome::Failed(failure) => failure,
     };
     let detail = failure.to_string();
@@ -114,6 +130,7 @@ pub(super) fn decide(facts: &Facts<'_>, backoff: impl FnOnce(i32) -> Duration) -
             last_failure_kind: "auth",
             ambiguous: false,
             retryable_failures: None,
+            unavailable_since: None,
             announce: None,
         },
         Failure::Auth { cause, .. } => Action::Park { cause: *cause },
@@ -122,22 +139,25 @@ pub(super) fn decide(facts: &Facts<'_>, backoff: impl FnOnce(i32) -> Duration) -
             last_failure_kind: "rate_limited",
             ambiguous: false,
             retryable_failures: None,
+            unavailable_since: None,
             announce: Some(kind),
         },
         Failure::Transient { .. } | Failure::Ambiguous { .. } => {
             let failures = facts.retryable_failures + 1;
-            if failures > facts.max_retries {
+            let since = facts.unavailable_since.unwrap_or(facts.now);
+            if window_passed(facts, since) {
                 Action::DeadLetter {
                     kind,
-                    reason: format!("gave up after {failures} failed attempts: {detail}"),
+                    reason: gave_up(facts, since, failures, &detail),
                     announce: true,
                 }
             } else {
                 Action::Retry {
-                    at: after(backoff(failures)),
+                    at: after(jitter(facts.retry.delay(failures))),
                     last_failure_kind: failure_kind_name(failure),
                     ambiguous: matches!(failure, Failure::Ambiguous { .. }),
                     retryable_failures: Some(failures),
+                    unavailable_since: Some(since),
                     announce: Some(kind),
                 }
             }
@@ -147,6 +167,60 @@ pub(super) fn decide(facts: &Facts<'_>, backoff: impl FnOnce(i32) -> Duration) -
         }
     };
     Decision { action, outcome: failure_kind_name(failure), detail }
+}
+
+/// A post the breaker kept from being called waits for the breaker's next trial, unless the
+/// platform has kept it back for the whole window already.
+fn held(facts: &Facts<'_>, until: DateTime<Utc>) -> Decision {
+    let since = facts.unavailable_since.unwrap_or(facts.now);
+    if window_passed(facts, since) {
+        let reason = gave_up(
+            facts,
+            since,
+            facts.retryable_failures,
+            "the platform's circuit breaker is open; no call was made",
+        );
+        return Decision {
+            action: Action::DeadLetter {
+                kind: PostFailureKind::Transient,
+                reason: reason.clone(),
+                announce: false,
+            },
+            outcome: "dead_lettered",
+            detail: reason,
+        };
+    }
+    Decision {
+        action: Action::Hold { at: until.max(facts.now), unavailable_since: since },
+        outcome: "held",
+        detail: "the platform's circuit breaker is open; no call was made".to_owned(),
+    }
+}
+
+fn window_passed(facts: &Facts<'_>, since: DateTime<Utc>) -> bool {
+    (facts.now - since).to_std().unwrap_or_default() >= facts.retry.window
+}
+
+/// The dead letter's reason after the window: how long the platform was unavailable, and how
+/// many calls failed.
+fn gave_up(facts: &Facts<'_>, since: DateTime<Utc>, failures: i32, detail: &str) -> String {
+    let unavailable = (facts.now - since).to_std().unwrap_or_default();
+    format!(
+        "platform unavailable for {}; gave up after {failures} failed attempts: {detail}",
+        roughly(unavailable)
+    )
+}
+
+/// A duration as a person says it: `28h`, `45m`, `6s`.
+fn roughly(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs < 90.0 {
+        format!("{}s", secs.round())
+    } else if secs < 90.0 * 60.0 {
+        format!("{}m", (secs / 60.0).round())
+    } else {
+        format!("{}h", (secs / 3600.0).round())
+    }
 }
 
 /// A failure's name in `last_failure_kind`, the attempt row and the metrics.
@@ -178,16 +252,45 @@ mod tests {
         DateTime::from_timestamp(1_800_000_000, 0).unwrap()
     }
 
-    /// The decision for `outcome` of a post with `retryable_failures` so far, 5 allowed.
+    /// Retries after 10 s, 20 s, … 50 s, then every 50 s, for an hour.
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            schedule: (1..=5).map(|n| Duration::from_secs(10 * n)).collect(),
+            window: Duration::from_secs(3600),
+        }
+    }
+
+    /// The decision for `outcome` of a post with `retryable_failures` so far, unavailable
+    /// since `since` seconds ago (`None`: it was not).
+    fn decide_at(
+        outcome: Outcome,
+        retryable_failures: i32,
+        since: Option<i64>,
+        retry: &RetryPolicy,
+    ) -> Decision {
+        let facts = Facts {
+            outcome: &outcome,
+            credential_replaced: false,
+            retryable_failures,
+            unavailable_since: since.map(|s| now() - chrono::Duration::seconds(s)),
+            retry,
+            now: now(),
+        };
+        decide(&facts, |delay| delay)
+    }
+
+    /// The decision for `outcome` of a post with `retryable_failures` so far, within the window.
     fn decide_after(outcome: Outcome, replaced: bool, retryable_failures: i32) -> Decision {
+        let retry = policy();
         let facts = Facts {
             outcome: &outcome,
             credential_replaced: replaced,
             retryable_failures,
-            max_retries: 5,
+            unavailable_since: None,
+            retry: &retry,
             now: now(),
         };
-        decide(&facts, |failures| Duration::from_secs(10 * u64::try_from(failures).unwrap()))
+        decide(&facts, |delay| delay)
     }
 
     /// The decision after `failure`, and the failure as it is told.
@@ -258,6 +361,7 @@ mod tests {
                 last_failure_kind: "auth",
                 ambiguous: false,
                 retryable_failures: None,
+                unavailable_since: None,
                 announce: None,
             }
         );
@@ -282,6 +386,7 @@ mod tests {
                             last_failure_kind: "rate_limited",
                             ambiguous: false,
                             retryable_failures: None,
+                            unavailable_since: None,
                             announce: Some(PostFailureKind::RateLimited),
                         },
                     outcome: "rate_limited",
@@ -296,7 +401,7 @@ mod tests {
     }
 
     #[test]
-    fn a_transient_failure_within_the_budget_retries_with_backoff() {
+    fn a_transient_failure_within_the_window_retries_on_the_schedule() {
         let (d, detail) = decide_failure(Failure::transient("502"), false, 4);
         assert_eq!(
             d,
@@ -306,6 +411,7 @@ mod tests {
                     last_failure_kind: "transient",
                     ambiguous: false,
                     retryable_failures: Some(5),
+                    unavailable_since: Some(now()),
                     announce: Some(PostFailureKind::Transient),
                 },
                 outcome: "transient",
@@ -315,7 +421,7 @@ mod tests {
     }
 
     #[test]
-    fn an_ambiguous_failure_within_the_budget_retries_after_reconciling() {
+    fn an_ambiguous_failure_within_the_window_retries_after_reconciling() {
         let d = decide_after(Outcome::Failed(Failure::ambiguous("timeout")), false, 0);
         assert_eq!(
             d.action,
@@ -324,6 +430,7 @@ mod tests {
                 last_failure_kind: "ambiguous",
                 ambiguous: true,
                 retryable_failures: Some(1),
+                unavailable_since: Some(now()),
                 announce: Some(PostFailureKind::Ambiguous),
             }
         );
@@ -331,27 +438,53 @@ mod tests {
     }
 
     #[test]
-    fn retryable_failures_past_the_budget_dead_letter() {
+    fn the_schedule_grows_its_last_delay_repeats_and_the_first_failure_starts_the_clock() {
+        let retry = policy();
+        let at = |failures: i32, since: Option<i64>| match decide_at(
+            Outcome::Failed(Failure::transient("503")),
+            failures,
+            since,
+            &retry,
+        )
+        .action
+        {
+            Action::Retry { at, unavailable_since, .. } => {
+                ((at - now()).num_seconds(), (now() - unavailable_since.unwrap()).num_seconds())
+            }
+            other => panic!("not a retry: {other:?}"),
+        };
+        assert_eq!(at(0, None), (10, 0), "the first failure starts the clock now");
+        assert_eq!(at(1, Some(10)), (20, 10), "a later one keeps it");
+        assert_eq!(at(4, Some(100)), (50, 100));
+        assert_eq!(at(30, Some(3000)), (50, 3000), "the last delay repeats");
+    }
+
+    #[test]
+    fn retryable_failures_past_the_window_dead_letter_naming_it() {
         for failure in [Failure::transient("502"), Failure::ambiguous("timeout")] {
             let kind = failure_kind(&failure);
             let name = failure_kind_name(&failure);
             let detail = failure.to_string();
+            let retry = policy();
             let d = decide(
                 &Facts {
                     outcome: &Outcome::Failed(failure),
                     credential_replaced: false,
-                    retryable_failures: 5,
-                    max_retries: 5,
+                    retryable_failures: 7,
+                    unavailable_since: Some(now() - chrono::Duration::seconds(3601)),
+                    retry: &retry,
                     now: now(),
                 },
-                |_| panic!("no backoff past the budget"),
+                |_| panic!("no retry past the window"),
             );
             assert_eq!(
                 d,
                 Decision {
                     action: Action::DeadLetter {
                         kind,
-                        reason: format!("gave up after 6 failed attempts: {detail}"),
+                        reason: format!(
+                            "platform unavailable for 60m; gave up after 8 failed attempts: {detail}"
+                        ),
                         announce: true,
                     },
                     outcome: name,
@@ -362,17 +495,63 @@ mod tests {
     }
 
     #[test]
-    fn no_retries_allowed_dead_letters_the_first_transient_failure() {
-        let outcome = Outcome::Failed(Failure::transient("502"));
-        let facts = Facts {
-            outcome: &outcome,
-            credential_replaced: false,
-            retryable_failures: 0,
-            max_retries: 0,
-            now: now(),
+    fn the_default_window_is_told_in_hours() {
+        let retry = RetryPolicy {
+            schedule: vec![Duration::from_secs(5)],
+            window: Duration::from_secs(27 * 3600 + 35 * 60 + 5),
         };
-        let d = decide(&facts, |_| panic!("no backoff past the budget"));
-        assert!(matches!(d.action, Action::DeadLetter { announce: true, .. }));
+        let d = decide_at(Outcome::Failed(Failure::transient("503")), 7, Some(99_400), &retry);
+        assert!(
+            matches!(&d.action, Action::DeadLetter { reason, .. }
+                if reason.starts_with("platform unavailable for 28h; gave up after 8 failed attempts: ")),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn a_zero_window_dead_letters_the_first_transient_failure() {
+        let retry = RetryPolicy { schedule: vec![Duration::from_secs(1)], window: Duration::ZERO };
+        let d = decide_at(Outcome::Failed(Failure::transient("502")), 0, None, &retry);
+        assert!(matches!(d.action, Action::DeadLetter { announce: true, .. }), "{d:?}");
+    }
+
+    #[test]
+    fn a_post_the_breaker_held_waits_for_the_trial_without_counting_a_failure() {
+        let until = now() + chrono::Duration::seconds(30);
+        let d = decide_at(Outcome::Held { until }, 2, None, &policy());
+        assert_eq!(
+            d,
+            Decision {
+                action: Action::Hold { at: until, unavailable_since: now() },
+                outcome: "held",
+                detail: "the platform's circuit breaker is open; no call was made".into(),
+            }
+        );
+        let earlier = decide_at(Outcome::Held { until }, 2, Some(600), &policy());
+        assert_eq!(
+            earlier.action,
+            Action::Hold { at: until, unavailable_since: now() - chrono::Duration::seconds(600) }
+        );
+    }
+
+    #[test]
+    fn a_post_held_past_the_window_is_dead_lettered_without_a_call() {
+        let until = now() + chrono::Duration::seconds(30);
+        let d = decide_at(Outcome::Held { until }, 3, Some(7200), &policy());
+        let reason = "platform unavailable for 2h; gave up after 3 failed attempts: \
+                      the platform's circuit breaker is open; no call was made";
+        assert_eq!(
+            d,
+            Decision {
+                action: Action::DeadLetter {
+                    kind: PostFailureKind::Transient,
+                    reason: reason.into(),
+                    announce: false,
+                },
+                outcome: "dead_lettered",
+                detail: reason.into(),
+            }
+        );
     }
 
     #[test]

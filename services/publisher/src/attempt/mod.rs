@@ -1,17 +1,21 @@
-//! One publish attempt of a leased post: load the credential, reconcile if the last attempt's
-//! outcome is unknown, call the platform, and record the outcome and its events in one
+//! One publish attempt of a leased post: load the credential, ask the platform's circuit
+//! breaker, reconcile if the last attempt's outcome is unknown, call the platform, and record the outcome and its events in one
 //! transaction guarded by the lease. What the outcome means for the post is decided in
 //! [`decide`] (pure, unit-tested) and written in [`apply`].
 
 mod apply;
 mod decide;
 
-use lifeline_kit::{events::Envelope, Platform};
+use lifeline_kit::{breaker::Admit, events::Envelope, Platform};
 use lifeline_platforms::{AccessToken, Failure};
 use tracing::Instrument;
 
 use self::decide::{failure_kind_name, Outcome};
-use crate::{model::Post, AppState};
+use crate::{
+    breakers::{wall_time, Breakers},
+    model::Post,
+    AppState,
+};
 
 /// Runs one attempt of a post this replica holds the lease on. `cause` is the event that asked
 /// for it (a retry request), so the resulting events join its trace and correlation.
@@ -47,8 +51,13 @@ async fn run_attempt(app: &AppState, post: Post, cause: Option<&Envelope>) {
         Outcome::Published(..) => "published",
         Outcome::NoCredentials => "no_credentials",
         Outcome::Failed(f) => failure_kind_name(f),
+        Outcome::Held { .. } => "held",
     };
-    metrics::counter!("lifeline_publish_attempts_total", "platform" => platform.as_str(), "outcome" => kind).increment(1);
+    if kind == "held" {
+        Breakers::skipped(platform, 1);
+    } else {
+        metrics::counter!("lifeline_publish_attempts_total", "platform" => platform.as_str(), "outcome" => kind).increment(1);
+    }
     if let Err(e) = apply::record(app, &post, platform, outcome, credential_version, cause).await {
         // The lease will expire and the sweep will take the post again, reconciling first.
         tracing::error!(post = %post.id, error = %e, "cannot record the attempt's outcome");
@@ -87,19 +96,37 @@ async fn call_platform(app: &AppState, post: &Post, platform: Platform) -> (Outc
         secret: credential.tokens.access_token.clone(),
         expires_at: credential.tokens.access_expires_at,
     };
+    let admitted = app.breakers.admit(platform);
+    if let Admit::Defer(until) = admitted {
+        return (Outcome::Held { until: wall_time(until) }, credential.version);
+    }
+    let outcome = reconcile_or_publish(connector.as_ref(), post, &token, &credential).await;
+    // The platform's own failures count towards its breaker; an answer of any kind (a refused
+    // token, refused content, a rate limit) shows that it is up.
+    let platform_failed =
+        matches!(outcome, Outcome::Failed(Failure::Transient { .. } | Failure::Ambiguous { .. }));
+    app.breakers.record(platform, admitted, platform_failed);
+    (outcome, credential.version)
+}
+
+async fn reconcile_or_publish(
+    connector: &dyn lifeline_platforms::Connector,
+    post: &Post,
+    token: &AccessToken,
+    credential: &lifeline_vault::Credential,
+) -> Outcome {
     let draft = post.draft();
     if post.needs_reconcile {
         // Look a little before the first unknown attempt, for clock skew with the platform.
         let since = post.reconcile_since.unwrap_or(post.created_at) - chrono::Duration::minutes(5);
-        match connector.find_published(&token, &credential.platform_user_id, &draft, since).await {
-            Ok(Some(found)) => return (Outcome::Published(found, true), credential.version),
+        match connector.find_published(token, &credential.platform_user_id, &draft, since).await {
+            Ok(Some(found)) => return Outcome::Published(found, true),
             Ok(None) => {}
-            Err(f) => return (Outcome::Failed(f), credential.version),
+            Err(f) => return Outcome::Failed(f),
         }
     }
-    let outcome = match connector.publish(&token, &credential.platform_user_id, &draft).await {
+    match connector.publish(token, &credential.platform_user_id, &draft).await {
         Ok(p) => Outcome::Published(p, false),
         Err(f) => Outcome::Failed(f),
-    };
-    (outcome, credential.version)
+    }
 }
