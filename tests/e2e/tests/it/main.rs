@@ -3,6 +3,7 @@
 mod config;
 mod isolation;
 mod oauth_rejections;
+mod outage;
 mod platforms;
 mod poison;
 mod reconnect;
