@@ -178,6 +178,7 @@ fn client_id(platform: &str) -> String {
 
 impl Cluster {
     pub async fn start(options: Options) -> anyhow::Result<Cluster> {
+        tokio::task::spawn_blocking(crate::process::reap_stale_runs).await?;
         let bin = tokio::task::spawn_blocking(binaries).await??;
         let scratch = Scratch::new()?;
         let logs = scratch.logs();

@@ -162,6 +162,22 @@ impl Postgres {
     }
 }
 
+/// `pg_ctl stop -m immediate` on the data directory an interrupted run left running.
+pub fn stop_stale(data: &Path) {
+    let Ok(bin) = pg_bin() else { return };
+    let pg_ctl = bin.join("pg_ctl");
+    let pg_ctl = pg_ctl.to_string_lossy();
+    let data = data.to_string_lossy();
+    let args = ["-D", data.as_ref(), "-m", "immediate", "-w", "stop"];
+    let _ = if is_root() {
+        let mut all = vec!["-u", "postgres", "--", pg_ctl.as_ref()];
+        all.extend_from_slice(&args);
+        run("runuser", &all)
+    } else {
+        run(&pg_ctl, &args)
+    };
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
         if let Err(e) = self.stop() {

@@ -3,7 +3,7 @@
 
 use std::{
     fs::{File, OpenOptions},
-    io::{Read as _, Seek as _, SeekFrom},
+    io::{Read as _, Seek as _, SeekFrom, Write as _},
     net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
@@ -23,8 +23,9 @@ pub struct Scratch {
 impl Scratch {
     pub fn new() -> anyhow::Result<Scratch> {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let path = std::env::temp_dir().join(format!("lifeline-cluster-{}", &id[..12]));
+        let path = std::env::temp_dir().join(format!("{PREFIX}{}", &id[..12]));
         std::fs::create_dir_all(path.join("logs"))?;
+        std::fs::write(path.join("owner"), std::process::id().to_string())?;
         Ok(Scratch { path, succeeded: false })
     }
 
@@ -52,6 +53,45 @@ impl Drop for Scratch {
         } else {
             let _ = std::fs::remove_dir_all(&self.path);
         }
+    }
+}
+
+const PREFIX: &str = "lifeline-cluster-";
+
+fn alive(pid: &str) -> bool {
+    Path::new("/proc").join(pid).exists()
+}
+
+/// Kills what an earlier run left behind when its test process died without dropping its
+/// processes (killed by a timeout, SIGKILLed): every scratch directory whose owner process is
+/// gone has its listed processes SIGKILLed (only if the pid still runs the same program) and
+/// its Postgres stopped. Directories of runs still going are left alone.
+pub fn reap_stale_runs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for dir in entries.filter_map(Result::ok).map(|e| e.path()) {
+        let is_ours =
+            dir.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(PREFIX));
+        if !is_ours || dir.join("reaped").exists() {
+            continue;
+        }
+        let owner = std::fs::read_to_string(dir.join("owner")).unwrap_or_default();
+        if owner.trim().is_empty() || alive(owner.trim()) {
+            continue;
+        }
+        let pids = std::fs::read_to_string(dir.join("pids")).unwrap_or_default();
+        for line in pids.lines() {
+            let Some((pid, program)) = line.split_once(' ') else { continue };
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).starts_with(program) {
+                let _ = run("kill", &["-KILL", pid]);
+            }
+        }
+        let data = dir.join("postgres").join("data");
+        if data.join("postmaster.pid").exists() {
+            crate::postgres::stop_stale(&data);
+        }
+        eprintln!("cluster: stopped what the interrupted run in {} left running", dir.display());
+        let _ = std::fs::write(dir.join("reaped"), "");
     }
 }
 
@@ -136,6 +176,10 @@ impl Proc {
         let child = cmd.spawn().with_context(|| {
             format!("cannot start {} ({})", self.name, self.spec.program.display())
         })?;
+        if let Some(scratch) = self.log.parent().and_then(Path::parent) {
+            let mut f = OpenOptions::new().create(true).append(true).open(scratch.join("pids"))?;
+            writeln!(f, "{} {}", child.id(), self.spec.program.display())?;
+        }
         self.child = Some(child);
         self.starts += 1;
         Ok(())
