@@ -93,6 +93,7 @@ pub(super) async fn record(
         credential_replaced,
         retryable_failures: post.retryable_failures,
         unavailable_since: post.unavailable_since,
+        last_error: post.last_error.as_deref(),
         retry: &app.config.retry,
         now: Utc::now(),
     };

@@ -36,6 +36,8 @@ pub(super) struct Facts<'a> {
     /// Since when the platform has kept the post from going out (its first transient failure,
     /// or the first time its breaker held it), if it has.
     pub unavailable_since: Option<DateTime<Utc>>,
+    /// The platform's last answer to this post, if it failed before.
+    pub last_error: Option<&'a str>,
     /// `Config::retry`: the delays between retries and the window they fit in.
     pub retry: &'a RetryPolicy,
     pub now: DateTime<Utc>,
@@ -152,8 +154,11 @@ pub(super) fn decide(facts: &Facts<'_>, jitter: impl FnOnce(Duration) -> Duratio
                     announce: true,
                 }
             } else {
+                // The last try is at the window's end, not one delay past it.
+                let window_ends =
+                    since + chrono::Duration::from_std(facts.retry.window).unwrap_or_default();
                 Action::Retry {
-                    at: after(jitter(facts.retry.delay(failures))),
+                    at: after(jitter(facts.retry.delay(failures))).min(window_ends),
                     last_failure_kind: failure_kind_name(failure),
                     ambiguous: matches!(failure, Failure::Ambiguous { .. }),
                     retryable_failures: Some(failures),
@@ -174,12 +179,11 @@ pub(super) fn decide(facts: &Facts<'_>, jitter: impl FnOnce(Duration) -> Duratio
 fn held(facts: &Facts<'_>, until: DateTime<Utc>) -> Decision {
     let since = facts.unavailable_since.unwrap_or(facts.now);
     if window_passed(facts, since) {
-        let reason = gave_up(
-            facts,
-            since,
-            facts.retryable_failures,
-            "the platform's circuit breaker is open; no call was made",
-        );
+        let detail = match facts.last_error {
+            Some(last) => format!("{last} (then held by the circuit breaker)"),
+            None => "held by the circuit breaker; no call was made".to_owned(),
+        };
+        let reason = gave_up(facts, since, facts.retryable_failures, &detail);
         return Decision {
             action: Action::DeadLetter {
                 kind: PostFailureKind::Transient,
@@ -273,6 +277,7 @@ mod tests {
             credential_replaced: false,
             retryable_failures,
             unavailable_since: since.map(|s| now() - chrono::Duration::seconds(s)),
+            last_error: None,
             retry,
             now: now(),
         };
@@ -287,6 +292,7 @@ mod tests {
             credential_replaced: replaced,
             retryable_failures,
             unavailable_since: None,
+            last_error: None,
             retry: &retry,
             now: now(),
         };
@@ -457,6 +463,7 @@ mod tests {
         assert_eq!(at(1, Some(10)), (20, 10), "a later one keeps it");
         assert_eq!(at(4, Some(100)), (50, 100));
         assert_eq!(at(30, Some(3000)), (50, 3000), "the last delay repeats");
+        assert_eq!(at(30, Some(3570)), (30, 3570), "the last try is at the window's end");
     }
 
     #[test]
@@ -472,6 +479,7 @@ mod tests {
                     credential_replaced: false,
                     retryable_failures: 7,
                     unavailable_since: Some(now() - chrono::Duration::seconds(3601)),
+                    last_error: Some("transient failure: X 503"),
                     retry: &retry,
                     now: now(),
                 },
@@ -509,6 +517,28 @@ mod tests {
     }
 
     #[test]
+    fn a_held_post_past_the_window_tells_the_platform_s_last_answer() {
+        let retry = policy();
+        let outcome = Outcome::Held { until: now() };
+        let facts = Facts {
+            outcome: &outcome,
+            credential_replaced: false,
+            retryable_failures: 4,
+            unavailable_since: Some(now() - chrono::Duration::seconds(4000)),
+            last_error: Some("transient failure: X 503: Service Unavailable"),
+            retry: &retry,
+            now: now(),
+        };
+        let d = decide(&facts, |_| panic!("no retry past the window"));
+        assert!(
+            matches!(&d.action, Action::DeadLetter { reason, announce: false, .. } if reason
+                == "platform unavailable for 67m; gave up after 4 failed attempts: \
+                    transient failure: X 503: Service Unavailable (then held by the circuit breaker)"),
+            "{d:?}"
+        );
+    }
+
+    #[test]
     fn a_zero_window_dead_letters_the_first_transient_failure() {
         let retry = RetryPolicy { schedule: vec![Duration::from_secs(1)], window: Duration::ZERO };
         let d = decide_at(Outcome::Failed(Failure::transient("502")), 0, None, &retry);
@@ -539,7 +569,7 @@ mod tests {
         let until = now() + chrono::Duration::seconds(30);
         let d = decide_at(Outcome::Held { until }, 3, Some(7200), &policy());
         let reason = "platform unavailable for 2h; gave up after 3 failed attempts: \
-                      the platform's circuit breaker is open; no call was made";
+                      held by the circuit breaker; no call was made";
         assert_eq!(
             d,
             Decision {
