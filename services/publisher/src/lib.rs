@@ -158,3 +158,26 @@ pub async fn run(
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_breaker_defaults_to_five_calls_and_invalid_settings_name_their_variable() {
+        let b = breaker_config(&Env::from_pairs(Vec::<(String, String)>::new())).unwrap();
+        assert_eq!((b.min_calls, b.window), (5, 20));
+        assert_eq!(
+            (b.cooldown, b.max_cooldown),
+            (Duration::from_secs(30), Duration::from_secs(600))
+        );
+        for (name, value) in [
+            ("LIFELINE_PUBLISH_BREAKER_COOLDOWN", "1ms"),
+            ("LIFELINE_PUBLISH_BREAKER_MIN_CALLS", "0"),
+            ("LIFELINE_PUBLISH_BREAKER_FAILURE_RATIO", "1.5"),
+        ] {
+            let e = breaker_config(&Env::from_pairs([(name, value)])).unwrap_err().to_string();
+            assert!(e.contains(name), "{name}={value}: {e}");
+        }
+    }
+}
