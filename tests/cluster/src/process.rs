@@ -79,18 +79,26 @@ pub fn reap_stale_runs() {
             continue;
         }
         let pids = std::fs::read_to_string(dir.join("pids")).unwrap_or_default();
+        let mut stopped = 0;
         for line in pids.lines() {
             let Some((pid, program)) = line.split_once(' ') else { continue };
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             if String::from_utf8_lossy(&cmdline).starts_with(program) {
                 let _ = run("kill", &["-KILL", pid]);
+                stopped += 1;
             }
         }
         let data = dir.join("postgres").join("data");
         if data.join("postmaster.pid").exists() {
             crate::postgres::stop_stale(&data);
+            stopped += 1;
         }
-        eprintln!("cluster: stopped what the interrupted run in {} left running", dir.display());
+        if stopped > 0 {
+            eprintln!(
+                "cluster: stopped {stopped} processes an interrupted run left ({})",
+                dir.display()
+            );
+        }
         let _ = std::fs::write(dir.join("reaped"), "");
     }
 }
