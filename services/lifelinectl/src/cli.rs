@@ -23,7 +23,8 @@ pub struct Cli {
 /// the subcommand.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// NATS server with JetStream.
+    /// NATS server(s) with JetStream, comma-separated; authentication and TLS come from the
+    /// same `LIFELINE_NATS_*` variables as the services' (docs/configuration.md).
     #[arg(long, global = true, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
     /// Root of every subject (`<root>.events.v1.…`).

@@ -13,6 +13,7 @@ use lifeline_events::{
     PostDeadLettered, PostFailed, PostFailureKind, PostPublished, PostRetryRequested,
     ReconnectReason, RetryReason, Subjects, TokenExpiring, TokenRefreshed, VERSION,
 };
+use lifeline_kit::config::redact_url;
 use lifeline_kit::ids::AccountId;
 use prost::Message;
 use serde_json::{json, Map, Value};
@@ -339,15 +340,17 @@ pub async fn tail(global: &GlobalArgs, args: &TailArgs) -> Result<(), CtlError> 
     let filter = filter_subject(&subjects, args.event.as_deref(), args.platform, args.account);
     let stream_name = format!("{}_EVENTS", global.stream_prefix);
 
-    let client = async_nats::ConnectOptions::new()
-        .name("lifelinectl")
-        .connection_timeout(Duration::from_secs(5))
-        .connect(global.nats_url.as_str())
-        .await
-        .map_err(|e| CtlError::NatsConnect {
-            url: global.nats_url.clone(),
-            reason: e.to_string(),
-        })?;
+    // The same NATS settings as the services (servers, authentication, TLS: the
+    // `LIFELINE_NATS_*` variables), with --nats-url for the servers.
+    let env = lifeline_kit::config::Env::from_pairs(
+        std::env::vars().chain([("NATS_URL".to_owned(), global.nats_url.clone())]),
+    );
+    let nats = lifeline_kit::config::NatsConfig::from_env(&env).map_err(|e| {
+        CtlError::NatsConnect { url: redact_url(&global.nats_url), reason: e.to_string() }
+    })?;
+    let client = lifeline_kit::bus::connect_client("lifelinectl", &nats).await.map_err(|e| {
+        CtlError::NatsConnect { url: nats.servers_for_display(), reason: e.to_string() }
+    })?;
     let js = jetstream::new(client);
     let stream = js.get_stream(&stream_name).await.map_err(|e| {
         CtlError::JetStream(format!(
