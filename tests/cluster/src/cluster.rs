@@ -483,7 +483,7 @@ fn service_env(
         // docs/testing.md.
         ("LIFELINE_PUBLISH_SWEEP_INTERVAL", "200ms".to_owned()),
         ("LIFELINE_REFRESH_SWEEP_INTERVAL", "500ms".to_owned()),
-        ("LIFELINE_PUBLISH_RETRY_BASE", "200ms".to_owned()),
+        ("LIFELINE_PUBLISH_RETRY_SCHEDULE", "200ms,500ms,1s,2s,5s".to_owned()),
         ("LIFELINE_REFRESH_RETRY_BASE", "200ms".to_owned()),
         ("LIFELINE_PLATFORM_TIMEOUT", "5s".to_owned()),
         ("LIFELINE_PUBLISH_LEASE", "10s".to_owned()),
