@@ -38,6 +38,8 @@ pub mod headers {
 /// How many times a message is delivered before the consumer gives up on it (and the
 /// MAX_DELIVERIES advisory copies it to the DLQ).
 pub const MAX_DELIVER: i64 = 10;
+/// How long a consumer set-up request may wait for its answer before it is retried.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Redelivery delays after an ack timeout (a crashed or stuck handler).
 const BACKOFF: [u64; 5] = [1, 5, 15, 60, 300];
 
@@ -66,18 +68,22 @@ pub struct StreamNames {
 pub struct Bus {
     client: async_nats::Client,
     js: jetstream::Context,
+    /// The same, with a short request timeout, for looking up the stream and creating consumers
+    /// (see [`Bus::ensure_streams`] for why; a consumer that fails to start is retried).
+    setup: jetstream::Context,
     subjects: Subjects,
     streams: StreamNames,
     service: &'static str,
 }
 
 impl Bus {
-    /// Connects once (the caller retries: see [`crate::service`]) and ensures the streams exist.
-    /// Once connected, the client reconnects by itself, to any server of the cluster it learns of.
+    /// Connects once (the caller retries: see [`crate::service`]); [`Bus::ensure_streams`] comes
+    /// next. Once connected, the client reconnects by itself, to any server of the cluster.
     pub async fn connect(config: &CommonConfig) -> Result<Bus, BusError> {
         let client = connect_client(config.service, &config.nats).await?;
         let bus = Bus {
             js: jetstream::new(client.clone()),
+            setup: jetstream::ContextBuilder::new().timeout(SETUP_TIMEOUT).build(client.clone()),
             client,
             subjects: Subjects::new(config.subject_root.clone()),
             streams: StreamNames {
@@ -86,7 +92,6 @@ impl Bus {
             },
             service: config.service,
         };
-        bus.ensure_streams(config.stream_replicas).await?;
         Ok(bus)
     }
 
@@ -103,8 +108,13 @@ impl Bus {
         &self.streams
     }
 
-    /// Creates the events and DLQ streams, or updates them to this configuration.
-    pub async fn ensure_streams(&self, replicas: usize) -> Result<(), BusError> {
+    /// Creates the events and DLQ streams, or updates them to this configuration, waiting at
+    /// most `timeout` for each answer. On a fresh cluster a request that loses the race with
+    /// another replica's create, or comes before the stream's leader is elected, may get no
+    /// answer at all: waiting the default 10 s for it made start-up take 20 s, so the caller
+    /// starts short and retries (the stream exists by then, and the update is answered).
+    pub async fn ensure_streams(&self, replicas: usize, timeout: Duration) -> Result<(), BusError> {
+        let js = jetstream::ContextBuilder::new().timeout(timeout).build(self.client.clone());
         let events = stream::Config {
             name: self.streams.events.clone(),
             subjects: vec![self.subjects.all_events()],
@@ -128,7 +138,7 @@ impl Bus {
             ..Default::default()
         };
         for config in [events, dlq] {
-            self.js.create_or_update_stream(config).await.map_err(js_err)?;
+            js.create_or_update_stream(config).await.map_err(js_err)?;
         }
         Ok(())
     }
@@ -176,7 +186,7 @@ impl Bus {
         Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
         let durable = format!("{}-{}", self.service, E::NAME);
-        let stream = self.js.get_stream(&self.streams.events).await.map_err(js_err)?;
+        let stream = self.setup.get_stream(&self.streams.events).await.map_err(js_err)?;
         let consumer: jetstream::consumer::PullConsumer = stream
             .get_or_create_consumer(
                 &durable,

@@ -187,9 +187,21 @@ async fn start(
         Ok::<_, sqlx::migrate::MigrateError>(())
     })
     .await?;
-    let bus =
-        retry(readiness, "connecting to NATS and creating streams", || Bus::connect(common)).await;
+    let bus = retry(readiness, "connecting to NATS", || Bus::connect(common)).await;
+    let mut attempts = 0u32;
+    retry(readiness, "creating streams", || {
+        attempts += 1;
+        bus.ensure_streams(common.stream_replicas, stream_setup_timeout(attempts))
+    })
+    .await;
     Ok(Infra { pool, bus })
+}
+
+/// How long the `attempt`-th stream set-up waits for an answer: 500 ms, doubling up to 5 s, so a
+/// lost request costs little on a fresh cluster and a slow cluster still gets its time.
+fn stream_setup_timeout(attempt: u32) -> Duration {
+    Duration::from_millis(500u64.saturating_mul(1 << attempt.clamp(1, 5).saturating_sub(1)))
+        .min(Duration::from_secs(5))
 }
 
 /// Calls `attempt` until it succeeds, with a growing, jittered pause (100 ms to 500 ms: the
@@ -359,5 +371,16 @@ where
             eprintln!("{service}: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_set_up_waits_longer_each_time() {
+        let waits: Vec<u64> = (1..=7).map(|a| stream_setup_timeout(a).as_millis() as u64).collect();
+        assert_eq!(waits, [500, 1000, 2000, 4000, 5000, 5000, 5000]);
     }
 }
