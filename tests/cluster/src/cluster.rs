@@ -46,6 +46,9 @@ pub struct Options {
     pub staggered: bool,
     /// Extra environment for every service, overriding the defaults below.
     pub env: Vec<(String, String)>,
+    /// Start the services first, and NATS and Postgres only this long after (pods scheduled
+    /// before their dependencies); default: all at once.
+    pub services_first: Option<Duration>,
 }
 
 impl Options {
@@ -61,6 +64,7 @@ impl Options {
             },
             staggered: std::env::var_os("LIFELINE_CLUSTER_STAGGER").is_some(),
             env: Vec::new(),
+            services_first: None,
         }
     }
 }
@@ -95,6 +99,10 @@ pub struct Cluster {
     pub started_wall: SystemTime,
     /// Per process, how long from the common start until it answered ready.
     pub ready_after: Vec<(String, Duration)>,
+    /// With [`Options::services_first`]: when NATS and Postgres were started, and what each
+    /// service's `/readyz` answered just before (status, body).
+    pub infra_started_after: Option<Duration>,
+    pub readyz_before_infra: Vec<(String, u16, String)>,
     // Dropped last: the logs of a failed run stay.
     scratch: Scratch,
 }
@@ -208,9 +216,12 @@ impl Cluster {
         // Everything starts at the same moment, as pods do; only initdb came first.
         let started_at = Instant::now();
         let started_wall = SystemTime::now();
-        let nats = NatsCluster::start(&options.nats_bin, scratch.path(), &logs, &mut ports)?;
+        let mut nats = NatsCluster::prepare(&options.nats_bin, scratch.path(), &logs, &mut ports)?;
         eprintln!("cluster: {} (3 nodes: {})", nats.version, nats.urls());
-        pg.start(false)?;
+        if options.services_first.is_none() {
+            nats.start_all()?;
+            pg.start(false)?;
+        }
         let sim_env: Vec<(String, String)> = [
             ("SIM_HTTP_ADDR".to_owned(), format!("127.0.0.1:{sim_port}")),
             ("SIM_PUBLIC_BASE_URL".to_owned(), sim_url.clone()),
@@ -265,6 +276,22 @@ impl Cluster {
             .timeout(Duration::from_secs(20))
             .pool_max_idle_per_host(32)
             .build()?;
+        let mut infra_started_after = None;
+        let mut readyz_before_infra = Vec::new();
+        if let Some(delay) = options.services_first {
+            tokio::time::sleep(delay).await;
+            for s in &services {
+                let r = http.get(format!("{}/readyz", s.url())).send().await;
+                let (status, body) = match r {
+                    Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                    Err(e) => (0, e.to_string()),
+                };
+                readyz_before_infra.push((s.name.clone(), status, body));
+            }
+            infra_started_after = Some(started_at.elapsed());
+            nats.start_all()?;
+            pg.start(false)?;
+        }
         let jwt = JwtKeys::new(&secrets.jwt.clone().into());
         let mut cluster = Cluster {
             services,
@@ -278,6 +305,8 @@ impl Cluster {
             started_at,
             started_wall,
             ready_after: Vec::new(),
+            infra_started_after,
+            readyz_before_infra,
             scratch,
         };
         cluster.wait_all_ready(Duration::from_secs(90)).await?;

@@ -56,6 +56,28 @@ impl NatsCluster {
         logs: &Path,
         ports: &mut Ports,
     ) -> anyhow::Result<Self> {
+        let mut cluster = Self::prepare(binary, dir, logs, ports)?;
+        cluster.start_all()?;
+        Ok(cluster)
+    }
+
+    /// Starts every server that is not running.
+    pub fn start_all(&mut self) -> anyhow::Result<()> {
+        for n in &mut self.nodes {
+            if !n.proc.is_running() {
+                n.proc.start()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the config files and picks the ports, but starts no server.
+    pub fn prepare(
+        binary: &Path,
+        dir: &Path,
+        logs: &Path,
+        ports: &mut Ports,
+    ) -> anyhow::Result<Self> {
         let version = run(&binary.to_string_lossy(), &["--version"])
             .with_context(|| format!("nats-server at {}", binary.display()))?
             .trim()
@@ -81,7 +103,7 @@ impl NatsCluster {
                 env: Vec::new(),
                 clear_env: true,
             };
-            let proc = Proc::spawn(&format!("nats-{name}"), spec, logs)?;
+            let proc = Proc::prepare(&format!("nats-{name}"), spec, logs);
             nodes.push(NatsNode { name, client_port, route_port, http_port, config, proc });
         }
         Ok(NatsCluster { binary: binary.to_path_buf(), version, nodes })

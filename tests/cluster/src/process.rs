@@ -155,15 +155,20 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, spec: Spec, logs: &Path) -> anyhow::Result<Proc> {
-        let mut p = Proc {
+        let mut p = Proc::prepare(name, spec, logs);
+        p.start()?;
+        Ok(p)
+    }
+
+    /// A process ready to [`Proc::start`], not started yet.
+    pub fn prepare(name: &str, spec: Spec, logs: &Path) -> Proc {
+        Proc {
             name: name.to_owned(),
             spec,
             log: logs.join(format!("{name}.log")),
             child: None,
             starts: 0,
-        };
-        p.start()?;
-        Ok(p)
+        }
     }
 
     pub fn start(&mut self) -> anyhow::Result<()> {
