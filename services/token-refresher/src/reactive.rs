@@ -31,14 +31,16 @@ async fn on_auth_failed(app: AppState, e: AuthFailed, d: Delivery) -> Result<(),
     let about = d.about;
     let failed_version = i64::try_from(e.credential_version).unwrap_or(i64::MAX);
     let mut tx = app.pool.begin().await?;
-    let row: Option<(String, String, i64, Option<i64>)> = sqlx::query_as(
-        "SELECT state, action, credential_version, reactive_version FROM refresher.schedule
-         WHERE account_id = $1 FOR UPDATE",
+    // `refreshed`: the current credential came from a refresh, not from a (re)connect.
+    let row: Option<(String, String, i64, Option<i64>, bool)> = sqlx::query_as(
+        "SELECT state, action, credential_version, reactive_version,
+                COALESCE(last_refreshed_at >= access_issued_at, false)
+         FROM refresher.schedule WHERE account_id = $1 FOR UPDATE",
     )
     .bind(about.account_id)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((state, action, version, tried)) = row else {
+    let Some((state, action, version, tried, refreshed)) = row else {
         tracing::debug!(account = %about.account_id, "publish auth failure of an account not scheduled here");
         return Ok(());
     };
@@ -61,8 +63,24 @@ async fn on_auth_failed(app: AppState, e: AuthFailed, d: Delivery) -> Result<(),
         return Ok(());
     }
     if version > failed_version {
-        // A refresh replaced the failed token already: the account works again. Say so, so the
-        // posts parked with the old token retry.
+        // The failed token was replaced already. By a reconnect: the gateway announced it, and
+        // the parked posts retry from that. By a refresh: the account works again; say so, once
+        // per credential version however many stale failures arrive, so the posts parked with
+        // the old token retry.
+        if !refreshed {
+            return Ok(());
+        }
+        let first = sqlx::query(
+            "INSERT INTO refresher.recoveries (account_id, credential_version) VALUES ($1, $2)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(about.account_id)
+        .bind(version)
+        .execute(&mut *tx)
+        .await?;
+        if first.rows_affected() == 0 {
+            return Ok(());
+        }
         let credential = app
             .vault
             .load(lifeline_kit::ids::AccountId(about.account_id))

@@ -133,13 +133,29 @@ async fn settle_refreshed(
         rows.push(app, s, tokens, version, now);
     }
     let recovered = reschedule_refreshed(tx, me, &rows).await?;
+    let (mut announced, mut announced_versions) = (Vec::new(), Vec::new());
     for s in batch {
         let Outcome::Refreshed { tokens, platform_user_id, .. } = &s.outcome else {
             continue;
         };
         let account = s.row.account_id;
         let Some(version) = stored.get(&AccountId(account)).copied() else { continue };
-        announce_refreshed(events, s, tokens, platform_user_id, version, recovered.get(&account))?;
+        let before = recovered.get(&account);
+        if announce_refreshed(events, s, tokens, platform_user_id, version, before)? {
+            announced.push(account);
+            announced_versions.push(version);
+        }
+    }
+    if !announced.is_empty() {
+        // The reactive path announces no second recovery for these versions.
+        sqlx::query(
+            "INSERT INTO refresher.recoveries (account_id, credential_version)
+             SELECT * FROM unnest($1::uuid[], $2::bigint[]) ON CONFLICT DO NOTHING",
+        )
+        .bind(&announced)
+        .bind(&announced_versions)
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(superseded)
 }
@@ -212,7 +228,7 @@ async fn reschedule_refreshed(
 }
 
 /// TokenRefreshed for one stored refresh, and AccountReconnected when it ended a publish
-/// failure (`before`).
+/// failure (`before`); says whether it announced that recovery.
 fn announce_refreshed(
     events: &mut lifeline_kit::outbox::Staged<'_>,
     s: &Settlement,
@@ -220,7 +236,7 @@ fn announce_refreshed(
     platform_user_id: &str,
     version: i64,
     before: Option<&Before>,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     let account = s.row.account_id;
     let about = s.about();
     // After a publish failure, the recovery is told as its consequence.
@@ -249,8 +265,9 @@ fn announce_refreshed(
             reason: ReconnectReason::RecoveredByRefresh as i32,
         })?;
         tracing::info!(%account, platform = %s.platform, version, "account recovered by refreshing; parked posts will retry");
+        return Ok(true);
     }
-    Ok(())
+    Ok(false)
 }
 
 /// A refreshed row's publish failure, as it stood just before the update.

@@ -123,3 +123,63 @@ async fn a_revoked_token_is_confirmed_by_the_refresh_and_notified_once() -> anyh
     assert!(system.events_of::<AccountReconnected>().is_empty());
     system.stop().await
 }
+
+/// Publish failures that arrive after the user reconnected (a consumer working through a
+/// backlog, or redeliveries) carry the old credential version. The reconnect was announced by
+/// the gateway; the refresher must not announce a "recovery by refresh" for each of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stale_publish_failures_after_a_reconnect_announce_no_recovery() -> anyhow::Result<()> {
+    use prost::Message as _;
+    let system = System::start().await?;
+    let (ws, account) = connect(&system, "stale").await?;
+    system.sim_post("/_sim/x/accounts/stale/revoke", json!({})).await?;
+    let mut posts = Vec::new();
+    for i in 0..3 {
+        let post = system.schedule_post(ws, &account, &format!("parked {i}")).await?;
+        post_reaches(&system, ws, &post, "failed_auth").await?;
+        posts.push(post);
+    }
+    eventually(Duration::from_secs(10), || async {
+        let failures: Vec<AuthFailed> = system.events_of();
+        if failures.iter().any(|f| f.source == AuthFailureSource::Refresh as i32) {
+            Ok(())
+        } else {
+            bail!("no refresh verdict yet")
+        }
+    })
+    .await?;
+    let (status, body) = system.oauth(ws, Some(&account), "stale").await?;
+    assert_eq!(status, 200, "{body}");
+    for post in &posts {
+        post_reaches(&system, ws, post, "published").await?;
+    }
+
+    // The publish failures again, as new messages, after the reconnect.
+    let stale: Vec<(String, AuthFailed)> = system
+        .seen()
+        .into_iter()
+        .filter(|(name, _)| name == "auth_failed")
+        .filter_map(|(_, seen)| {
+            Some((seen.subject, AuthFailed::decode(seen.payload.as_slice()).ok()?))
+        })
+        .filter(|(_, f)| f.source == AuthFailureSource::Publish as i32)
+        .collect();
+    assert_eq!(stale.len(), 3, "one publish failure per parked post");
+    for (subject, mut failure) in stale {
+        if let Some(envelope) = failure.envelope.as_mut() {
+            envelope.event_id = uuid::Uuid::now_v7().to_string();
+        }
+        system.nats.publish(subject, failure.encode_to_vec().into()).await?;
+    }
+    system.nats.flush().await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let reasons: Vec<i32> =
+        system.events_of::<AccountReconnected>().into_iter().map(|r| r.reason).collect();
+    assert_eq!(reasons, [ReconnectReason::UserReauthorized as i32], "only the user's reconnect");
+    let log = system.sim_post_log("stale").await?;
+    for i in 0..3 {
+        assert_eq!(counts(log.clone()).get(&format!("parked {i}")), Some(&1), "published once");
+    }
+    system.stop().await
+}
