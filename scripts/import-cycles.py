@@ -130,6 +130,9 @@ def parse_tree(toks, prefix, out):
     path = list(prefix)
     expect_ident = True
     for t in toks:
+        if t == "}" and len(path) == len(prefix):
+            # The end of a group after a trailing comma (`{ a::X, b::Y, }`): no path here.
+            return t
         if t == "{":
             while True:
                 end = parse_tree(toks, path, out)

@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::service::Readiness;
+use crate::readiness::Readiness;
 
 /// The process-wide Prometheus recorder (installed once, shared by every service in a process).
 pub fn metrics_handle() -> PrometheusHandle {

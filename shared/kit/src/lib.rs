@@ -10,6 +10,7 @@ pub mod db;
 pub mod http;
 pub mod ids;
 pub mod outbox;
+pub mod readiness;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;

@@ -6,7 +6,7 @@
 
 use std::{
     future::Future,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Arc, OnceLock},
     time::{Duration, Instant},
 };
 
@@ -23,6 +23,7 @@ use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
+pub use crate::readiness::{Infra, Readiness};
 use crate::{
     backoff::Backoff,
     bus::{Bus, BusError, Delivery, HandlerError},
@@ -44,13 +45,6 @@ pub enum StartError {
     Io(#[from] std::io::Error),
 }
 
-/// The connections every service holds.
-#[derive(Clone)]
-pub struct Infra {
-    pub pool: PgPool,
-    pub bus: Bus,
-}
-
 /// A migration another crate owns (the vault's), run at start after the service's own.
 pub type ExtraMigration = fn(PgPool) -> BoxFuture<'static, Result<(), sqlx::migrate::MigrateError>>;
 
@@ -61,29 +55,6 @@ pub struct Spec {
     /// Also create `<schema>.outbox` ([`Outbox::migrate`]).
     pub outbox: bool,
     pub extra_migrations: Vec<ExtraMigration>,
-}
-
-/// Where start-up is, for `/readyz` and the logs.
-#[derive(Default)]
-pub struct Readiness {
-    step: Mutex<&'static str>,
-    infra: OnceLock<Infra>,
-}
-
-impl Readiness {
-    fn set_step(&self, step: &'static str) {
-        if let Ok(mut s) = self.step.lock() {
-            *s = step;
-        }
-    }
-    /// The connections, once start-up is done.
-    pub fn infra(&self) -> Option<&Infra> {
-        self.infra.get()
-    }
-    /// What start-up is doing now (`connecting to postgres`, …).
-    pub fn step(&self) -> &'static str {
-        self.step.lock().map(|s| *s).unwrap_or("starting")
-    }
 }
 
 /// Runs a service on `listener` until `shutdown`: the ops endpoints answer at once (`/readyz`
