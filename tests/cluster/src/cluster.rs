@@ -186,7 +186,10 @@ fn client_id(platform: &str) -> String {
 
 impl Cluster {
     pub async fn start(options: Options) -> anyhow::Result<Cluster> {
-        tokio::task::spawn_blocking(crate::process::reap_stale_runs).await?;
+        tokio::task::spawn_blocking(|| {
+            crate::process::reap_stale_runs(crate::postgres::stop_stale)
+        })
+        .await?;
         let bin = tokio::task::spawn_blocking(binaries).await??;
         let scratch = Scratch::new()?;
         let logs = scratch.logs();

@@ -65,8 +65,9 @@ fn alive(pid: &str) -> bool {
 /// Kills what an earlier run left behind when its test process died without dropping its
 /// processes (killed by a timeout, SIGKILLed): every scratch directory whose owner process is
 /// gone has its listed processes SIGKILLed (only if the pid still runs the same program) and
-/// its Postgres stopped. Directories of runs still going are left alone.
-pub fn reap_stale_runs() {
+/// its Postgres stopped with `stop_postgres` (given its data directory). Directories of runs
+/// still going are left alone.
+pub fn reap_stale_runs(stop_postgres: impl Fn(&Path)) {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
     for dir in entries.filter_map(Result::ok).map(|e| e.path()) {
         let is_ours =
@@ -90,7 +91,7 @@ pub fn reap_stale_runs() {
         }
         let data = dir.join("postgres").join("data");
         if data.join("postmaster.pid").exists() {
-            crate::postgres::stop_stale(&data);
+            stop_postgres(&data);
             stopped += 1;
         }
         if stopped > 0 {
