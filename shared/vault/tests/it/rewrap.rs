@@ -96,6 +96,8 @@ async fn a_swap_that_loaded_before_the_rewrap_still_succeeds_after_it() -> anyho
     let v = old
         .compare_and_swap(&mut conn, ids[0], loaded.version, &tokens("rotated", true), false)
         .await?;
+    // Closing the pool waits for every connection to come back.
+    drop(conn);
     assert_eq!(v, loaded.version + 1);
     let c = new.load(ids[0]).await?.expect("stored");
     assert_eq!(c.tokens.refresh_token.expect("refresh").expose_secret(), "refresh-rotated");
@@ -176,37 +178,47 @@ async fn unknown_keys_and_undecryptable_rows_are_reported_and_left_alone() -> an
     db.drop_database().await
 }
 
-/// Writers swap credentials as fast as they can (single swaps and batches of many, as the
-/// refresher and the gateway do) while a re-wrap runs in small batches: no swap that expected
-/// the version it loaded ever fails, no statement deadlocks, and every row ends under k2 with
-/// the writers' last tokens.
+/// Writers do what refreshers do — load a few credentials, wait for the platform, swap the new
+/// tokens in expecting the loaded version — while a re-wrap runs in small batches: no swap ever
+/// loses its version (including those whose row was re-wrapped between load and swap), no
+/// statement deadlocks, and every row ends under k2 with the writers' last tokens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_swaps_never_lose_to_a_rewrap() -> anyhow::Result<()> {
+    const ROWS: usize = 2000;
+    const WRITERS: usize = 8;
     let db = Db::fresh().await?;
     let k = two_keys();
     let old = Vault::new(db.pool.clone(), keys(&[&k.k1], None));
-    let ids = insert_many(&old, 400).await?;
+    let ids = insert_many(&old, ROWS).await?;
     // The writers run as rolled-out services do: both keys known, k2 active.
     let writer = Vault::new(db.pool.clone(), keys(&[&k.k1, &k.k2], None));
     let stop = Arc::new(AtomicBool::new(false));
     let swaps = Arc::new(AtomicU64::new(0));
+    let raced = Arc::new(AtomicU64::new(0));
     let mut writers = tokio::task::JoinSet::new();
-    for w in 0..4usize {
-        let (vault, stop, swaps) = (writer.clone(), stop.clone(), swaps.clone());
+    for w in 0..WRITERS {
+        let (vault, stop, swaps, raced) =
+            (writer.clone(), stop.clone(), swaps.clone(), raced.clone());
         // Each writer owns its own accounts, so nobody but the re-wrap meets its rows.
-        let mine: Vec<AccountId> = ids.iter().copied().skip(w).step_by(4).collect();
+        let mine: Vec<AccountId> = ids.iter().copied().skip(w).step_by(WRITERS).collect();
         writers.spawn(async move {
             let mut generation: HashMap<AccountId, u64> = HashMap::new();
             let mut round = 0usize;
             while !stop.load(Ordering::Relaxed) {
                 round += 1;
-                // Batches of up to 20 accounts, in an order unlike the re-wrap's.
+                // A few accounts at a time, in an order unlike the re-wrap's.
                 let chunk: Vec<AccountId> =
-                    mine.iter().copied().rev().skip(round * 7 % mine.len()).take(20).collect();
+                    mine.iter().copied().rev().skip(round * 7 % mine.len()).take(5).collect();
+                let key_before = key_ids(vault.pool(), &chunk).await?;
                 let loaded = vault.load_many(&chunk).await?;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let key_at_swap = key_ids(vault.pool(), &chunk).await?;
                 let mut next = Vec::new();
                 for (account, c) in loaded {
                     let c = c?;
+                    if key_before.get(&account) != key_at_swap.get(&account) {
+                        raced.fetch_add(1, Ordering::Relaxed);
+                    }
                     let g = generation.entry(account).or_insert(0);
                     *g += 1;
                     next.push((account, c.version, tokens(&format!("{account}-{g}"), true)));
@@ -226,7 +238,9 @@ async fn concurrent_swaps_never_lose_to_a_rewrap() -> anyhow::Result<()> {
         });
     }
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    while swaps.load(Ordering::Relaxed) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let rewrapper = Vault::new(db.pool.clone(), keys(&[&k.k1, &k.k2], None));
     let before = swaps.load(Ordering::Relaxed);
     let options = RewrapOptions {
@@ -244,13 +258,16 @@ async fn concurrent_swaps_never_lose_to_a_rewrap() -> anyhow::Result<()> {
     }
     let done = done?;
     eprintln!(
-        "re-wrapped {} rows in {} passes while {during} swaps were written",
+        "re-wrapped {} of {ROWS} rows in {} passes while {during} swaps were written, {} of \
+         them to a row re-wrapped between their load and their swap",
         done.rewrapped_rows(),
-        done.pass
+        done.pass,
+        raced.load(Ordering::Relaxed)
     );
     assert!(during > 0, "the writers ran during the re-wrap");
+    assert!(done.rewrapped_rows() > 0, "the re-wrap had work of its own");
     assert_eq!(done.left, 0);
-    assert_eq!(rewrapper.rows_per_key().await?, [("k2".to_owned(), 400)].into());
+    assert_eq!(rewrapper.rows_per_key().await?, [("k2".to_owned(), ROWS as u64)].into());
     for account in &ids {
         let c = rewrapper.load(*account).await?.expect("stored");
         let g = last.get(account).copied().unwrap_or(0);
@@ -258,6 +275,20 @@ async fn concurrent_swaps_never_lose_to_a_rewrap() -> anyhow::Result<()> {
         assert_eq!(c.tokens.access_token.expose_secret(), format!("access-{account}-{g}"));
     }
     db.drop_database().await
+}
+
+async fn key_ids(
+    pool: &sqlx::PgPool,
+    accounts: &[AccountId],
+) -> anyhow::Result<HashMap<AccountId, String>> {
+    let ids: Vec<uuid::Uuid> = accounts.iter().map(|a| a.0).collect();
+    let rows: Vec<(uuid::Uuid, String)> = sqlx::query_as(
+        "SELECT account_id, key_id FROM vault.credentials WHERE account_id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(a, k)| (AccountId(a), k)).collect())
 }
 
 /// Prints the rate of a re-wrap over a few thousand rows (a figure, not a pass/fail check).
