@@ -355,3 +355,98 @@ async fn postgres_verify_full_checks_the_ca_and_the_host_name() {
         .await
         .expect_err("a server certificate from another CA is refused");
 }
+
+/// A NATS JWT (`header.claims.signature`, base64url) signed by `issuer`, as `nsc` writes them.
+fn nats_jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> String {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let header = b64(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let claims = serde_json::json!({
+        "jti": uuid::Uuid::new_v4().simple().to_string().to_uppercase(),
+        "iat": chrono::Utc::now().timestamp(),
+        "iss": issuer.public_key(),
+        "name": name,
+        "sub": subject,
+        "nats": nats,
+    });
+    let claims = b64(claims.to_string().as_bytes());
+    let signature = issuer.sign(format!("{header}.{claims}").as_bytes()).expect("sign");
+    format!("{header}.{claims}.{}", b64(&signature))
+}
+
+#[tokio::test]
+async fn nats_creds_file_in_operator_mode() {
+    let scratch = Scratch::new("nats-creds");
+    let operator = nkeys::KeyPair::new_operator();
+    let account = nkeys::KeyPair::new_account();
+    let user = nkeys::KeyPair::new_user();
+    let operator_jwt = nats_jwt(
+        &operator,
+        &operator.public_key(),
+        "lifeline-test",
+        serde_json::json!({"type": "operator", "version": 2}),
+    );
+    let unlimited = serde_json::json!({
+        "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+        "wildcards": true, "conn": -1, "leaf": -1
+    });
+    let account_jwt = nats_jwt(
+        &operator,
+        &account.public_key(),
+        "LIFELINE",
+        serde_json::json!({"type": "account", "version": 2, "limits": unlimited}),
+    );
+    let user_claims = serde_json::json!({
+        "type": "user", "version": 2, "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1
+    });
+    let creds = |jwt: &str, seed: &str| {
+        format!(
+            "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n-----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+        )
+    };
+    let good = scratch.path("good.creds");
+    std::fs::write(
+        &good,
+        creds(
+            &nats_jwt(&account, &user.public_key(), "svc", user_claims.clone()),
+            &user.seed().expect("seed"),
+        ),
+    )
+    .expect("creds");
+    // A user signed by another account that the server does not know.
+    let stranger = nkeys::KeyPair::new_account();
+    let other_user = nkeys::KeyPair::new_user();
+    let bad = scratch.path("bad.creds");
+    std::fs::write(
+        &bad,
+        creds(
+            &nats_jwt(&stranger, &other_user.public_key(), "x", user_claims),
+            &other_user.seed().expect("seed"),
+        ),
+    )
+    .expect("creds");
+    std::fs::write(scratch.path("operator.jwt"), &operator_jwt).expect("operator");
+    let server = Nats::start(
+        &scratch,
+        &format!(
+            "operator: \"{}\"\nresolver: MEMORY\nresolver_preload: {{ {}: \"{}\" }}",
+            scratch.path("operator.jwt").display(),
+            account.public_key(),
+            account_jwt
+        ),
+    );
+    let url = format!("nats://127.0.0.1:{}", server.port);
+    connects(&[
+        ("NATS_URL", url.clone()),
+        ("LIFELINE_NATS_CREDS_FILE", good.to_string_lossy().into_owned()),
+    ])
+    .await
+    .expect("a user of a known account is accepted with its .creds file");
+    connects(&[
+        ("NATS_URL", url.clone()),
+        ("LIFELINE_NATS_CREDS_FILE", bad.to_string_lossy().into_owned()),
+    ])
+    .await
+    .expect_err("a user of an unknown account is refused");
+    connects(&[("NATS_URL", url)]).await.expect_err("no credentials are refused in operator mode");
+}
