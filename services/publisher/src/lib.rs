@@ -130,7 +130,7 @@ pub async fn run(
         schema: SCHEMA,
         migrator: &MIGRATOR,
         outbox: true,
-        extra_migrations: vec![|pool| Box::pin(async move { Vault::migrate(&pool).await })],
+        extra_migrations: vec![Vault::migration],
     };
     let common = config.common.clone();
     service::run(listener, &common, spec, shutdown, |infra, tasks, shutdown| {

@@ -244,6 +244,16 @@ impl Vault {
         lifeline_kit::db::migrate(pool, SCHEMA, &MIGRATOR).await
     }
 
+    /// [`Vault::migrate`] in the shape a service's start-up takes it
+    /// (`lifeline_kit::service::Spec::extra_migrations`).
+    pub fn migration(
+        pool: PgPool,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), sqlx::migrate::MigrateError>> + Send>,
+    > {
+        Box::pin(async move { Vault::migrate(&pool).await })
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }

@@ -541,6 +541,30 @@ impl System {
         self.oauth_on("x", workspace, account, username).await
     }
 
+    /// Connects `count` accounts of `platform` through the gateway's OAuth flow (users
+    /// `<prefix>0`, `<prefix>1`, …), 16 at a time, in one workspace; returns their ids.
+    pub async fn connect_many(
+        &self,
+        platform: &str,
+        prefix: &str,
+        count: usize,
+        ws: WorkspaceId,
+    ) -> anyhow::Result<Vec<String>> {
+        use futures::{stream, TryStreamExt as _};
+        stream::iter(0..count)
+            .map(|i| async move {
+                let user = format!("{prefix}{i}");
+                let (status, body) = self.oauth_on(platform, ws, None, &user).await?;
+                if status != 200 || body["result"] != "connected" {
+                    bail!("connecting {platform} {user} failed: {status} {body}");
+                }
+                Ok(body["account_id"].as_str().context("account_id")?.to_owned())
+            })
+            .buffer_unordered(16)
+            .try_collect()
+            .await
+    }
+
     /// [`System::oauth`] on any platform.
     pub async fn oauth_on(
         &self,

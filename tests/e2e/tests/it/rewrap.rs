@@ -5,7 +5,6 @@
 use std::{collections::HashMap, path::PathBuf, time::Duration};
 
 use anyhow::{bail, Context as _};
-use futures::{stream, StreamExt as _, TryStreamExt as _};
 use lifeline_e2e::{eventually, Options, System};
 use lifeline_events::{AuthFailed, TokenRefreshed};
 use lifeline_kit::ids::WorkspaceId;
@@ -27,27 +26,6 @@ fn key(id: &str) -> String {
     let mut key = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut key);
     format!("{id}:{}", base64::engine::general_purpose::STANDARD.encode(key))
-}
-
-async fn connect_many(
-    system: &System,
-    platform: &str,
-    prefix: &str,
-    count: usize,
-    ws: WorkspaceId,
-) -> anyhow::Result<Vec<String>> {
-    stream::iter(0..count)
-        .map(|i| async move {
-            let user = format!("{prefix}{i}");
-            let (status, body) = system.oauth_on(platform, ws, None, &user).await?;
-            if status != 200 || body["result"] != "connected" {
-                bail!("connecting {platform} {user} failed: {status} {body}");
-            }
-            Ok(body["account_id"].as_str().context("account_id")?.to_owned())
-        })
-        .buffer_unordered(16)
-        .try_collect()
-        .await
 }
 
 async fn rows_per_key(db: &PgPool) -> anyhow::Result<HashMap<String, i64>> {
@@ -126,10 +104,10 @@ async fn rewrap_while_rotating_refreshes_run_loses_nothing() -> anyhow::Result<(
     };
     let mut system = System::start_with(options).await?;
     let ws = WorkspaceId::new();
-    let x = connect_many(&system, "x", "rw", X_ACCOUNTS, ws).await?;
-    let pages = connect_many(&system, "facebook", "rwpage", FACEBOOK_PAGES, ws).await?;
+    let x = system.connect_many("x", "rw", X_ACCOUNTS, ws).await?;
+    let pages = system.connect_many("facebook", "rwpage", FACEBOOK_PAGES, ws).await?;
     // One account the user revoked: its row is `broken` and is never refreshed again.
-    let broken = connect_many(&system, "x", "rwrevoked", 1, ws).await?.remove(0);
+    let broken = system.connect_many("x", "rwrevoked", 1, ws).await?.remove(0);
     system.sim_post("/_sim/x/accounts/rwrevoked0/revoke", json!({})).await?;
     let db = system.db().await?;
     let total = (X_ACCOUNTS + FACEBOOK_PAGES + 1) as i64;

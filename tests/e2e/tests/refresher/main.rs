@@ -10,36 +10,11 @@ mod replicas;
 
 use std::{collections::HashMap, time::Duration};
 
-use anyhow::{bail, Context as _};
-use futures::{stream, StreamExt as _, TryStreamExt as _};
+use anyhow::bail;
 use lifeline_e2e::{eventually, System};
-use lifeline_kit::ids::WorkspaceId;
 use sqlx::PgPool;
 
 static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Connects `count` accounts of `platform` through the gateway's OAuth flow, 16 at a time, in
-/// one workspace; returns their ids.
-async fn connect_many(
-    system: &System,
-    platform: &str,
-    prefix: &str,
-    count: usize,
-    ws: WorkspaceId,
-) -> anyhow::Result<Vec<String>> {
-    stream::iter(0..count)
-        .map(|i| async move {
-            let user = format!("{prefix}{i}");
-            let (status, body) = system.oauth_on(platform, ws, None, &user).await?;
-            if status != 200 || body["result"] != "connected" {
-                bail!("connecting {platform} {user} failed: {status} {body}");
-            }
-            Ok(body["account_id"].as_str().context("account_id")?.to_owned())
-        })
-        .buffer_unordered(16)
-        .try_collect()
-        .await
-}
 
 /// Rows of the refresh schedule by state.
 async fn states(db: &PgPool) -> anyhow::Result<HashMap<String, i64>> {

@@ -9,7 +9,7 @@ use lifeline_events::{AuthFailed, ExpiringCredential, TokenExpiring};
 use lifeline_kit::ids::WorkspaceId;
 use serde_json::json;
 
-use crate::{all_refreshed, connect_many, needing_reconnect, states, HEAVY};
+use crate::{all_refreshed, needing_reconnect, states, HEAVY};
 
 async fn versions(db: &sqlx::PgPool, platform: &str) -> anyhow::Result<Vec<(uuid::Uuid, i64)>> {
     Ok(sqlx::query_as(
@@ -35,7 +35,7 @@ async fn an_outage_over_several_cycles_breaks_nothing_and_everything_refreshes_a
     };
     let system = System::start_with(options).await?;
     let ws = WorkspaceId::new();
-    let accounts = connect_many(&system, "x", "out", 40, ws).await?;
+    let accounts = system.connect_many("x", "out", 40, ws).await?;
     let db = system.db().await?;
     all_refreshed(&system, &db, accounts.len(), 1, Duration::from_secs(30)).await?;
 
@@ -100,8 +100,8 @@ async fn a_replica_killed_mid_batch_drops_no_account_and_reuses_no_token() -> an
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let mut victim = system.refresher_process("victim", port).await?.spawn()?;
     let ws = WorkspaceId::new();
-    let youtube = connect_many(&system, "youtube", "yk", 60, ws).await?;
-    let x = connect_many(&system, "x", "xk", 60, ws).await?;
+    let youtube = system.connect_many("youtube", "yk", 60, ws).await?;
+    let x = system.connect_many("x", "xk", 60, ws).await?;
     let db = system.db().await?;
     // Slow platforms: the victim holds leases with calls on the wire when it dies.
     for p in ["youtube", "x"] {

@@ -8,7 +8,7 @@ use lifeline_e2e::{Options, System};
 use lifeline_events::{from_timestamp, AccountConnected, AuthFailed, Event as _, TokenRefreshed};
 use lifeline_kit::ids::WorkspaceId;
 
-use crate::{all_refreshed, connect_many, needing_reconnect, states, HEAVY};
+use crate::{all_refreshed, needing_reconnect, states, HEAVY};
 
 /// Platform time runs 720× faster: X's 2-hour tokens last 10 s, TikTok's 24-hour ones 120 s.
 const SCALE: f64 = 720.0;
@@ -28,8 +28,8 @@ async fn three_replicas_refresh_2000_rotating_accounts_on_time_without_reuse() -
     let system = System::start_with(options).await?;
     let ws = WorkspaceId::new();
     let started = std::time::Instant::now();
-    let mut accounts = connect_many(&system, "x", "rx", X_ACCOUNTS, ws).await?;
-    accounts.extend(connect_many(&system, "tiktok", "rt", TIKTOK_ACCOUNTS, ws).await?);
+    let mut accounts = system.connect_many("x", "rx", X_ACCOUNTS, ws).await?;
+    accounts.extend(system.connect_many("tiktok", "rt", TIKTOK_ACCOUNTS, ws).await?);
     eprintln!("connected {} accounts in {:?}", accounts.len(), started.elapsed());
     let db = system.db().await?;
 
