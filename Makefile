@@ -24,9 +24,18 @@ BUF := .run/tools/node_modules/.bin/buf
 $(BUF):
 	mkdir -p .run/tools && cd .run/tools && npm install --silent --no-save @bufbuild/buf@1
 
-proto-lint: $(BUF) ## buf lint, and buf breaking against main (needs npm)
+# The breaking check compares proto/ with the last released contract, a committed `buf build`
+# image (a git tag or branch would not reach CI's fresh clone, and main compared with itself
+# can never fail). `make proto-release` replaces the image once a new schema is released.
+RELEASED_IMAGE := proto/released/lifeline-events-v1.binpb
+proto-lint: $(BUF) ## buf lint, and buf breaking against the released image proto/released/ (needs npm)
 	$(BUF) lint proto
-	if git rev-parse --verify -q main >/dev/null; then $(BUF) breaking proto --against '.git#branch=main,subdir=proto'; fi
+	$(BUF) breaking proto --against $(RELEASED_IMAGE)
+
+.PHONY: proto-release
+proto-release: proto-lint ## Record proto/ as the released contract (commit the new image with the release)
+	$(BUF) build proto -o $(RELEASED_IMAGE)
+	@echo "released image written to $(RELEASED_IMAGE); commit it"
 
 BENCH_ARGS ?=
 bench-refresh: infra ## token-refresher benchmark: 100k due backlog, 1M idle sweep, vs pgbench (prints a table)
