@@ -63,3 +63,9 @@ test-cluster: infra $(NATS_CURRENT) ## 3 NATS nodes, 2 replicas of every service
 	cargo build --bins -p auth-gateway -p publisher -p notifier -p token-refresher -p platform-sim
 	LIFELINE_CLUSTER_NATS_BIN=$${LIFELINE_CLUSTER_NATS_BIN:-/usr/sbin/nats-server} LIFELINE_CLUSTER_NO_BUILD=1 $(CLUSTER_TEST)
 	LIFELINE_CLUSTER_NATS_BIN=$(CURDIR)/$(NATS_CURRENT) LIFELINE_CLUSTER_NO_BUILD=1 $(CLUSTER_TEST)
+
+# `make test-contracts`: the contract checks other teams rely on (issue 13). So far: the breaking
+# check is proved to fail on a breaking edit and pass on an additive one (on a temp copy of proto/).
+.PHONY: test-contracts
+test-contracts: $(BUF) ## Prove the proto breaking check fails on breaking edits and passes on additive ones
+	BUF=$(BUF) bash scripts/contracts/breaking-check.sh
