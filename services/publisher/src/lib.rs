@@ -11,6 +11,7 @@ mod breakers;
 mod consumers;
 mod dlq;
 mod model;
+mod reconcile;
 pub mod retry;
 mod sweep;
 
@@ -55,6 +56,9 @@ pub struct Config {
     /// Each platform's circuit breaker (`LIFELINE_PUBLISH_BREAKER_COOLDOWN` 30s,
     /// `LIFELINE_PUBLISH_BREAKER_MIN_CALLS` 5, `LIFELINE_PUBLISH_BREAKER_FAILURE_RATIO` 0.5).
     pub breaker: BreakerConfig,
+    /// How often parked posts are checked for a reconnect that was missed
+    /// (`LIFELINE_PUBLISH_RECONCILE_INTERVAL`, 60s; see `reconcile.rs`).
+    pub reconcile_interval: Duration,
 }
 
 impl Config {
@@ -74,8 +78,14 @@ impl Config {
         let concurrency = env.parse_in("LIFELINE_PUBLISH_CONCURRENCY", 16, 1..=10_000)?;
         let retry = retry::RetryPolicy::from_env(env)?;
         let breaker = breaker_config(env)?;
+        let reconcile_interval = env.duration_in(
+            "LIFELINE_PUBLISH_RECONCILE_INTERVAL",
+            Duration::from_secs(60),
+            Duration::from_millis(100)..=Duration::from_secs(86_400),
+        )?;
         Ok(Config {
             common,
+            reconcile_interval,
             retry,
             breaker,
             jwt: JwtKeys::new(&lifeline_kit::auth::jwt_secret(env)?),
@@ -150,6 +160,7 @@ pub async fn run(
         ));
         consumers::spawn(tasks, &infra.bus, &app, shutdown);
         tasks.spawn(sweep::run(app.clone(), shutdown.clone()));
+        tasks.spawn(reconcile::run(app.clone(), shutdown.clone()));
         Router::new()
             .merge(api::routes())
             .merge(dlq::routes())

@@ -6,6 +6,7 @@ mod oauth_rejections;
 mod outage;
 mod platforms;
 mod poison;
+mod reconcile;
 mod reconnect;
 mod refresh;
 mod rewrap;

@@ -1,0 +1,103 @@
+//! The reconciler: a periodic second look at parked posts, so that none is stranded when the
+//! `AccountReconnected` that should have released it never took effect (the message was
+//! dead-lettered or lost, or its handler skipped a post that another transaction held at that
+//! moment).
+//!
+//! A `failed_auth` post is released when the vault now holds a newer credential for its account
+//! than the one its last attempt used: the account was reconnected (or recovered by a refresh)
+//! after the post failed. Such posts move to `retry_requested` with a `PostRetryRequested` in the
+//! same transaction, exactly as the reconnect consumer does, so the retry consumer publishes each
+//! once. Posts parked more recently than one period are left to the reconnect consumer.
+
+use std::time::Duration;
+
+use lifeline_kit::{
+    events::{self, Envelope, PostRetryRequested, RetryReason},
+    ids::{AccountId, PostId, WorkspaceId},
+    Platform,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::AppState;
+
+/// Posts released per transaction.
+const BATCH: i64 = 500;
+
+pub(crate) async fn run(app: AppState, shutdown: CancellationToken) {
+    let period = app.config.reconcile_interval;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        match release_stranded(&app, period).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(posts = n, "released parked posts whose account has a newer credential (their reconnect was missed)");
+            }
+            Err(e) => tracing::warn!(error = %e, "reconciler pass failed; will try again"),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct Released {
+    id: PostId,
+    workspace_id: WorkspaceId,
+    account_id: AccountId,
+    platform: String,
+}
+
+/// One pass: releases every stranded post, in batches; returns how many.
+pub(crate) async fn release_stranded(
+    app: &AppState,
+    older_than: Duration,
+) -> Result<usize, sqlx::Error> {
+    let older_than = older_than.as_secs_f64();
+    let mut total = 0;
+    loop {
+        let mut tx = app.pool.begin().await?;
+        let rows: Vec<Released> = sqlx::query_as(
+            "UPDATE publisher.posts SET status = 'retry_requested', updated_at = now()
+             WHERE id IN (
+                 SELECT p.id FROM publisher.posts p
+                 JOIN vault.credentials c ON c.account_id = p.account_id
+                 WHERE p.status = 'failed_auth'
+                   AND p.updated_at < now() - make_interval(secs => $1)
+                   AND c.version > COALESCE(
+                       (SELECT max(a.credential_version) FROM publisher.attempts a WHERE a.post_id = p.id), 0)
+                 ORDER BY p.scheduled_at
+                 LIMIT $2
+                 FOR UPDATE OF p SKIP LOCKED)
+             RETURNING id, workspace_id, account_id, platform",
+        )
+        .bind(older_than)
+        .bind(BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in &rows {
+            let Ok(platform) = row.platform.parse::<Platform>() else {
+                tracing::error!(post = %row.id, platform = %row.platform, "post of an unknown platform; left for an operator");
+                continue;
+            };
+            let about = events::Subject {
+                workspace_id: row.workspace_id.0,
+                account_id: row.account_id.0,
+                platform,
+            };
+            let event = PostRetryRequested {
+                envelope: Some(Envelope::build(about, None)),
+                post_id: row.id.to_string(),
+                reason: RetryReason::AccountReconnected as i32,
+            };
+            app.outbox.enqueue(&mut tx, &event).await?;
+        }
+        tx.commit().await?;
+        app.outbox.wake();
+        total += rows.len();
+        metrics::counter!("lifeline_publish_reconciled_posts_total").increment(rows.len() as u64);
+        if (rows.len() as i64) < BATCH {
+            return Ok(total);
+        }
+    }
+}
