@@ -1,6 +1,10 @@
 //! The authorize step every OAuth platform shares: validate the request the
-//! platform's way, render a consent page (username, Approve / Deny) or, with
-//! `sim_approve_as=<username>`, approve at once and redirect with a code.
+//! platform's way, render a consent page (username, a ticked box per scope,
+//! Approve / Deny) or, with `sim_approve_as=<username>`, approve at once and
+//! redirect with a code. Like Facebook's, Instagram's, LinkedIn's and
+//! TikTok's own screens, the page lets the user untick permissions: the code
+//! then grants only the ticked ones, and so do the tokens it is exchanged for.
+//! Scripts do the same with `sim_grant_scopes=a,b` beside `sim_approve_as`.
 
 use std::collections::HashMap;
 
@@ -58,13 +62,41 @@ where
     }
 }
 
-fn approve<S>(a: &Ctx<S>, request: &AuthRequest, username: &str) -> Response
+/// The hidden field that says the form had a box per scope, so an unticked box
+/// (which a browser does not send) means "not granted".
+const SCOPE_CHOICE: &str = "sim_scope_choice";
+/// A ticked box: `grant_scope:<scope>=on`.
+const GRANT_PREFIX: &str = "grant_scope:";
+
+/// The scopes the user granted: those of `requested` that `params` names, by
+/// the script's `sim_grant_scopes` or by the consent form's ticked boxes; all
+/// of them when neither says otherwise.
+fn granted_scopes(requested: &[String], params: &HashMap<String, String>) -> Vec<String> {
+    if let Some(list) = params.get("sim_grant_scopes") {
+        let chosen = split_scopes(list);
+        return requested.iter().filter(|s| chosen.contains(s)).cloned().collect();
+    }
+    if params.contains_key(SCOPE_CHOICE) {
+        return requested
+            .iter()
+            .filter(|s| params.contains_key(&format!("{GRANT_PREFIX}{s}")))
+            .cloned()
+            .collect();
+    }
+    requested.to_vec()
+}
+
+fn approve<S>(a: &Ctx<S>, request: &AuthRequest, username: &str, granted: Vec<String>) -> Response
 where
     Ctx<S>: Authorizer,
 {
     if !valid_username(username) {
         return error_page(a.title(), "Invalid username");
     }
+    if granted.len() < request.scopes.len() {
+        tracing::info!(title = a.title(), username, granted = ?granted, "user unticked permissions");
+    }
+    let request = &AuthRequest { scopes: granted, ..request.clone() };
     let code = a.issue_code(request, username);
     a.common.record_secret(&code);
     tracing::info!(title = a.title(), username, "authorization approved");
@@ -87,17 +119,27 @@ where
         Err(e) => return fail(a, e),
     };
     if let Some(username) = params.get("sim_approve_as") {
-        return approve(a, &request, username.trim());
+        let granted = granted_scopes(&request.scopes, params);
+        return approve(a, &request, username.trim(), granted);
     }
-    let carried: Vec<(&str, &str)> =
+    let mut carried: Vec<(&str, &str)> =
         a.carried().iter().filter_map(|k| params.get(*k).map(|v| (*k, v.as_str()))).collect();
+    carried.push((SCOPE_CHOICE, "1"));
     let hidden = hidden_inputs(&carried);
-    let scopes: String =
-        request.scopes.iter().map(|s| format!("<li>{}</li>", html_escape(s))).collect();
+    let scopes: String = request
+        .scopes
+        .iter()
+        .map(|s| {
+            format!(
+                "<li><label><input type=\"checkbox\" name=\"{GRANT_PREFIX}{s}\" checked> {s}</label></li>",
+                s = html_escape(s)
+            )
+        })
+        .collect();
     let body = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head>\
-         <body><h1>{title}</h1><p>{app} would like to:</p><ul>{scopes}</ul>\
-         <form method=\"post\" action=\"\">{hidden}\
+         <body><h1>{title}</h1><form method=\"post\" action=\"\">{hidden}\
+         <p>{app} would like to (untick what you do not allow):</p><ul>{scopes}</ul>\
          <label>Username <input type=\"text\" name=\"username\" value=\"demo_user\"></label>\
          <button type=\"submit\" name=\"decision\" value=\"approve\">Allow</button>\
          <button type=\"submit\" name=\"decision\" value=\"deny\">Cancel</button>\
@@ -120,7 +162,8 @@ where
     match params.get("decision").map(String::as_str) {
         Some("approve") => {
             let username = params.get("username").map_or("demo_user", |u| u.trim());
-            approve(a, &request, username)
+            let granted = granted_scopes(&request.scopes, params);
+            approve(a, &request, username, granted)
         }
         Some("deny") => {
             let mut pairs = a.deny_pairs();
@@ -194,4 +237,36 @@ pub(crate) fn required<'a>(params: &'a HashMap<String, String>, name: &str) -> O
 /// Splits a scope list on commas and/or spaces, dropping empties.
 pub(crate) fn split_scopes(raw: &str) -> Vec<String> {
     raw.split([',', ' ']).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    fn requested() -> Vec<String> {
+        ["openid", "profile", "w_member_social"].map(str::to_owned).to_vec()
+    }
+
+    #[test]
+    fn without_a_choice_everything_asked_is_granted() {
+        assert_eq!(granted_scopes(&requested(), &params(&[("state", "s")])), requested());
+    }
+
+    #[test]
+    fn a_script_grants_only_what_it_names_and_never_more_than_asked() {
+        let p = params(&[("sim_grant_scopes", "openid,profile,r_emailaddress")]);
+        assert_eq!(granted_scopes(&requested(), &p), vec!["openid", "profile"]);
+    }
+
+    #[test]
+    fn unticked_boxes_are_not_granted() {
+        let p = params(&[(SCOPE_CHOICE, "1"), ("grant_scope:openid", "on")]);
+        assert_eq!(granted_scopes(&requested(), &p), vec!["openid"]);
+        let none = params(&[(SCOPE_CHOICE, "1")]);
+        assert!(granted_scopes(&requested(), &none).is_empty());
+    }
 }

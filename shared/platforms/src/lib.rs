@@ -12,6 +12,7 @@ pub mod instagram;
 pub mod linkedin;
 mod meta_login;
 mod oauth;
+mod permissions;
 mod taxonomy;
 pub mod threads;
 pub mod tiktok;
@@ -27,6 +28,7 @@ use lifeline_kit::{
 };
 use secrecy::SecretString;
 
+pub use permissions::{ask_again, missing_for_publishing, publishing_needs, Needed};
 pub use taxonomy::{AuthCause, Failure};
 
 /// What a completed authorization or refresh gave us.

@@ -6,6 +6,7 @@
 //! [`wire`], error mapping in [`errors`] (Graph format, see [`crate::graph`]).
 
 mod errors;
+pub(crate) mod scopes;
 mod wire;
 
 use chrono::{DateTime, Utc};
@@ -153,6 +154,19 @@ impl Connector for FacebookConnector {
             .append_pair("fb_exchange_token", short.access_token.expose_secret());
         let long: wire::UserToken =
             self.connect_call(self.http.get(url), "Facebook long-lived exchange").await?;
+        // The user may have unticked permissions; without `pages_show_list` there is no Page
+        // to take a token from, so the grant is the user token with what was granted (the
+        // gateway stores no grant that lacks a publishing permission).
+        let granted = self.granted_scopes(&long.access_token).await?;
+        if !granted.iter().any(|s| s == "pages_show_list") {
+            return Ok(Grant {
+                access_token: long.access_token,
+                refresh_token: None,
+                expires_in: None,
+                refresh_expires_in: None,
+                scopes: granted,
+            });
+        }
 
         let mut url = self.graph_url("me/accounts");
         url.query_pairs_mut().append_pair("fields", "id,name,access_token,tasks");
@@ -170,7 +184,7 @@ impl Connector for FacebookConnector {
             refresh_token: None,
             expires_in: None,
             refresh_expires_in: None,
-            scopes: SCOPES.iter().map(|s| (*s).to_owned()).collect(),
+            scopes: granted,
         })
     }
 

@@ -4,6 +4,7 @@
 //! [`errors`].
 
 mod errors;
+pub(crate) mod scopes;
 mod wire;
 
 use chrono::{DateTime, Utc};

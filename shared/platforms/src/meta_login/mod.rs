@@ -9,6 +9,7 @@
 //! token itself, which is what `refresh` is called with.
 
 pub(crate) mod errors;
+pub(crate) mod scopes;
 mod wire;
 
 use chrono::{DateTime, Utc};

@@ -7,6 +7,7 @@
 //! which the crate can express.
 
 mod errors;
+pub(crate) mod scopes;
 mod wire;
 
 use std::time::Duration;

@@ -2,6 +2,7 @@
 //! `POST /2/tweets`. Wire types in [`wire`], error mapping in [`errors`].
 
 mod errors;
+pub(crate) mod scopes;
 mod wire;
 
 use chrono::{DateTime, Utc};

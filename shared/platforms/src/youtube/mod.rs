@@ -3,6 +3,7 @@
 //! protocol. Wire types in [`wire`], error mapping in [`errors`].
 
 mod errors;
+pub(crate) mod scopes;
 mod wire;
 
 use std::time::Duration;
