@@ -41,6 +41,21 @@ struct AccountRow {
     expiring_credential: Option<String>,
     connected_at: DateTime<Utc>,
     reconnected_at: Option<DateTime<Utc>>,
+    /// The platform's last refusal and when it came; kept after a reconnect.
+    last_error: Option<String>,
+    last_error_at: Option<DateTime<Utc>>,
+    /// The refresher's words for an expiry that refreshing cannot prevent.
+    expiring_reason: Option<String>,
+    /// Posts parked after an auth failure, waiting for a reconnect.
+    waiting_posts: i64,
+    /// Posts retried after the last reconnect that have not gone out yet.
+    retrying_posts: i64,
+    /// Posts that had waited and were published since the last reconnect.
+    published_since_reconnect: i64,
+    /// Times the account went from healthy to needing a reconnect in the last 30 days.
+    disconnects_30d: i64,
+    /// An authorization for this account was started and has neither finished nor expired.
+    reconnect_in_progress: bool,
 }
 
 /// An account as the API shows it.
@@ -50,39 +65,95 @@ struct AccountView {
     row: AccountRow,
     /// The platform's name as people write it ("LinkedIn").
     platform_name: &'static str,
+    /// `@handle` where the platform has handles (never a display name), else null.
+    handle: Option<String>,
+    /// What to call the account: its display name, or its handle when it has none.
+    name: String,
+    /// One of `healthy`, `needs_reconnect`, `expiring`, `reconnecting` (what the page shows).
+    state: &'static str,
     /// The cause in plain words, when the account needs reconnecting.
     cause_text: Option<String>,
     /// What the owner should do, if anything.
     action: Option<String>,
 }
 
+/// The handle to show: the platform's username without a leading `@`, or none.
+fn handle(username: &str) -> Option<String> {
+    let bare = username.trim().trim_start_matches('@');
+    (!bare.is_empty()).then(|| format!("@{bare}"))
+}
+
+/// What reconnecting asks of the owner, per cause.
+fn how_to_fix(cause: AuthFailureCause, platform: &str) -> String {
+    match cause {
+        AuthFailureCause::PasswordChanged => format!(
+            "Reconnect and sign in to {platform} with the new password; waiting posts will then go out."
+        ),
+        AuthFailureCause::PermissionRemoved => format!(
+            "Reconnect and leave every permission ticked on {platform}: Lifeline needs them to publish."
+        ),
+        AuthFailureCause::SecurityEvent => format!(
+            "Sign in to {platform} once to clear its security check, then reconnect here."
+        ),
+        AuthFailureCause::Policy => format!(
+            "Check {platform}'s messages about the app, then reconnect; waiting posts will then go out."
+        ),
+        _ => format!(
+            "Reconnect {platform} to resume posting; posts that failed will be retried once."
+        ),
+    }
+}
+
 impl From<AccountRow> for AccountView {
     fn from(row: AccountRow) -> Self {
+        let platform_name =
+            row.platform.parse::<Platform>().map(Platform::display_name).unwrap_or("unknown");
         let cause = row.cause.as_deref().and_then(AuthFailureCause::parse);
         let needs = row.status == "needs_reconnect";
         let cause_text =
             needs.then(|| cause.unwrap_or(AuthFailureCause::Unknown).explain().to_owned());
         let action = if needs {
-            Some(format!(
-                "Reconnect {} to resume posting; posts that failed will be retried.",
-                row.platform
-            ))
+            Some(how_to_fix(cause.unwrap_or(AuthFailureCause::Unknown), platform_name))
         } else {
             row.expiring_at.map(|at| {
-                format!(
-                    "The connection will lapse on {}; reconnect before then.",
-                    at.format("%Y-%m-%d %H:%M UTC")
-                )
+                let when = at.format("%Y-%m-%d %H:%M UTC");
+                match row.expiring_reason.as_deref().filter(|r| !r.is_empty()) {
+                    Some(reason) => format!("{reason}. Reconnect before {when} to keep posting."),
+                    None => format!("The connection will lapse on {when}; reconnect before then."),
+                }
             })
         };
-        let platform_name =
-            row.platform.parse::<Platform>().map(Platform::display_name).unwrap_or("unknown");
-        AccountView { row, platform_name, cause_text, action }
+        let state = if row.reconnect_in_progress {
+            "reconnecting"
+        } else if needs {
+            "needs_reconnect"
+        } else if row.expiring_at.is_some() {
+            "expiring"
+        } else {
+            "healthy"
+        };
+        let handle = handle(&row.username);
+        let name = match row.display_name.trim() {
+            "" => handle.clone().unwrap_or_else(|| format!("{platform_name} account")),
+            display => display.to_owned(),
+        };
+        AccountView { row, platform_name, handle, name, state, cause_text, action }
     }
 }
 
-const SELECT: &str = "SELECT id, platform, platform_user_id, username, display_name, status, cause, status_detail,
-    status_changed_at, expiring_at, expiring_credential, connected_at, reconnected_at FROM gateway.accounts";
+const SELECT: &str = "SELECT a.id, a.platform, a.platform_user_id, a.username, a.display_name, a.status, a.cause,
+    a.status_detail, a.status_changed_at, a.expiring_at, a.expiring_credential, a.connected_at, a.reconnected_at,
+    a.last_error, a.last_error_at, a.expiring_reason,
+    (SELECT count(*) FROM gateway.account_posts p WHERE p.account_id = a.id AND p.state = 'waiting') AS waiting_posts,
+    (SELECT count(*) FROM gateway.account_posts p WHERE p.account_id = a.id AND p.state = 'retrying') AS retrying_posts,
+    (SELECT count(*) FROM gateway.account_posts p WHERE p.account_id = a.id AND p.state = 'published'
+        AND p.parked_at IS NOT NULL AND a.reconnected_at IS NOT NULL AND p.changed_at >= a.reconnected_at)
+        AS published_since_reconnect,
+    (SELECT count(*) FROM gateway.account_incidents i WHERE i.account_id = a.id
+        AND i.started_at > now() - interval '30 days') AS disconnects_30d,
+    EXISTS (SELECT 1 FROM gateway.oauth_sessions o WHERE o.account_id = a.id AND o.used_at IS NULL
+        AND o.expires_at > now()) AS reconnect_in_progress
+    FROM gateway.accounts a";
 
 #[derive(Serialize)]
 struct PlatformView {
@@ -114,11 +185,12 @@ async fn list(
     State(app): State<AppState>,
     Workspace(ws): Workspace,
 ) -> Result<Json<AccountList>, ApiError> {
-    let rows: Vec<AccountRow> =
-        sqlx::query_as(&format!("{SELECT} WHERE workspace_id = $1 ORDER BY connected_at, id"))
-            .bind(ws)
-            .fetch_all(&app.pool)
-            .await?;
+    let rows: Vec<AccountRow> = sqlx::query_as(&format!(
+        "{SELECT} WHERE a.workspace_id = $1 ORDER BY a.connected_at, a.id"
+    ))
+    .bind(ws)
+    .fetch_all(&app.pool)
+    .await?;
     Ok(Json(AccountList { accounts: rows.into_iter().map(AccountView::from).collect() }))
 }
 
@@ -128,7 +200,7 @@ async fn find(
     id: &str,
 ) -> Result<AccountRow, ApiError> {
     let id: AccountId = id.parse().map_err(|_| ApiError::not_found("account"))?;
-    sqlx::query_as(&format!("{SELECT} WHERE id = $1 AND workspace_id = $2"))
+    sqlx::query_as(&format!("{SELECT} WHERE a.id = $1 AND a.workspace_id = $2"))
         .bind(id)
         .bind(ws)
         .fetch_optional(&app.pool)
@@ -154,10 +226,13 @@ async fn disconnect(
     let platform: Platform = row.platform.parse().map_err(ApiError::internal)?;
     let mut tx = app.pool.begin().await?;
     app.vault.delete(&mut tx, row.id).await.map_err(ApiError::internal)?;
-    sqlx::query("DELETE FROM gateway.accounts WHERE id = $1")
-        .bind(row.id)
-        .execute(&mut *tx)
-        .await?;
+    for table in ["accounts", "account_posts", "account_incidents"] {
+        let key = if table == "accounts" { "id" } else { "account_id" };
+        sqlx::query(&format!("DELETE FROM gateway.{table} WHERE {key} = $1"))
+            .bind(row.id)
+            .execute(&mut *tx)
+            .await?;
+    }
     let about = events::Subject { workspace_id: ws.0, account_id: row.id.0, platform };
     let event = AccountDisconnected {
         envelope: Some(Envelope::build(about, None)),
@@ -168,4 +243,76 @@ async fn disconnect(
     app.outbox.wake();
     tracing::info!(account = %row.id, %platform, "account disconnected");
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_never_double_the_at_sign_and_empty_ones_are_none() {
+        assert_eq!(handle("acme").as_deref(), Some("@acme"));
+        assert_eq!(handle("@demo_user").as_deref(), Some("@demo_user"));
+        assert_eq!(handle(""), None);
+        assert_eq!(handle(" @ "), None);
+    }
+
+    fn row(username: &str, display_name: &str) -> AccountRow {
+        AccountRow {
+            id: AccountId::new(),
+            platform: "linkedin".into(),
+            platform_user_id: "u1".into(),
+            username: username.into(),
+            display_name: display_name.into(),
+            status: "healthy".into(),
+            cause: None,
+            status_detail: None,
+            status_changed_at: Utc::now(),
+            expiring_at: None,
+            expiring_credential: None,
+            connected_at: Utc::now(),
+            reconnected_at: None,
+            last_error: None,
+            last_error_at: None,
+            expiring_reason: None,
+            waiting_posts: 0,
+            retrying_posts: 0,
+            published_since_reconnect: 0,
+            disconnects_30d: 0,
+            reconnect_in_progress: false,
+        }
+    }
+
+    #[test]
+    fn an_account_without_a_handle_is_named_by_its_display_name() {
+        let view = AccountView::from(row("", "Demo User"));
+        assert_eq!(view.handle, None);
+        assert_eq!(view.name, "Demo User");
+        let view = AccountView::from(row("acme", ""));
+        assert_eq!(view.name, "@acme");
+    }
+
+    #[test]
+    fn the_state_says_what_matters_most() {
+        let mut r = row("acme", "Acme");
+        r.expiring_at = Some(Utc::now());
+        r.expiring_reason =
+            Some("LinkedIn refresh tokens end 365 days after the first grant".into());
+        let view = AccountView::from(r);
+        assert_eq!(view.state, "expiring");
+        assert!(view.action.as_deref().is_some_and(|a| a.starts_with("LinkedIn refresh tokens")));
+
+        let mut r = row("acme", "Acme");
+        r.status = "needs_reconnect".into();
+        r.cause = Some("password_changed".into());
+        let view = AccountView::from(r);
+        assert_eq!(view.state, "needs_reconnect");
+        assert_eq!(view.cause_text.as_deref(), Some(AuthFailureCause::PasswordChanged.explain()));
+        assert!(view.action.as_deref().is_some_and(|a| a.contains("new password")));
+
+        let mut r = row("acme", "Acme");
+        r.status = "needs_reconnect".into();
+        r.reconnect_in_progress = true;
+        assert_eq!(AccountView::from(r).state, "reconnecting");
+    }
 }

@@ -6,6 +6,7 @@ mod accounts;
 mod consumers;
 mod oauth;
 mod page;
+mod session;
 
 use std::{sync::Arc, time::Duration};
 
@@ -35,6 +36,8 @@ pub struct Config {
     pub connectors: Connectors,
     /// How long a user has to finish an authorization (`LIFELINE_OAUTH_SESSION_TTL`, default 10m).
     pub oauth_session_ttl: Duration,
+    /// Page links and sessions of the Accounts page.
+    pub page: session::PageConfig,
 }
 
 impl Config {
@@ -52,6 +55,7 @@ impl Config {
             vault_keys: VaultKeys::from_env(env)?,
             connectors: Connectors::from_env(env)?,
             oauth_session_ttl,
+            page: session::PageConfig::from_env(env)?,
         })
     }
 }
@@ -104,6 +108,7 @@ fn router(state: AppState, jwt: JwtKeys) -> Router {
         .merge(accounts::routes())
         .merge(oauth::routes())
         .merge(page::routes())
+        .merge(session::routes())
         .with_state(state)
         .layer(Extension(jwt))
 }
