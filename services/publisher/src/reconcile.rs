@@ -49,10 +49,7 @@ struct Released {
 }
 
 /// One pass: releases every stranded post, in batches; returns how many.
-pub(crate) async fn release_stranded(
-    app: &AppState,
-    older_than: Duration,
-) -> Result<usize, sqlx::Error> {
+async fn release_stranded(app: &AppState, older_than: Duration) -> Result<usize, sqlx::Error> {
     let older_than = older_than.as_secs_f64();
     let mut total = 0;
     loop {
