@@ -1,6 +1,8 @@
 //! End-to-end tests of the whole system against real NATS, Postgres and HTTP (see `lifeline_e2e`).
 
+mod account_state;
 mod config;
+mod examples;
 mod isolation;
 mod oauth_rejections;
 mod outage;

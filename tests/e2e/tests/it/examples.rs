@@ -1,0 +1,1 @@
+//! The subscriber examples in `examples/` (Python, TypeScript) against the reconnect story.
