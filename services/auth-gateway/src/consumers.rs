@@ -31,6 +31,7 @@ pub(crate) fn spawn(
     spawn_consumer(tasks, bus, 8, app.clone(), on_post_published, shutdown.clone());
     spawn_consumer(tasks, bus, 8, app.clone(), on_post_dead_lettered, shutdown.clone());
     tasks.spawn(purge_finished_posts(app.pool.clone(), shutdown.clone()));
+    crate::account_state::spawn(tasks, bus, &app.config.common, shutdown);
 }
 
 fn version(v: u64) -> i64 {

@@ -2,6 +2,7 @@
 //! server-side single-use state), stores their tokens in the vault, and serves the accounts API
 //! and the Accounts page from a health read model kept current by the connection events.
 
+mod account_state;
 mod accounts;
 mod consumers;
 mod oauth;
