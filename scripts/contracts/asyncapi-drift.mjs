@@ -29,8 +29,8 @@ class SourceError extends Error {}
 
 // ---- the code's side ---------------------------------------------------------------------------
 
-function read(rel) {
-  const file = path.join(REPO, rel);
+function read(root, rel) {
+  const file = path.join(root, rel);
   if (!fs.existsSync(file)) throw new SourceError(`${rel} not found`);
   return fs.readFileSync(file, 'utf8');
 }
@@ -55,8 +55,9 @@ function formatString(body, what) {
   return m[1];
 }
 
-export function codeFacts() {
-  const lib = read('shared/events/src/lib.rs');
+// `root` is the repository (the self-test passes a broken copy of the sources).
+export function codeFacts(root = REPO) {
+  const lib = read(root, 'shared/events/src/lib.rs');
   // The invocation, not the `macro_rules! events` definition above it.
   const invocation = block(lib, /^events!\s*\{/m, 'the `events! { … }` invocation in shared/events/src/lib.rs');
   const entries = invocation
@@ -72,19 +73,19 @@ export function codeFacts() {
 
   const version = (lib.match(/pub const VERSION: &str = "([^"]+)";/) || [])[1];
   if (!version) throw new SourceError('cannot find `pub const VERSION` in shared/events/src/lib.rs');
-  const root = (block(lib, /impl Default for Subjects/, 'impl Default for Subjects').match(/Subjects::new\("([^"]+)"\)/) || [])[1];
-  if (!root) throw new SourceError('cannot find the default subject root (Subjects::new("…"))');
+  const subjectRoot = (block(lib, /impl Default for Subjects/, 'impl Default for Subjects').match(/Subjects::new\("([^"]+)"\)/) || [])[1];
+  if (!subjectRoot) throw new SourceError('cannot find the default subject root (Subjects::new("…"))');
   const eventFormat = formatString(block(lib, /pub fn event\(/, 'Subjects::event'), 'Subjects::event');
   const dlqFormat = formatString(block(lib, /pub fn dlq\(/, 'Subjects::dlq'), 'Subjects::dlq');
   const subject = (fmt, name) => {
-    const s = fmt.replace('{}', root).replace('{VERSION}', version);
+    const s = fmt.replace('{}', subjectRoot).replace('{VERSION}', version);
     return name === undefined ? s : s.replace('{name}', name);
   };
   const platforms = [...block(lib, /pub fn as_str\(self\)/, 'Platform::as_str').matchAll(/Platform::\w+ => "([a-z]+)"/g)].map((m) => m[1]);
   if (platforms.length === 0) throw new SourceError('Platform::as_str lists no platform');
 
-  const bus = read('shared/kit/src/bus.rs');
-  const streamPrefix = (read('shared/kit/src/config/mod.rs').match(/"LIFELINE_STREAM_PREFIX",\s*"([^"]+)"/) || [])[1];
+  const bus = read(root, 'shared/kit/src/bus.rs');
+  const streamPrefix = (read(root, 'shared/kit/src/config/mod.rs').match(/"LIFELINE_STREAM_PREFIX",\s*"([^"]+)"/) || [])[1];
   if (!streamPrefix) throw new SourceError('cannot find the default LIFELINE_STREAM_PREFIX');
   const streams = {};
   for (const [variable, suffix] of [['events', 'EVENTS'], ['dlq', 'DLQ']]) {
@@ -122,7 +123,7 @@ export function codeFacts() {
       }
     }
   };
-  for (const dir of ['services', 'shared']) walk(path.join(REPO, dir));
+  for (const dir of ['services', 'shared']) walk(path.join(root, dir));
 
   return {
     events: events.map((e) => ({ ...e, subject: subject(eventFormat, e.name) })),
@@ -402,6 +403,24 @@ async function selfTest(docFile, image) {
         console.log(`FAIL self-test ${c.name}: expected "${c.expect}", got:\n  ${failed.join('\n  ') || '(no failure)'}`);
         failures++;
       }
+    }
+    // The code's side fails loudly too: an events! block that is gone or lists nothing.
+    const lib = fs.readFileSync(path.join(REPO, 'shared/events/src/lib.rs'), 'utf8');
+    const sourceCases = [
+      { name: 'events! block renamed', edit: (t) => t.replace(/^events!\s*\{/m, 'lifeline_events! {'), expect: 'cannot find the `events! { … }` invocation' },
+      { name: 'events! block emptied', edit: (t) => t.replace(/^(events!\s*\{)[^}]*\}/m, '$1\n}'), expect: 'the events! block lists no event' },
+      { name: 'events! line unparsable', edit: (t) => t.replace(/^(events!\s*\{\n)/m, '$1    TokenExpiring => token_expiring,\n'), expect: 'cannot parse this line of the events! block' },
+    ];
+    for (const c of sourceCases) {
+      const root = path.join(dir, 'src');
+      fs.mkdirSync(path.join(root, 'shared/events/src'), { recursive: true });
+      const edited = c.edit(lib);
+      if (edited === lib) { console.log(`FAIL self-test ${c.name}: the edit found nothing to change`); failures++; continue; }
+      fs.writeFileSync(path.join(root, 'shared/events/src/lib.rs'), edited);
+      let message = '(no failure)';
+      try { codeFacts(root); } catch (e) { message = e.message; }
+      if (message.includes(c.expect)) console.log(`ok   self-test ${c.name}: fails with "${message}"`);
+      else { console.log(`FAIL self-test ${c.name}: expected "${c.expect}", got ${message}`); failures++; }
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
