@@ -236,7 +236,9 @@ pub async fn accounts(
     env: &Env,
     cmd: &AccountsCommand,
 ) -> Result<(), CtlError> {
-    let AccountsCommand::List(ListArgs { json }) = cmd;
+    let AccountsCommand::List(ListArgs { json }) = cmd else {
+        return Err(CtlError::Usage("not an accounts API command".into()));
+    };
     let client = ApiClient::new(global, env)?;
     let service = Service::gateway(global);
     let raw = client.get(&service, "v1/accounts", &[]).await?;

@@ -107,6 +107,8 @@ pub enum Command {
     /// In-app notifications (notifier).
     #[command(subcommand)]
     Notifications(NotificationsCommand),
+    /// Every durable consumer of the events stream, Lifeline's and other teams', with its lag.
+    Consumers(ConsumersArgs),
     /// Vault key rotation: rows per key, and re-encrypting every row under the active key.
     /// Reaches Postgres directly (DATABASE_URL) with the services' LIFELINE_VAULT_KEYS.
     #[command(subcommand)]
@@ -168,6 +170,23 @@ pub struct ListArgs {
 pub enum AccountsCommand {
     /// List the workspace's accounts with their status and broken-connection cause.
     List(ListArgs),
+    /// The current state of every account from the LIFELINE_ACCOUNTS bucket (NATS, no token):
+    /// all workspaces, or --workspace's; then the stream sequence to follow the events from.
+    State(AccountsStateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AccountsStateArgs {
+    /// One JSON object (`accounts`, `follow_from_sequence`) instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumersArgs {
+    /// One JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::pull::OrderedConfig, consumer::DeliverPolicy};
+use async_nats::jetstream::{consumer::pull::OrderedConfig, consumer::DeliverPolicy};
 use chrono::SecondsFormat;
 use futures::StreamExt;
 use lifeline_events::{
@@ -13,7 +13,6 @@ use lifeline_events::{
     PostDeadLettered, PostFailed, PostFailureKind, PostPublished, PostRetryRequested,
     ReconnectReason, RetryReason, Subjects, TokenExpiring, TokenRefreshed, VERSION,
 };
-use lifeline_kit::config::redact_url;
 use lifeline_kit::ids::AccountId;
 use prost::Message;
 use serde_json::{json, Map, Value};
@@ -63,7 +62,7 @@ pub enum DecodeError {
 
 /// A protobuf enum whose value names share a prefix (`AUTH_FAILURE_CAUSE_REVOKED`); the CLI
 /// shows the rest in snake_case (`revoked`), as the APIs and the database do.
-trait ProtoEnum: TryFrom<i32> {
+pub(crate) trait ProtoEnum: TryFrom<i32> {
     const PREFIX: &'static str;
     fn full_name(&self) -> &'static str;
 }
@@ -87,11 +86,12 @@ proto_enums! {
     ReconnectReason => "RECONNECT_REASON_",
     RetryReason => "RETRY_REASON_",
     PostFailureKind => "POST_FAILURE_KIND_",
+    v1::ConnectionState => "CONNECTION_STATE_",
 }
 
 /// The snake_case name of an enum value; a value this build does not know (from a newer proto)
 /// stays a number rather than failing the whole event.
-fn enum_value<E: ProtoEnum>(raw: i32) -> Value {
+pub(crate) fn enum_value<E: ProtoEnum>(raw: i32) -> Value {
     match E::try_from(raw) {
         Ok(v) => {
             let full = v.full_name();
@@ -101,7 +101,7 @@ fn enum_value<E: ProtoEnum>(raw: i32) -> Value {
     }
 }
 
-fn time_value(t: Option<&prost_types::Timestamp>) -> Value {
+pub(crate) fn time_value(t: Option<&prost_types::Timestamp>) -> Value {
     t.and_then(from_timestamp)
         .map_or(Value::Null, |t| Value::String(t.to_rfc3339_opts(SecondsFormat::Millis, true)))
 }
@@ -340,18 +340,7 @@ pub async fn tail(global: &GlobalArgs, args: &TailArgs) -> Result<(), CtlError> 
     let filter = filter_subject(&subjects, args.event.as_deref(), args.platform, args.account);
     let stream_name = format!("{}_EVENTS", global.stream_prefix);
 
-    // The same NATS settings as the services (servers, authentication, TLS: the
-    // `LIFELINE_NATS_*` variables), with --nats-url for the servers.
-    let env = lifeline_kit::config::Env::from_pairs(
-        std::env::vars().chain([("NATS_URL".to_owned(), global.nats_url.clone())]),
-    );
-    let nats = lifeline_kit::config::NatsConfig::from_env(&env).map_err(|e| {
-        CtlError::NatsConnect { url: redact_url(&global.nats_url), reason: e.to_string() }
-    })?;
-    let client = lifeline_kit::bus::connect_client("lifelinectl", &nats).await.map_err(|e| {
-        CtlError::NatsConnect { url: nats.servers_for_display(), reason: e.to_string() }
-    })?;
-    let js = jetstream::new(client);
+    let js = crate::nats::jetstream(global).await?;
     let stream = js.get_stream(&stream_name).await.map_err(|e| {
         CtlError::JetStream(format!(
             "cannot open stream {stream_name}: {e} (check --stream-prefix or LIFELINE_STREAM_PREFIX)"

@@ -1,18 +1,21 @@
-//! `lifelinectl`, the operator CLI: mints API tokens, tails the event stream, drives the
-//! services' HTTP APIs (accounts, posts, dead letters, notifications) and rotates the vault key
-//! (against Postgres directly). The binary only parses arguments and maps errors to exit codes;
+//! `lifelinectl`, the operator CLI: mints API tokens, tails the event stream, lists its durable
+//! consumers and reads the account-state bucket (NATS), drives the services' HTTP APIs (accounts,
+//! posts, dead letters, notifications) and rotates the vault key (against Postgres directly). The binary only parses arguments and maps errors to exit codes;
 //! everything else lives here so it can be tested.
 
+pub mod account_state;
 pub mod api;
 pub mod cli;
+pub mod consumers;
 pub mod events;
+pub mod nats;
 pub mod output;
 pub mod token;
 pub mod vault;
 
 use lifeline_kit::config::{ConfigError, Env};
 
-use crate::cli::{Cli, Command, TokenCommand};
+use crate::cli::{AccountsCommand, Cli, Command, TokenCommand};
 
 /// Everything that can stop a command. Each variant's message is what the operator reads after
 /// `error: `, so it names the flag, variable or service to look at.
@@ -66,7 +69,11 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
     let result = match &cli.command {
         Command::Token(TokenCommand::Mint(args)) => token::mint_command(&cli.global, args, &env),
         Command::Events(cli::EventsCommand::Tail(args)) => events::tail(&cli.global, args).await,
+        Command::Accounts(AccountsCommand::State(args)) => {
+            account_state::run(&cli.global, args).await
+        }
         Command::Accounts(cmd) => api::accounts(&cli.global, &env, cmd).await,
+        Command::Consumers(args) => consumers::run(&cli.global, args).await,
         Command::Posts(cmd) => api::posts(&cli.global, &env, cmd).await,
         Command::DeadLetters(cmd) => api::dead_letters(&cli.global, &env, cmd).await,
         Command::Notifications(cmd) => api::notifications(&cli.global, &env, cmd).await,
