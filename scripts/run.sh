@@ -101,13 +101,20 @@ if [ ! -f .run/demo.env ]; then echo "WORKSPACE=$("$bin/lifelinectl" token mint 
 . .run/demo.env
 token=$("$bin/lifelinectl" token mint --workspace "$WORKSPACE" --ttl 7d)
 auth=(-H "authorization: Bearer $token")
-# Goes through the platform's OAuth flow, approving on the simulator as @demo_user.
+# Goes through the platform's OAuth flow, approving on the simulator as @demo_user. The cookie
+# jar plays the browser the flow is bound to; a new identity is confirmed as on the gateway's page.
 connect_demo() {
-  local authorize callback
-  authorize=$(curl -fsS "${auth[@]}" -H 'content-type: application/json' -d "{\"platform\":\"$1\"}" \
+  local authorize callback answer jar=.run/oauth-cookies
+  rm -f "$jar"
+  authorize=$(curl -fsS -c "$jar" "${auth[@]}" -H 'content-type: application/json' -d "{\"platform\":\"$1\"}" \
     http://127.0.0.1:8080/v1/accounts/connect | jq -r .authorize_url) || return 1
   callback=$(curl -fsS -o /dev/null -w '%{redirect_url}' "$authorize&sim_approve_as=demo_user") || return 1
-  curl -fsS -H 'accept: application/json' "$callback" | jq -r .account_id
+  answer=$(curl -fsS -b "$jar" -H 'accept: application/json' "$callback") || return 1
+  if [ "$(jq -r .result <<<"$answer")" = confirmation_required ]; then
+    answer=$(curl -fsS -b "$jar" -H 'accept: application/json' -H 'content-type: application/json' \
+      -d "$(jq -c '{confirmation, decision: "connect"}' <<<"$answer")" http://127.0.0.1:8080/oauth/confirm) || return 1
+  fi
+  jq -r .account_id <<<"$answer"
 }
 configured=$(curl -fsS "${auth[@]}" http://127.0.0.1:8080/v1/platforms | jq -r '.platforms[].id')
 now=$(date -u +%s)
@@ -136,11 +143,15 @@ done
 account=${x_account:-}
 log "scheduled 3 demo posts per connected platform (now, +1 min, +2 min)"
 
+page_link=$(curl -fsS "${auth[@]}" -XPOST http://127.0.0.1:8080/v1/page-links | jq -r .url) || page_link="(could not mint a sign-in link; see .run/logs/auth-gateway.log)"
+
 cat <<INFO
 
   Lifeline is running.  Workspace $WORKSPACE; platforms: $(echo $configured); X account @demo_user ($account).
 
-  Accounts page   http://127.0.0.1:8080/#token=$token
+  Accounts page   $page_link
+                  (a sign-in link: it works once, within 15 minutes; for another:
+                   curl -XPOST -H "authorization: Bearer \$LIFELINE_TOKEN" http://127.0.0.1:8080/v1/page-links)
   APIs            gateway :8080  publisher :8081  notifier :8082  refresher :8083 (/metrics, /readyz)
   Simulator       http://127.0.0.1:8090  (X under /x, control API under /_sim)
   Logs            .run/logs/<service>.log

@@ -78,7 +78,7 @@ struct AccountView {
 }
 
 /// The handle to show: the platform's username without a leading `@`, or none.
-fn handle(username: &str) -> Option<String> {
+pub(crate) fn handle(username: &str) -> Option<String> {
     let bare = username.trim().trim_start_matches('@');
     (!bare.is_empty()).then(|| format!("@{bare}"))
 }

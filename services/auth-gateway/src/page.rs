@@ -9,6 +9,8 @@ use axum::{
     Router,
 };
 
+use lifeline_kit::Platform;
+
 use crate::AppState;
 
 /// The Content-Security-Policy of every page and asset: only this origin's own files run or
@@ -90,6 +92,70 @@ pub(crate) fn signin_page(link: &str) -> String {
     )
 }
 
+/// How a page names an account: its `@handle`, or its display name where the platform has no
+/// handles.
+pub(crate) fn handle_label(platform: Platform, username: &str, display_name: &str) -> String {
+    match crate::accounts::handle(username) {
+        Some(h) => h,
+        None if !display_name.trim().is_empty() => display_name.trim().to_owned(),
+        None => format!("your {} account", platform.display_name()),
+    }
+}
+
+/// "Connect @acme (LinkedIn) to workspace …?": asked before a new identity is stored.
+pub(crate) fn confirm_page(handle: &str, platform: &str, workspace: &str, token: &str) -> String {
+    let field =
+        format!("<input type=\"hidden\" name=\"confirmation\" value=\"{}\">", escape(token));
+    document(
+        "Confirm the connection",
+        &format!(
+            "<h1>Connect {h} ({p}) to workspace {w}?</h1>\
+             <p>Lifeline will keep this account connected and publish the posts your workspace \
+             schedules for it. Connect it only if you started this yourself.</p>\
+             <form method=\"post\" action=\"/oauth/confirm\">{field}\
+             <button type=\"submit\" name=\"decision\" value=\"connect\" class=\"primary\">Connect {h}</button> \
+             <button type=\"submit\" name=\"decision\" value=\"cancel\">Cancel</button></form>",
+            h = escape(handle),
+            p = escape(platform),
+            w = escape(workspace),
+        ),
+    )
+}
+
+/// A consent that lacked permissions publishing needs: which, why, and a button that asks the
+/// platform again.
+pub(crate) fn ask_again_page(
+    handle: &str,
+    platform: &str,
+    missing: &[(&str, &str)],
+    token: &str,
+    reconnect: bool,
+) -> String {
+    let items: String = missing
+        .iter()
+        .map(|(scope, why)| format!("<li><code>{}</code>: {}</li>", escape(scope), escape(why)))
+        .collect();
+    let state = if reconnect {
+        "<p>The account stays marked as needing a reconnect until it is granted; waiting posts keep waiting.</p>"
+    } else {
+        "<p>Nothing was connected.</p>"
+    };
+    document(
+        "A permission is missing",
+        &format!(
+            "<h1>{p} did not grant everything Lifeline needs for {h}</h1>\
+             <p>These permissions were unticked on {p}'s consent screen:</p><ul>{items}</ul>{state}\
+             <form method=\"post\" action=\"/oauth/ask-again\">\
+             <input type=\"hidden\" name=\"confirmation\" value=\"{t}\">\
+             <button type=\"submit\" class=\"primary\">Ask {p} again</button></form>\
+             <p><a href=\"/\">Go to the Accounts page</a></p>",
+            h = escape(handle),
+            p = escape(platform),
+            t = escape(token),
+        ),
+    )
+}
+
 const ACCOUNTS_PAGE: &str = include_str!("page/index.html");
 const CSS: &str = include_str!("page/accounts.css");
 const JS: &str = include_str!("page/accounts.js");
@@ -109,7 +175,14 @@ mod tests {
 
     #[test]
     fn the_page_has_no_inline_script_or_style() {
-        for (name, html) in [("index.html", ACCOUNTS_PAGE), ("signin", &*signin_page("x"))] {
+        let confirm = confirm_page("@a", "X", "w", "t");
+        let ask = ask_again_page("@a", "X", &[("tweet.write", "to post")], "t", true);
+        for (name, html) in [
+            ("index.html", ACCOUNTS_PAGE),
+            ("signin", &*signin_page("x")),
+            ("confirm", &*confirm),
+            ("ask again", &*ask),
+        ] {
             let lower = html.to_ascii_lowercase();
             for script in lower.match_indices("<script").map(|(i, _)| &lower[i..]) {
                 let tag = &script[..script.find('>').unwrap_or(script.len())];

@@ -65,7 +65,7 @@ impl PageConfig {
         Ok(PageConfig { public_url, link_ttl, session_ttl })
     }
 
-    fn secure_cookies(&self) -> bool {
+    pub(crate) fn secure_cookies(&self) -> bool {
         self.public_url.scheme() == "https"
     }
 }
@@ -259,17 +259,17 @@ async fn signin_form(
 }
 
 /// Why a cookie-authenticated request was refused as coming from another site.
-struct CrossSite;
+pub(crate) struct CrossSite;
 
 impl CrossSite {
-    const MESSAGE: &'static str =
+    pub(crate) const MESSAGE: &'static str =
         "This request came from another site and was refused. Open the Accounts page itself.";
 }
 
 /// Refuses a browser request made by another origin. Browsers send `Origin` with every POST
 /// and with cross-origin fetches, and `Sec-Fetch-Site` with every request; a client that sends
 /// neither is not a browser and cannot ride on someone's cookie.
-fn same_origin(headers: &HeaderMap, public: &Url) -> Result<(), CrossSite> {
+pub(crate) fn same_origin(headers: &HeaderMap, public: &Url) -> Result<(), CrossSite> {
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().map_err(|_| CrossSite)?;
         let parsed = Url::parse(origin).map_err(|_| CrossSite)?;
@@ -382,13 +382,18 @@ fn session_cookie(page: &PageConfig, session: &str) -> String {
 
 /// The session cookie's value, if the request has one.
 fn session_of(headers: &HeaderMap) -> Option<String> {
+    cookie_value(headers, SESSION_COOKIE)
+}
+
+/// The value of the cookie `name`, if the request has a non-empty one of sane length.
+pub(crate) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value.to_owned())
         .filter(|v| !v.is_empty() && v.len() <= 128)
 }

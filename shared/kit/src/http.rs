@@ -105,17 +105,24 @@ pub async fn serve(
         .await
 }
 
-/// The JSON error every API returns: `{"error": "<code>", "message": "<what to do>"}`.
+/// The JSON error every API returns: `{"error": "<code>", "message": "<what to do>"}`, plus
+/// `"details": {…}` where the code has specifics a client can act on.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Machine-readable specifics (which field, which permission), when there are any.
+    pub details: Option<serde_json::Value>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), details: None }
+    }
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
     }
     pub fn not_found(what: &str) -> Self {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
@@ -146,8 +153,12 @@ impl IntoResponse for ApiError {
         struct Body<'a> {
             error: &'a str,
             message: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            details: Option<&'a serde_json::Value>,
         }
-        (self.status, Json(Body { error: self.code, message: &self.message })).into_response()
+        let body =
+            Body { error: self.code, message: &self.message, details: self.details.as_ref() };
+        (self.status, Json(body)).into_response()
     }
 }
 

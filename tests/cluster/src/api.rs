@@ -39,7 +39,8 @@ impl Cluster {
 
     /// Connects (or, with `account`, reconnects) through OAuth: the authorization starts on
     /// gateway replica `start_on`, the simulator approves as `username`, and the callback is
-    /// answered by replica `callback_on` (sessions live in Postgres, so any replica can).
+    /// answered by replica `callback_on` (sessions live in Postgres, so any replica can); a new
+    /// identity is then confirmed there. One cookie jar plays the browser that binds the flow.
     pub async fn oauth(
         &self,
         platform: &str,
@@ -82,7 +83,15 @@ impl Cluster {
         let mut callback = url::Url::parse(&location)?;
         let target = url::Url::parse(&gateways[callback_on % gateways.len()])?;
         callback.set_port(target.port()).map_err(|_| anyhow::anyhow!("callback port"))?;
-        self.send(self.http.get(callback).header("accept", "application/json")).await
+        let (status, body) =
+            self.send(self.http.get(callback).header("accept", "application/json")).await?;
+        if status != 200 || body["result"] != "confirmation_required" {
+            return Ok((status, body));
+        }
+        // A new identity: confirm it on the same replica, as the user would on its page.
+        let confirm = format!("{}/oauth/confirm", gateways[callback_on % gateways.len()]);
+        let answer = json!({"confirmation": body["confirmation"], "decision": "connect"});
+        self.send(self.http.post(confirm).header("accept", "application/json").json(&answer)).await
     }
 
     pub async fn sim_post(&self, path: &str, body: Value) -> anyhow::Result<Value> {

@@ -278,6 +278,8 @@ impl Cluster {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(20))
             .pool_max_idle_per_host(32)
+            // The OAuth flows are bound to the browser that starts them by a cookie.
+            .cookie_store(true)
             .build()?;
         let mut infra_started_after = None;
         let mut readyz_before_infra = Vec::new();

@@ -352,8 +352,7 @@ impl System {
         let shared_env: Vec<(String, String)> =
             env("shared").into_iter().filter(|(k, _)| k != "LIFELINE_INSTANCE_ID").collect();
 
-        let http =
-            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+        let http = new_browser();
         let mut system = System {
             gateway,
             publisher,
@@ -573,9 +572,45 @@ impl System {
         account: Option<&str>,
         username: &str,
     ) -> anyhow::Result<(u16, Value)> {
-        let authorize = self.start_authorization_on(platform, workspace, account).await?;
+        self.oauth_in(&self.http, platform, workspace, account, username).await
+    }
+
+    /// The whole flow in one browser (`browser`'s cookie jar binds the flow, as a real
+    /// browser's does): start, the simulator's consent, the callback and, for a new identity,
+    /// the confirmation. Returns the last answer's status and body.
+    pub async fn oauth_in(
+        &self,
+        browser: &reqwest::Client,
+        platform: &str,
+        workspace: WorkspaceId,
+        account: Option<&str>,
+        username: &str,
+    ) -> anyhow::Result<(u16, Value)> {
+        let authorize = self.start_authorization_in(browser, platform, workspace, account).await?;
         let callback = self.approve(&authorize, username).await?;
-        self.callback(&callback).await
+        let (status, body) = self.callback_in(browser, &callback).await?;
+        if status == 200 && body["result"] == "confirmation_required" {
+            let token = body["confirmation"].as_str().context("confirmation")?;
+            return self.confirm_in(browser, token, "connect").await;
+        }
+        Ok((status, body))
+    }
+
+    /// Answers the gateway's "Connect @… to workspace …?" (`decision`: `connect` or `cancel`).
+    pub async fn confirm_in(
+        &self,
+        browser: &reqwest::Client,
+        confirmation: &str,
+        decision: &str,
+    ) -> anyhow::Result<(u16, Value)> {
+        let r = browser
+            .post(format!("{}/oauth/confirm", self.gateway))
+            .header("accept", "application/json")
+            .json(&json!({ "confirmation": confirmation, "decision": decision }))
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        Ok((status, r.json().await.unwrap_or(Value::Null)))
     }
 
     pub async fn start_authorization(
@@ -592,10 +627,20 @@ impl System {
         workspace: WorkspaceId,
         account: Option<&str>,
     ) -> anyhow::Result<String> {
+        self.start_authorization_in(&self.http, platform, workspace, account).await
+    }
+
+    /// Starts an authorization from `browser` (which keeps the binding cookie it is given).
+    pub async fn start_authorization_in(
+        &self,
+        browser: &reqwest::Client,
+        platform: &str,
+        workspace: WorkspaceId,
+        account: Option<&str>,
+    ) -> anyhow::Result<String> {
         let req = match account {
-            Some(id) => self.http.post(format!("{}/v1/accounts/{id}/reconnect", self.gateway)),
-            None => self
-                .http
+            Some(id) => browser.post(format!("{}/v1/accounts/{id}/reconnect", self.gateway)),
+            None => browser
                 .post(format!("{}/v1/accounts/connect", self.gateway))
                 .json(&json!({ "platform": platform })),
         };
@@ -624,8 +669,17 @@ impl System {
         Ok(r.headers().get("location").context("location")?.to_str()?.to_owned())
     }
 
+    /// Opens the callback URL in the harness's own browser (`System::http`).
     pub async fn callback(&self, callback_url: &str) -> anyhow::Result<(u16, Value)> {
-        let r = self.http.get(callback_url).header("accept", "application/json").send().await?;
+        self.callback_in(&self.http, callback_url).await
+    }
+
+    pub async fn callback_in(
+        &self,
+        browser: &reqwest::Client,
+        callback_url: &str,
+    ) -> anyhow::Result<(u16, Value)> {
+        let r = browser.get(callback_url).header("accept", "application/json").send().await?;
         let status = r.status().as_u16();
         let body = r.json().await.unwrap_or(Value::Null);
         Ok((status, body))
@@ -788,6 +842,15 @@ fn lifeline_vault_key() -> (Vec<u8>, String) {
 }
 
 /// Retries `check` until it passes or `within` runs out; returns its last error on timeout.
+/// A new HTTP client with its own cookie jar that does not follow redirects: one browser.
+pub fn new_browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .expect("an HTTP client builds")
+}
+
 pub async fn eventually<F, Fut, T>(within: Duration, mut check: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,

@@ -4,6 +4,7 @@ mod account_state;
 mod config;
 mod examples;
 mod isolation;
+mod oauth_binding;
 mod oauth_rejections;
 mod outage;
 mod platforms;

@@ -57,9 +57,13 @@ async fn callbacks_with_bad_state_or_verifier_are_refused() -> anyhow::Result<()
         .await?;
     assert_eq!(status, 404);
 
-    // The genuine callback works once; replaying it is refused.
+    // The genuine callback works once (a new identity is confirmed first); replaying it is
+    // refused.
     let (status, body) = system.callback(&callback).await?;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!((status, body["result"].as_str()), (200, Some("confirmation_required")), "{body}");
+    let token = body["confirmation"].as_str().unwrap_or_default().to_owned();
+    let (status, body) = system.confirm_in(&system.http, &token, "connect").await?;
+    assert_eq!((status, body["result"].as_str()), (200, Some("connected")), "{body}");
     let account = body["account_id"].as_str().unwrap_or_default().to_owned();
     let (status, body) = system.callback(&callback).await?;
     assert_eq!((status, body["error"].as_str()), (400, Some("state_already_used")), "{body}");

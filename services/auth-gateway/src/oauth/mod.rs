@@ -1,0 +1,496 @@
+//! Connect and reconnect through OAuth: start an authorization (state + PKCE kept server-side,
+//! the flow bound to the starting browser by a cookie), and complete it in the callback. The
+//! state is single use and short-lived; a forged, expired, replayed or other-browser callback
+//! gets a 4xx and changes nothing. A new identity joins a workspace only after the user confirms
+//! it on the gateway's own page; a consent that lacks a permission publishing needs stores
+//! nothing and offers to ask again (`pending.rs`).
+
+mod binding;
+mod pending;
+mod store;
+
+use std::time::Duration;
+
+use axum::{
+    extract::{Path, Query, State},
+    http::{header, HeaderMap, StatusCode},
+    response::{Html, IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use lifeline_kit::{
+    auth::Workspace,
+    events,
+    http::ApiError,
+    ids::{AccountId, WorkspaceId},
+    Platform,
+};
+use lifeline_platforms::{AccessToken, Failure, PlatformUser};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use tokio_util::sync::CancellationToken;
+
+use crate::AppState;
+
+pub(crate) fn routes() -> Router<AppState> {
+    let pages = Router::new()
+        .route("/oauth/callback/{platform}", get(callback))
+        .route("/oauth/confirm", post(pending::confirm))
+        .route("/oauth/ask-again", post(pending::ask_again))
+        .layer(axum::middleware::map_response(crate::page::security_headers));
+    Router::new()
+        .route("/v1/accounts/connect", post(start_connect))
+        .route("/v1/accounts/{id}/reconnect", post(start_reconnect))
+        .merge(pages)
+}
+
+#[derive(Deserialize)]
+struct ConnectRequest {
+    platform: String,
+}
+
+#[derive(Serialize)]
+struct AuthorizationStarted {
+    authorize_url: String,
+    expires_at: DateTime<Utc>,
+}
+
+/// A started authorization: its answer, and the binding cookie the answer sets.
+struct Started {
+    body: AuthorizationStarted,
+    cookie: String,
+}
+
+impl IntoResponse for Started {
+    fn into_response(self) -> Response {
+        (StatusCode::CREATED, [(header::SET_COOKIE, self.cookie)], Json(self.body)).into_response()
+    }
+}
+
+async fn start_connect(
+    State(app): State<AppState>,
+    Workspace(ws): Workspace,
+    body: Result<Json<ConnectRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Started, ApiError> {
+    let Json(req) = body.map_err(lifeline_kit::http::rejection)?;
+    let platform: Platform = req
+        .platform
+        .parse()
+        .map_err(|e: events::UnknownPlatform| ApiError::bad_request(e.to_string()))?;
+    begin(&app, ws, platform, None, false).await
+}
+
+async fn start_reconnect(
+    State(app): State<AppState>,
+    Workspace(ws): Workspace,
+    Path(id): Path<String>,
+) -> Result<Started, ApiError> {
+    let account: AccountId = id.parse().map_err(|_| ApiError::not_found("account"))?;
+    let row =
+        sqlx::query("SELECT platform FROM gateway.accounts WHERE id = $1 AND workspace_id = $2")
+            .bind(account)
+            .bind(ws)
+            .fetch_optional(&app.pool)
+            .await?
+            .ok_or_else(|| ApiError::not_found("account"))?;
+    let platform: String = row.try_get("platform")?;
+    let platform: Platform = platform.parse().map_err(ApiError::internal)?;
+    begin(&app, ws, platform, Some(account), false).await
+}
+
+fn random_state() -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn hash_state(state: &str) -> String {
+    let digest = Sha256::digest(state.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Starts an authorization. `ask_again` makes the platform show the permissions the user
+/// declined last time (Facebook's `auth_type=rerequest` and each platform's equivalent).
+async fn begin(
+    app: &AppState,
+    ws: WorkspaceId,
+    platform: Platform,
+    account: Option<AccountId>,
+    ask_again: bool,
+) -> Result<Started, ApiError> {
+    let connector = app.connectors.get(platform).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "platform_not_configured",
+            format!("{platform} is not configured on this Lifeline"),
+        )
+    })?;
+    let state = random_state();
+    let state_hash = hash_state(&state);
+    let binding = random_state();
+    let mut start = connector.authorize(&state);
+    if ask_again {
+        lifeline_platforms::ask_again(platform, &mut start.url);
+    }
+    let keys = &app.config.vault_keys;
+    let sealed_verifier =
+        start.pkce_verifier.as_ref().map(|v| keys.seal_bound(&verifier_context(&state_hash), v));
+    let ttl = app.config.oauth_session_ttl;
+    let expires_at = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default();
+    sqlx::query(
+        "INSERT INTO gateway.oauth_sessions (state_hash, workspace_id, platform, account_id, key_id, pkce_verifier, expires_at, binding_hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&state_hash)
+    .bind(ws)
+    .bind(platform.as_str())
+    .bind(account)
+    .bind(keys.active_key_id())
+    .bind(sealed_verifier)
+    .bind(expires_at)
+    .bind(hash_state(&binding))
+    .execute(&app.pool)
+    .await?;
+    tracing::info!(%platform, workspace = %ws, reconnect = account.is_some(), ask_again, "authorization started");
+    // The cookie outlives the session by the time a confirmation may take.
+    let max_age = ttl.as_secs() + pending::DECIDE_TTL.as_secs();
+    Ok(Started {
+        body: AuthorizationStarted { authorize_url: start.url.to_string(), expires_at },
+        cookie: binding::set_cookie(&app.config.page, &state_hash, &binding, max_age),
+    })
+}
+
+fn verifier_context(state_hash: &str) -> String {
+    format!("lifeline-oauth:v1:{state_hash}:pkce")
+}
+
+#[derive(Deserialize)]
+struct CallbackQuery {
+    state: Option<String>,
+    code: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// What an authorization stored, as JSON (`Accept: application/json`).
+#[derive(Serialize)]
+struct CallbackOutcome {
+    result: &'static str,
+    account_id: AccountId,
+    platform: Platform,
+    platform_user_id: String,
+    username: String,
+}
+
+impl CallbackOutcome {
+    fn new(
+        result: &'static str,
+        account_id: AccountId,
+        platform: Platform,
+        user: &PlatformUser,
+    ) -> Self {
+        CallbackOutcome {
+            result,
+            account_id,
+            platform,
+            platform_user_id: user.id.clone(),
+            username: user.username.clone(),
+        }
+    }
+}
+
+struct CallbackError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl CallbackError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        CallbackError { status, code, message: message.into() }
+    }
+}
+
+impl From<sqlx::Error> for CallbackError {
+    fn from(e: sqlx::Error) -> Self {
+        tracing::error!(error = %e, "callback failed on the database");
+        CallbackError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; nothing was changed, please try again",
+        )
+    }
+}
+
+/// What the user reads when the callback was opened in a browser that did not start the flow.
+const OTHER_BROWSER: &str = "This connection was started in another browser (or this browser lost \
+its cookie), so for your safety nothing was connected. Open the Accounts page in this browser and \
+start connecting from there.";
+
+/// A refused callback or decision, as a page or JSON; counted by reason.
+fn refused(e: CallbackError, json: bool) -> Response {
+    tracing::warn!(code = e.code, status = e.status.as_u16(), message = %e.message, "oauth step refused");
+    metrics::counter!("lifeline_oauth_callbacks_refused_total", "reason" => e.code).increment(1);
+    if json {
+        return ApiError::new(e.status, e.code, e.message).into_response();
+    }
+    let page = crate::page::message_page("Connection not completed", &e.message);
+    (e.status, Html(page)).into_response()
+}
+
+/// Stored: the cookie of the finished flow is removed; a browser goes back to the Accounts page
+/// (`/?connected=<id>` or `/?reconnected=<id>`), which tells what happened.
+fn stored_answer(
+    app: &AppState,
+    outcome: CallbackOutcome,
+    state_hash: &str,
+    json: bool,
+) -> Response {
+    let clear = binding::clear_cookie(&app.config.page, state_hash);
+    if json {
+        return ([(header::SET_COOKIE, clear)], Json(outcome)).into_response();
+    }
+    let location = format!("/?{}={}", outcome.result, outcome.account_id);
+    (StatusCode::SEE_OTHER, [(header::LOCATION, location), (header::SET_COOKIE, clear)])
+        .into_response()
+}
+
+fn completed(outcome: &CallbackOutcome) {
+    tracing::info!(account = %outcome.account_id, platform = %outcome.platform, result = outcome.result, "authorization completed");
+    metrics::counter!("lifeline_accounts_authorized_total", "platform" => outcome.platform.as_str(), "result" => outcome.result).increment(1);
+}
+
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"))
+}
+
+/// What the callback ended in.
+enum Completed {
+    Stored(CallbackOutcome, String),
+    Pending(pending::Pending),
+}
+
+/// The span makes the callback the root of the reconnect's trace: its context travels with
+/// AccountReconnected to the retries and the retried publishes.
+#[tracing::instrument(name = "oauth_callback", skip_all, fields(platform = %platform))]
+async fn callback(
+    State(app): State<AppState>,
+    Path(platform): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<CallbackQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let json = wants_json(&headers);
+    match complete(&app, &platform, &headers, query).await {
+        Ok(Completed::Stored(outcome, state_hash)) => {
+            stored_answer(&app, outcome, &state_hash, json)
+        }
+        Ok(Completed::Pending(p)) => pending::answer(p, json),
+        Err(e) => refused(e, json),
+    }
+}
+
+struct Session {
+    state_hash: String,
+    workspace: WorkspaceId,
+    platform: Platform,
+    account: Option<AccountId>,
+    key_id: String,
+    pkce_verifier: Option<Vec<u8>>,
+}
+
+async fn complete(
+    app: &AppState,
+    platform: &str,
+    headers: &HeaderMap,
+    query: Result<Query<CallbackQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Completed, CallbackError> {
+    let bad = |code, msg: &str| CallbackError::new(StatusCode::BAD_REQUEST, code, msg);
+    let Query(q) = query
+        .map_err(|_| bad("malformed_callback", "The callback's query string is malformed."))?;
+    let platform: Platform = platform.parse().map_err(|_| {
+        CallbackError::new(StatusCode::NOT_FOUND, "unknown_platform", "Unknown platform.")
+    })?;
+    let state = q.state.filter(|s| !s.is_empty() && s.len() <= 512).ok_or_else(|| {
+        bad(
+            "missing_state",
+            "The callback has no state; start connecting again from the Accounts page.",
+        )
+    })?;
+    let session = claim_session(app, &state, platform, headers).await?;
+
+    if let Some(err) = q.error {
+        let why = q.error_description.unwrap_or_default();
+        tracing::info!(%platform, error = %err, "user did not authorize");
+        return Err(bad(
+            "authorization_denied",
+            &format!(
+                "{platform} did not authorize Lifeline ({err}{}). Nothing was changed.",
+                if why.is_empty() { String::new() } else { format!(": {why}") }
+            ),
+        ));
+    }
+    let code = q
+        .code
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| bad("missing_code", "The callback has no authorization code."))?;
+    let connector = app
+        .connectors
+        .get(platform)
+        .ok_or_else(|| bad("platform_not_configured", "This platform is not configured."))?;
+
+    let verifier = match &session.pkce_verifier {
+        Some(sealed) => Some(
+            app.config
+                .vault_keys
+                .open_bound(&session.key_id, &verifier_context(&session.state_hash), sealed)
+                .map_err(|e| {
+                    tracing::error!(error = %e, "cannot open the PKCE verifier");
+                    CallbackError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "internal error; start connecting again",
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let granted_at = Utc::now();
+    let grant =
+        connector.exchange_code(&code, verifier.as_ref()).await.map_err(platform_refused)?;
+    let token = AccessToken {
+        secret: grant.access_token.clone(),
+        expires_at: grant.access_expires_at(granted_at),
+    };
+    let user = connector.identify(&token).await.map_err(platform_refused)?;
+    let tokens = store::tokens(&grant, granted_at);
+    let missing = lifeline_platforms::missing_for_publishing(platform, &tokens.scopes);
+
+    let mut tx = app.pool.begin().await?;
+    let existing = store::existing_account(&mut tx, &session, &user).await?;
+    let done = if !missing.is_empty() {
+        // Nothing is stored; an account being renewed is (or stays) broken, with the reason.
+        let reconnect = existing.is_some();
+        if let Some((account, _, _)) = existing {
+            store::refuse_reconnect(app, &mut tx, &session, account, &missing).await?;
+        }
+        tracing::info!(%platform, missing = missing.len(), reconnect, "consent lacked permissions publishing needs");
+        let ask = pending::Ask::AskAgain { missing, reconnect };
+        let p = pending::park(app, &mut tx, &session, &user, ask).await?;
+        Completed::Pending(p)
+    } else if existing.is_some() {
+        let outcome = store::store(app, &mut tx, &session, &user, &tokens).await?;
+        completed(&outcome);
+        Completed::Stored(outcome, session.state_hash.clone())
+    } else {
+        let p =
+            pending::park(app, &mut tx, &session, &user, pending::Ask::Confirm(&tokens)).await?;
+        Completed::Pending(p)
+    };
+    tx.commit().await?;
+    app.outbox.wake();
+    Ok(done)
+}
+
+fn platform_refused(f: Failure) -> CallbackError {
+    match f {
+        Failure::Auth { .. } | Failure::Rejected { .. } => CallbackError::new(
+            StatusCode::BAD_REQUEST,
+            "authorization_refused",
+            format!("The platform refused the authorization ({f}). Nothing was changed; please try again."),
+        ),
+        other => CallbackError::new(
+            StatusCode::BAD_GATEWAY,
+            "platform_unavailable",
+            format!("The platform could not be reached ({other}). Nothing was changed; please try again."),
+        ),
+    }
+}
+
+/// Marks the session used and returns it; unknown, used, expired, wrong-platform and
+/// other-browser states are refused (an other-browser state is used up too, so a link sent to
+/// someone else is dead once opened). Claiming commits at once, so a state can never be used
+/// twice, even by a racing request.
+async fn claim_session(
+    app: &AppState,
+    state: &str,
+    platform: Platform,
+    headers: &HeaderMap,
+) -> Result<Session, CallbackError> {
+    let state_hash = hash_state(state);
+    let mut tx = app.pool.begin().await?;
+    let row = sqlx::query(
+        "SELECT workspace_id, platform, account_id, key_id, pkce_verifier, expires_at, used_at, binding_hash
+         FROM gateway.oauth_sessions WHERE state_hash = $1 FOR UPDATE",
+    )
+    .bind(&state_hash)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let bad = |code, msg: &str| CallbackError::new(StatusCode::BAD_REQUEST, code, msg);
+    let row = row.ok_or_else(|| bad("unknown_state", "This authorization is not one Lifeline started. Start connecting again from the Accounts page."))?;
+    let used_at: Option<DateTime<Utc>> = row.try_get("used_at")?;
+    if used_at.is_some() {
+        return Err(bad(
+            "state_already_used",
+            "This authorization was already used. Start connecting again from the Accounts page.",
+        ));
+    }
+    let use_up =
+        sqlx::query("UPDATE gateway.oauth_sessions SET used_at = now() WHERE state_hash = $1")
+            .bind(&state_hash);
+    let binding_hash: Option<String> = row.try_get("binding_hash")?;
+    if !binding::matches(headers, &state_hash, binding_hash.as_deref()) {
+        use_up.execute(&mut *tx).await?;
+        tx.commit().await?;
+        return Err(CallbackError::new(
+            StatusCode::FORBIDDEN,
+            "oauth_binding_mismatch",
+            OTHER_BROWSER,
+        ));
+    }
+    let expires_at: DateTime<Utc> = row.try_get("expires_at")?;
+    if expires_at <= Utc::now() {
+        return Err(bad("state_expired", "This authorization took too long and expired. Start connecting again from the Accounts page."));
+    }
+    let session_platform: String = row.try_get("platform")?;
+    if session_platform != platform.as_str() {
+        return Err(bad(
+            "platform_mismatch",
+            "This authorization was started for another platform.",
+        ));
+    }
+    use_up.execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(Session {
+        state_hash,
+        workspace: row.try_get("workspace_id")?,
+        platform,
+        account: row.try_get("account_id")?,
+        key_id: row.try_get("key_id")?,
+        pkce_verifier: row.try_get("pkce_verifier")?,
+    })
+}
+
+/// Deletes sessions that expired over a day ago, so the table does not grow without bound.
+pub(crate) async fn purge_expired_sessions(pool: sqlx::PgPool, shutdown: CancellationToken) {
+    loop {
+        let purged = sqlx::query(
+            "DELETE FROM gateway.oauth_sessions WHERE expires_at < now() - interval '1 day'",
+        )
+        .execute(&pool)
+        .await;
+        if let Err(e) = purged {
+            tracing::warn!(error = %e, "cannot purge old oauth sessions");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+    }
+}
