@@ -199,7 +199,9 @@ async function consume(settings: Settings): Promise<void> {
           stream_sequence: msg.seq,
           error: e.message,
         });
-        msg.term(e.message);
+        // No reason argument: NATS 2.9 does not understand `+TERM <reason>` and leaves the
+        // message pending (it would come back after ack_wait).
+        msg.term();
         continue;
       }
       await new Promise<void>((resolve, reject) =>
