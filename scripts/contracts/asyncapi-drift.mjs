@@ -110,27 +110,41 @@ export function codeFacts(root = REPO) {
 
   // The key-value bucket: whichever Rust source names `<prefix>_ACCOUNTS` (literally or as
   // format!("{}_ACCOUNTS", prefix)).
-  const buckets = new Set();
+  // Its keys: the format! of `fn key_of` in a file that names it (the writer's), e.g.
+  // ("{}.{}", about.workspace_id, about.account_id) -> {workspace_id}.{account_id}.
+  const bucketFiles = [];
+  const buckets = new Map();
   const walk = (dir) => {
+    if (!fs.existsSync(dir)) return;
     for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
       const p = path.join(dir, e.name);
       if (e.isDirectory() && e.name !== 'target') walk(p);
       else if (e.name.endsWith('.rs')) {
         const text = fs.readFileSync(p, 'utf8');
-        if (text.includes(`"${streamPrefix}_ACCOUNTS"`) || /"\{[a-z_]*\}_ACCOUNTS"/.test(text)) {
-          buckets.add(`${streamPrefix}_ACCOUNTS`);
-        }
+        if (!text.includes(`"${streamPrefix}_ACCOUNTS"`) && !/"\{[a-z_]*\}_ACCOUNTS"/.test(text)) continue;
+        const rel = path.relative(root, p);
+        bucketFiles.push(rel);
+        const m = text.match(/fn key_of\([^)]*\)[^{]*\{\s*format!\(\s*"([^"]+)",\s*([^)]+)\)/);
+        if (!m) continue;
+        const args = m[2].split(',').map((a) => a.trim().split('.').pop()).filter(Boolean);
+        let key = m[1];
+        for (const a of args) key = key.replace('{}', `{${a}}`);
+        if (key.includes('{}')) throw new SourceError(`cannot read the key format of ${rel}: ${m[0]}`);
+        buckets.set(`${streamPrefix}_ACCOUNTS`, key);
       }
     }
   };
   for (const dir of ['services', 'shared']) walk(path.join(root, dir));
+  if (bucketFiles.length > 0 && buckets.size === 0) {
+    throw new SourceError(`${bucketFiles.join(', ')} name the ${streamPrefix}_ACCOUNTS bucket, but none has a \`fn key_of\` building its keys with format!`);
+  }
 
   return {
     events: events.map((e) => ({ ...e, subject: subject(eventFormat, e.name) })),
     dlq: subject(dlqFormat),
     platforms,
     streams,
-    buckets: [...buckets].map((b) => ({ name: b, subject: `$KV.${b}.{workspace_id}.{account_id}`, message: 'AccountState' })),
+    buckets: [...buckets].map(([b, key]) => ({ name: b, subject: `$KV.${b}.${key}`, message: 'AccountState' })),
   };
 }
 
@@ -305,8 +319,7 @@ export async function check(docFile, image) {
   if (code.buckets.length === 0) fail('key-value bucket: no Rust source names a <prefix>_ACCOUNTS bucket, but the document is expected to describe LIFELINE_ACCOUNTS');
   for (const b of code.buckets) {
     expectChannel(b.subject, b.message, `key-value bucket ${b.name}`);
-    expectParameter(b.subject, 'workspace_id');
-    expectParameter(b.subject, 'account_id');
+    for (const [, name] of b.subject.matchAll(/\{([a-z_]+)\}/g)) expectParameter(b.subject, name);
   }
   const known = new Set([...code.events.map((e) => e.subject), code.dlq, ...code.buckets.map((b) => b.subject)]);
   for (const address of channels.keys()) {
@@ -385,16 +398,29 @@ async function selfTest(docFile, image) {
         },
         expect: `proto message ${PACKAGE}.${victimMessage.message} is not referenced by any message payload`,
       },
+      {
+        name: 'payload AuthFailed stale (a field renumbered)',
+        edit: (doc) => {
+          const before = doc.components.schemas.AuthFailed.schema;
+          doc.components.schemas.AuthFailed.schema = before.replace(/^(\s*string detail = )4;$/m, '$114;');
+          return doc.components.schemas.AuthFailed.schema !== before;
+        },
+        expectPrefix: 'schema AuthFailed differs from the proto',
+      },
     ];
     for (const c of cases) {
       const doc = structuredClone(base);
       const touched = c.edit(doc);
-      if (c.expect && !touched) { console.log(`FAIL self-test ${c.name}: the edit found nothing to change`); failures++; continue; }
+      if ((c.expect || c.expectPrefix) && !touched) { console.log(`FAIL self-test ${c.name}: the edit found nothing to change`); failures++; continue; }
       const file = path.join(dir, 'asyncapi.yaml');
       fs.writeFileSync(file, yaml.dump(doc, { lineWidth: -1 }));
       const results = await check(file, image);
       const failed = results.filter((r) => !r.ok).map((r) => r.msg);
-      if (!c.expect) {
+      if (c.expectPrefix) {
+        const hit = failed.find((f) => f.startsWith(c.expectPrefix));
+        if (hit) console.log(`ok   self-test ${c.name}: fails with "${hit}"`);
+        else { console.log(`FAIL self-test ${c.name}: expected "${c.expectPrefix}…", got:\n  ${failed.join('\n  ') || '(no failure)'}`); failures++; }
+      } else if (!c.expect) {
         if (failed.length === 0) console.log(`ok   self-test ${c.name}: passes (${results.length} checks)`);
         else { console.log(`FAIL self-test ${c.name}: expected to pass, got:\n  ${failed.join('\n  ')}`); failures++; }
       } else if (failed.includes(c.expect)) {
