@@ -381,6 +381,8 @@ async fn complete(
             store::refuse_reconnect(app, &mut tx, &session, account, &missing).await?;
         }
         tracing::info!(%platform, missing = missing.len(), reconnect, "consent lacked permissions publishing needs");
+        metrics::counter!("lifeline_oauth_callbacks_refused_total", "reason" => "permission_missing")
+            .increment(1);
         let ask = pending::Ask::AskAgain { missing, reconnect };
         let p = pending::park(app, &mut tx, &session, &user, ask).await?;
         Completed::Pending(p)
