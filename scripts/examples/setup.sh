@@ -16,6 +16,11 @@ requirements=$root/examples/python/requirements.txt
 stamp=$venv/.requirements.sha256
 want=$(sha256sum "$requirements" | cut -d' ' -f1)
 if [[ ! -x $venv/bin/python || ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
+  # Debian's own python3 ships venv/ensurepip separately.
+  if ! "$python" -c 'import ensurepip, venv' 2>/dev/null && command -v apt-get >/dev/null; then
+    say "installing python3-venv"
+    apt-get install -y -qq python3-venv >/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null; }
+  fi
   say "creating $venv"
   rm -rf "$venv"
   mkdir -p "$(dirname "$venv")"
