@@ -99,7 +99,7 @@ done < .run/starts
 if [ ! -f .run/demo.env ]; then echo "WORKSPACE=$("$bin/lifelinectl" token mint --workspace new 2>&1 >/dev/null | sed 's/^workspace: //')" > .run/demo.env; fi
 # shellcheck disable=SC1091
 . .run/demo.env
-token=$("$bin/lifelinectl" token mint --workspace "$WORKSPACE" --ttl 7d)
+token=$("$bin/lifelinectl" token mint --workspace "$WORKSPACE" --ttl 12h)
 auth=(-H "authorization: Bearer $token")
 # Goes through the platform's OAuth flow, approving on the simulator as @demo_user. The cookie
 # jar plays the browser the flow is bound to; a new identity is confirmed as on the gateway's page.

@@ -44,7 +44,7 @@ pub struct Config {
 impl Config {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let common = CommonConfig::from_env(env, SERVICE, DEFAULT_PORT)?;
-        let jwt = JwtKeys::new(&lifeline_kit::auth::jwt_secret(env)?);
+        let jwt = JwtKeys::from_env(env)?;
         let oauth_session_ttl = env.duration_in(
             "LIFELINE_OAUTH_SESSION_TTL",
             Duration::from_secs(600),

@@ -32,7 +32,7 @@ impl Config {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Config {
             common: CommonConfig::from_env(env, SERVICE, DEFAULT_PORT)?,
-            jwt: JwtKeys::new(&lifeline_kit::auth::jwt_secret(env)?),
+            jwt: JwtKeys::from_env(env)?,
             grace: env.duration_in(
                 "LIFELINE_NOTIFY_GRACE",
                 std::time::Duration::from_secs(60),

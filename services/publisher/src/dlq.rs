@@ -10,7 +10,7 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use lifeline_kit::{
-    auth::Workspace,
+    auth::{Operator, Workspace},
     events::{self, Envelope, PostRetryRequested, RetryReason},
     http::{rejection, ApiError},
     ids::{AccountId, PostId, WorkspaceId},
@@ -25,6 +25,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/dead-letters", get(list))
         .route("/v1/dead-letters/replay", post(replay_bulk))
         .route("/v1/dead-letters/{post_id}/replay", post(replay_one))
+        .route("/v1/operator/dead-letters", get(list_all))
 }
 
 #[derive(Serialize, sqlx::FromRow)]
@@ -59,6 +60,92 @@ async fn list(
     .fetch_all(&app.pool)
     .await?;
     Ok(Json(DeadLetterList { dead_letters }))
+}
+
+/// Filters of the operators' view, and its cursor.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct OperatorQuery {
+    workspace: Option<WorkspaceId>,
+    platform: Option<String>,
+    kind: Option<String>,
+    /// The `next` of the previous page.
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+#[derive(Serialize, sqlx::FromRow)]
+struct OperatorDeadLetter {
+    workspace_id: WorkspaceId,
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    dead_letter: DeadLetter,
+}
+
+#[derive(Serialize)]
+struct OperatorPage {
+    dead_letters: Vec<OperatorDeadLetter>,
+    /// Pass as `after` for the next page; absent on the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+}
+
+/// `GET /v1/operator/dead-letters` (role operator): open dead letters across workspaces,
+/// oldest first, filtered by workspace, platform and kind, by pages of at most 500.
+async fn list_all(
+    State(app): State<AppState>,
+    operator: Operator,
+    query: Result<axum::extract::Query<OperatorQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<OperatorPage>, ApiError> {
+    let axum::extract::Query(q) = query.map_err(rejection)?;
+    if let Some(p) = &q.platform {
+        p.parse::<Platform>().map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 500"));
+    }
+    let after = q.after.as_deref().map(parse_cursor).transpose()?;
+    let mut rows: Vec<OperatorDeadLetter> = sqlx::query_as(
+        "SELECT d.workspace_id, d.post_id, p.account_id, p.platform, p.body, d.kind, d.reason, d.attempts, d.dead_lettered_at, d.replay_count
+         FROM publisher.dead_letters d JOIN publisher.posts p ON p.id = d.post_id
+         WHERE d.replayed_at IS NULL AND p.status = 'dead_lettered'
+           AND ($1::uuid IS NULL OR d.workspace_id = $1) AND ($2::text IS NULL OR p.platform = $2)
+           AND ($3::text IS NULL OR d.kind = $3)
+           AND ($4::timestamptz IS NULL OR (d.dead_lettered_at, d.post_id) > ($4, $5))
+         ORDER BY d.dead_lettered_at, d.post_id LIMIT $6",
+    )
+    .bind(q.workspace)
+    .bind(&q.platform)
+    .bind(&q.kind)
+    .bind(after.map(|(at, _)| at))
+    .bind(after.map(|(_, id)| id))
+    .bind(limit + 1)
+    .fetch_all(&app.pool)
+    .await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = if more {
+        rows.last().map(|r| {
+            format!(
+                "{}_{}",
+                r.dead_letter.dead_lettered_at.timestamp_micros(),
+                r.dead_letter.post_id
+            )
+        })
+    } else {
+        None
+    };
+    tracing::info!(operator = %operator.sub, count = rows.len(), "operator listed dead letters");
+    Ok(Json(OperatorPage { dead_letters: rows, next }))
+}
+
+/// `<micros since epoch>_<post id>`.
+fn parse_cursor(c: &str) -> Result<(DateTime<Utc>, uuid::Uuid), ApiError> {
+    let bad = || ApiError::bad_request("after must be the `next` of a previous page");
+    let (micros, id) = c.split_once('_').ok_or_else(bad)?;
+    let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
+    Ok((at, uuid::Uuid::parse_str(id).map_err(|_| bad())?))
 }
 
 #[derive(Serialize)]

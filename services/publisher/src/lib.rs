@@ -88,7 +88,7 @@ impl Config {
             reconcile_interval,
             retry,
             breaker,
-            jwt: JwtKeys::new(&lifeline_kit::auth::jwt_secret(env)?),
+            jwt: JwtKeys::from_env(env)?,
             vault_keys: VaultKeys::from_env(env)?,
             connectors: Connectors::from_env(env)?,
             sweep_interval,

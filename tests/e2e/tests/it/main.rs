@@ -14,6 +14,7 @@ mod reconcile;
 mod reconnect;
 mod refresh;
 mod rewrap;
+mod roles;
 mod secrets;
 
 use std::time::Duration;
