@@ -45,6 +45,9 @@ LIFELINE_SIM_URL=http://127.0.0.1:8090
 LIFELINE_PUBLIC_URL=http://127.0.0.1:8080
 # Platform time runs 60x faster: X's 2-hour tokens last 2 minutes, so refreshes are visible.
 SIM_TIME_SCALE=${SIM_TIME_SCALE:-60}
+# Expiry warnings count platform time too: 7 and 1 platform days before a credential lapses
+# (at 60x, 2 h 48 min and 24 min), or every token would look about to lapse.
+LIFELINE_EXPIRING_HORIZONS=$((604800 / SIM_TIME_SCALE))s,$((86400 / SIM_TIME_SCALE))s
 set +a
 for p in $platforms; do
   P=$(echo "$p" | tr a-z A-Z)
@@ -78,6 +81,14 @@ start() { # name binary port env...
   pids+=($!)
   echo "$name $port $t0" >> .run/starts
 }
+# The simulator keeps nothing between runs (every token it issued is forgotten), so accounts an
+# earlier run stored would all look revoked: each run starts from a fresh demo database.
+if [ "$DATABASE_URL" = postgres://postgres@127.0.0.1:5432/lifeline ]; then
+  log "recreating the demo database (the simulator forgets its tokens between runs)"
+  psql -h 127.0.0.1 -U postgres -d postgres -qc 'DROP DATABASE IF EXISTS lifeline WITH (FORCE)'
+else
+  log "DATABASE_URL is not the demo database: kept (accounts from earlier runs will look revoked)"
+fi
 : > .run/starts
 start platform-sim platform-sim 8090
 start auth-gateway auth-gateway 8080

@@ -181,7 +181,11 @@ pub fn watch(facts: &Facts, horizons: &[StdDuration]) -> Option<Watch> {
             horizons.to_vec(),
         ),
         State::Active => {
-            let refresh_token = facts.refresh_expires_at.map(|expires_at| Watch {
+            // Instagram's and Threads' long-lived token is its own refresh token: each refresh
+            // gives another 60 days, so its end is not fixed and only a failing refresh warns.
+            let renews_itself = matches!(facts.platform, Platform::Instagram | Platform::Threads);
+            let refresh_end = facts.refresh_expires_at.filter(|_| !renews_itself);
+            let refresh_token = refresh_end.map(|expires_at| Watch {
                 credential: ExpiringCredential::RefreshToken,
                 expires_at,
                 horizons: sorted(horizons.to_vec()),
@@ -428,6 +432,25 @@ mod tests {
         assert_eq!(watch(&broken, &horizons()), None);
         let page = facts(Platform::Facebook, State::Active);
         assert_eq!(watch(&page, &horizons()), None);
+    }
+
+    #[test]
+    fn tokens_that_renew_themselves_warn_only_when_refreshing_fails() {
+        let now = Utc::now();
+        for p in [Platform::Instagram, Platform::Threads] {
+            let healthy = Facts {
+                access_issued_at: Some(now),
+                access_expires_at: Some(now + Duration::days(2)),
+                refresh_expires_at: Some(now + Duration::days(2)),
+                ..facts(p, State::Active)
+            };
+            assert_eq!(watch(&healthy, &horizons()), None, "{p}: refreshing renews it");
+            let failing = Facts { failures: 2, ..healthy };
+            let w = watch(&failing, &horizons()).expect("watched");
+            assert_eq!(w.credential, ExpiringCredential::AccessToken);
+            assert!(w.reason.contains("keeps failing"), "{p}: {}", w.reason);
+            assert!(!w.reason.contains("fixed lifetime"));
+        }
     }
 
     #[test]

@@ -65,7 +65,7 @@ pub fn facts(p: Platform) -> Facts {
             expires_in: Some(SIXTY_DAYS),
             refresh_expires_in: Some(YEAR),
             // No public handle and no `email` scope: the name stands in.
-            names: |u| (display_name(u), display_name(u)),
+            names: |u| (String::new(), display_name(u)),
             publish_scope: "w_member_social",
             reconciles: false,
         },
@@ -86,9 +86,7 @@ pub fn facts(p: Platform) -> Facts {
             expires_in: None,
             refresh_expires_in: None,
             // A Page token: `/me` is the Page, "<Display Name>'s Page".
-            names: |u| {
-                (format!("{}'s Page", display_name(u)), format!("{}'s Page", display_name(u)))
-            },
+            names: |u| (String::new(), format!("{}'s Page", display_name(u))),
             publish_scope: "pages_manage_posts",
             reconciles: true,
         },
@@ -109,7 +107,7 @@ pub fn facts(p: Platform) -> Facts {
             expires_in: Some(DAY),
             refresh_expires_in: Some(YEAR),
             // `username` needs user.info.profile, which Lifeline does not ask for.
-            names: |u| (display_name(u), display_name(u)),
+            names: |u| (String::new(), display_name(u)),
             publish_scope: "video.publish",
             reconciles: false,
         },

@@ -16,7 +16,7 @@ use lifeline_vault::{Tokens, VaultError};
 use sqlx::PgConnection;
 
 use super::{CallbackError, CallbackOutcome, Session};
-use crate::AppState;
+use crate::{page, AppState};
 
 pub(super) fn tokens(grant: &Grant, at: DateTime<Utc>) -> Tokens {
     Tokens {
@@ -53,14 +53,22 @@ pub(super) async fn existing_account(
             .await?
             .map(|(id, puid, username): (uuid::Uuid, String, String)| (AccountId(id), puid, username)),
     };
-    if let Some((_, platform_user_id, username)) = &found {
+    if let Some((id, platform_user_id, _)) = &found {
         if *platform_user_id != user.id {
+            let (username, display_name): (String, String) =
+                sqlx::query_as("SELECT username, display_name FROM gateway.accounts WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let signed_in =
+                page::handle_label(session.platform, &user.username, &user.display_name);
+            let expected = page::handle_label(session.platform, &username, &display_name);
             return Err(CallbackError::new(
                 StatusCode::CONFLICT,
                 "different_user",
                 format!(
-                    "You signed in to {} as @{}, but this account is @{username}. Sign in as @{username} to reconnect it; nothing was changed.",
-                    session.platform, user.username
+                    "You signed in to {} as {signed_in}, but this account is {expected}. Sign in as {expected} to reconnect it; nothing was changed.",
+                    session.platform.display_name()
                 ),
             ));
         }

@@ -200,7 +200,8 @@ impl Connector for FacebookConnector {
         let mut url = self.graph_url("me");
         url.query_pairs_mut().append_pair("fields", "id,name");
         let me: wire::Me = self.api_get(token, url, "Facebook /me").await?;
-        Ok(PlatformUser { id: me.id, username: me.name.clone(), display_name: me.name })
+        // A Page is shown by its name; Lifeline does not read a Page username.
+        Ok(PlatformUser { id: me.id, username: String::new(), display_name: me.name })
     }
 
     async fn publish(

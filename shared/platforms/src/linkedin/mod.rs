@@ -161,8 +161,8 @@ impl Connector for LinkedInConnector {
         let me: wire::UserInfo = common::parse(&a.body, "LinkedIn userinfo")?;
         let name = me.name.unwrap_or_default();
         Ok(PlatformUser {
-            // LinkedIn has no public handle; the e-mail (when shared) or the name stands in.
-            username: me.email.unwrap_or_else(|| name.clone()),
+            // LinkedIn members have no public handle: none is shown (the name is).
+            username: String::new(),
             display_name: name,
             id: me.sub,
         })

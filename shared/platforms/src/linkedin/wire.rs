@@ -8,8 +8,6 @@ pub struct UserInfo {
     pub sub: String,
     #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
-    pub email: Option<String>,
 }
 
 /// `POST /rest/posts`: a text post by a member.

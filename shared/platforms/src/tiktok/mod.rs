@@ -252,7 +252,9 @@ impl Connector for TikTokConnector {
         let a = send(self.http.get(url).bearer_auth(token.secret.expose_secret()), false).await?;
         let data: wire::UserData = Self::api_answer(&a, token, false, "user info")?;
         Ok(PlatformUser {
-            username: data.user.username.unwrap_or_else(|| data.user.display_name.clone()),
+            // The handle needs `user.info.profile`, which Lifeline does not ask for; without it
+            // none is shown (the display name is), rather than a name posing as a handle.
+            username: data.user.username.unwrap_or_default(),
             display_name: data.user.display_name,
             id: data.user.open_id,
         })

@@ -240,7 +240,8 @@ impl Connector for YouTubeConnector {
             .snippet
             .unwrap_or(wire::ChannelSnippet { title: String::new(), custom_url: None });
         Ok(PlatformUser {
-            username: snippet.custom_url.unwrap_or_else(|| snippet.title.clone()),
+            // The channel's handle (`@name`) when it has one; a title is not a handle.
+            username: snippet.custom_url.unwrap_or_default(),
             display_name: snippet.title,
             id: channel.id,
         })
