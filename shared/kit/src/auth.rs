@@ -14,8 +14,8 @@ use axum::{
 };
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
-use std::time::Duration;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 use crate::{http::ApiError, ids::WorkspaceId};
 
@@ -113,7 +113,13 @@ impl JwtKeys {
 
     /// A token with `role`. Verification refuses it if `ttl` exceeds the maximum; callers that
     /// take a TTL from a person check [`JwtKeys::max_ttl`] first and say so.
-    pub fn mint_as(&self, subject: &str, workspace: WorkspaceId, role: Role, ttl: Duration) -> String {
+    pub fn mint_as(
+        &self,
+        subject: &str,
+        workspace: WorkspaceId,
+        role: Role,
+        ttl: Duration,
+    ) -> String {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: subject.to_owned(),
@@ -156,7 +162,9 @@ impl JwtKeys {
                 ErrorKind::ImmatureSignature => TokenError::NotYetValid,
                 ErrorKind::InvalidIssuer => TokenError::Issuer,
                 ErrorKind::InvalidAudience => TokenError::Audience,
-                ErrorKind::MissingRequiredClaim(c) => TokenError::Invalid(format!("missing claim {c}")),
+                ErrorKind::MissingRequiredClaim(c) => {
+                    TokenError::Invalid(format!("missing claim {c}"))
+                }
                 _ => TokenError::Invalid("bad signature or malformed token".into()),
             })?
             .claims;
@@ -307,7 +315,10 @@ mod tests {
 
         let other = JwtKeys::new(&SecretString::from("another-secret-0123456789abcdef"));
         assert!(matches!(other.verify(&token), Err(TokenError::Invalid(_))), "another secret");
-        assert_eq!(keys.verify(&keys.encode(&claims(ws, 1_000, 2_000))).err(), Some(TokenError::Expired));
+        assert_eq!(
+            keys.verify(&keys.encode(&claims(ws, 1_000, 2_000))).err(),
+            Some(TokenError::Expired)
+        );
     }
 
     #[test]
@@ -343,10 +354,22 @@ mod tests {
         let encoding = EncodingKey::from_secret(SECRET.as_bytes()).expect("key");
         let ws = WorkspaceId::new().to_string();
         for (missing, body) in [
-            ("exp", serde_json::json!({"sub": "a", "ws": ws, "iss": ISSUER, "aud": AUDIENCE, "iat": now})),
-            ("iat", serde_json::json!({"sub": "a", "ws": ws, "iss": ISSUER, "aud": AUDIENCE, "exp": now + 60})),
-            ("iss", serde_json::json!({"sub": "a", "ws": ws, "aud": AUDIENCE, "iat": now, "exp": now + 60})),
-            ("aud", serde_json::json!({"sub": "a", "ws": ws, "iss": ISSUER, "iat": now, "exp": now + 60})),
+            (
+                "exp",
+                serde_json::json!({"sub": "a", "ws": ws, "iss": ISSUER, "aud": AUDIENCE, "iat": now}),
+            ),
+            (
+                "iat",
+                serde_json::json!({"sub": "a", "ws": ws, "iss": ISSUER, "aud": AUDIENCE, "exp": now + 60}),
+            ),
+            (
+                "iss",
+                serde_json::json!({"sub": "a", "ws": ws, "aud": AUDIENCE, "iat": now, "exp": now + 60}),
+            ),
+            (
+                "aud",
+                serde_json::json!({"sub": "a", "ws": ws, "iss": ISSUER, "iat": now, "exp": now + 60}),
+            ),
         ] {
             let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &body, &encoding)
                 .expect("encodes");
@@ -354,8 +377,8 @@ mod tests {
         }
         // An unknown role is refused rather than read as member.
         let body = serde_json::json!({"sub": "a", "ws": ws, "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 60, "role": "admin"});
-        let token =
-            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &body, &encoding).expect("encodes");
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &body, &encoding)
+            .expect("encodes");
         assert!(keys.verify(&token).is_err());
     }
 }
