@@ -62,14 +62,11 @@ async fn keep_bucket(bus: Bus, bucket: String, replicas: usize, shutdown: Cancel
     while !shutdown.is_cancelled() {
         let run = async {
             let store = bus
-                .jetstream()
-                .create_or_update_key_value(kv::Config {
-                    bucket: bucket.clone(),
-                    description: "Lifeline: the current connection state of every account".into(),
-                    history: 1,
-                    num_replicas: replicas,
-                    ..Default::default()
-                })
+                .ensure_bucket(
+                    &bucket,
+                    "Lifeline: the current connection state of every account",
+                    replicas,
+                )
                 .await
                 .map_err(|e| format!("cannot create the bucket {bucket}: {e}"))?;
             let subjects = bus.subjects().clone();

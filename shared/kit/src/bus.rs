@@ -381,7 +381,8 @@ impl Bus {
     /// in stream order: `max_ack_pending` 1, so the next message is delivered only once this one
     /// is acked, and a handler can apply the messages as a sequence. A transient failure is
     /// retried with a growing delay and no limit (skipping a message would break the order); a
-    /// poison one is terminated and copied to the DLQ. The handler gets the raw message.
+    /// poison one is terminated and copied to the DLQ. The handler gets the raw message. An
+    /// error of the message stream (the durable deleted, heartbeats missed) ends it with `Err`.
     pub async fn consume_in_order<H, Fut>(
         &self,
         name: &str,
@@ -420,11 +421,9 @@ impl Bus {
             };
             let msg = match next {
                 Some(Ok(m)) => m,
-                Some(Err(e)) => {
-                    tracing::warn!(consumer = %durable, error = %e, "consumer stream error; continuing");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
+                // The caller starts again (a deleted durable is then recreated and replays
+                // from the stream's start; NATS away, it resumes where the durable stands).
+                Some(Err(e)) => return Err(js_err(format!("{durable}: {e}"))),
                 None => break,
             };
             let (delivered, stream_sequence) =
@@ -471,6 +470,33 @@ impl Bus {
         }
         tracing::info!(consumer = %durable, "consumer stopped");
         Ok(())
+    }
+
+    /// Creates the key-value bucket `bucket` (history 1, file storage, `replicas`), or updates
+    /// it to this configuration, and opens it. The bucket's stream is written here rather than
+    /// with `create_or_update_key_value`, whose account-info request NATS 2.9 answers in a shape
+    /// the client cannot read; the configuration is the one the client would make.
+    pub async fn ensure_bucket(
+        &self,
+        bucket: &str,
+        description: &str,
+        replicas: usize,
+    ) -> Result<kv::Store, BusError> {
+        let config = stream::Config {
+            name: format!("KV_{bucket}"),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            description: Some(description.to_owned()),
+            max_messages_per_subject: 1,
+            storage: StorageType::File,
+            num_replicas: replicas,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            ..Default::default()
+        };
+        self.setup.create_or_update_stream(config).await.map_err(js_err)?;
+        self.js.get_key_value(bucket).await.map_err(js_err)
     }
 
     /// What JetStream reports about every consumer of the events stream (Lifeline's and other
