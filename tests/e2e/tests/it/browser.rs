@@ -5,7 +5,8 @@
 //! `WAIT break <user> <n>`, the test revokes the user on the simulator, schedules `n` posts and
 //! answers `OK {"posts": [...]}`. Afterwards it checks what the page claimed against the
 //! simulator and the database. Needs `bash tests/browser/setup.sh` first; without Chromium or
-//! node_modules it fails instead of skipping.
+//! node_modules it fails instead of skipping. Screenshots land in .run/browser/screenshots
+//! (LIFELINE_SCREENSHOTS=$PWD/docs/screenshots refreshes the documented ones).
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
@@ -110,6 +111,12 @@ async fn accounts_page_story_in_headless_chromium() -> anyhow::Result<()> {
     let system = System::start().await?;
     let (ws, account) = connected_account(&system, USER).await?;
     let link = page_link(&system, ws).await?;
+    // Screenshots go to .run/ (gitignored) so a test run leaves the tree clean; point
+    // LIFELINE_SCREENSHOTS at docs/screenshots to refresh the documented ones.
+    let shots = match std::env::var_os("LIFELINE_SCREENSHOTS") {
+        Some(dir) => PathBuf::from(dir),
+        None => dir.join("../../.run/browser/screenshots"),
+    };
 
     let mut child = Command::new("node")
         .arg(dir.join("story.mjs"))
@@ -122,6 +129,7 @@ async fn accounts_page_story_in_headless_chromium() -> anyhow::Result<()> {
         .env("LIFELINE_WORKSPACE", ws.to_string())
         .env("LIFELINE_PLATFORM_NAME", Platform::X.display_name())
         .env("LIFELINE_CAUSE_TEXT", AuthFailureCause::Revoked.explain())
+        .env("LIFELINE_SCREENSHOTS", &shots)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -172,6 +180,10 @@ async fn accounts_page_story_in_headless_chromium() -> anyhow::Result<()> {
             result = Some(serde_json::from_str::<Value>(json).context("the story's RESULT")?);
         } else if let Some(why) = line.strip_prefix("FAIL ") {
             failure = Some(why.to_owned());
+        } else if let Some(why) = failure.as_mut() {
+            // A failure's details and screenshot path follow on the next lines.
+            why.push('\n');
+            why.push_str(&line);
         }
     }
     drop(stdin);
