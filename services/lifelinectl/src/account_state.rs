@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::kv::Operation;
+use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
 use futures::StreamExt;
 use lifeline_events::{
     v1::{self, AccountState, ConnectionState},
@@ -39,48 +39,67 @@ impl Snapshot {
     }
 }
 
-/// Reads every key of `bucket` as one consistent snapshot. The watch delivers the last value of
-/// each key as of its creation, then every later write, in the bucket's order; reading until it
+/// Reads every key of `bucket` as one consistent snapshot. The consumer delivers the last value
+/// of each key as of its creation, then every later write, in the bucket's order; reading until it
 /// has caught up means every write up to the highest sequence seen is included, which key-by-key
 /// `get`s cannot promise while the gateway writes.
 pub async fn snapshot(
     js: &async_nats::jetstream::Context,
     bucket: &str,
 ) -> Result<Snapshot, CtlError> {
-    let store = js.get_key_value(bucket).await.map_err(|e| {
-        CtlError::JetStream(format!(
-            "cannot open bucket {bucket}: {e} (check --stream-prefix; the gateway creates it at start)"
-        ))
-    })?;
-    let status = store
-        .status()
-        .await
-        .map_err(|e| CtlError::JetStream(format!("cannot read bucket {bucket}: {e}")))?;
     let mut snapshot = Snapshot::default();
-    if status.values() == 0 {
+    let stream = js
+        .get_stream(format!("KV_{bucket}"))
+        .await
+        .map_err(|e| {
+            CtlError::JetStream(format!(
+                "cannot open bucket {bucket}: {e} (check --stream-prefix; the gateway creates it at start)"
+            ))
+        })?;
+    if stream.cached_info().state.messages == 0 {
         return Ok(snapshot);
     }
-    let mut watch = store
-        .watch_all()
+    // The last value of every key, through an ordered consumer with one filter subject (NATS
+    // 2.9 ignores the multi-subject filter the clients' own watch uses).
+    let prefix = format!("$KV.{bucket}.");
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: format!("{prefix}>"),
+            deliver_policy: DeliverPolicy::LastPerSubject,
+            description: Some("lifelinectl accounts state".to_owned()),
+            ..Default::default()
+        })
         .await
-        .map_err(|e| CtlError::JetStream(format!("cannot watch bucket {bucket}: {e}")))?;
+        .map_err(|e| CtlError::JetStream(format!("cannot read bucket {bucket}: {e}")))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| CtlError::JetStream(format!("cannot read bucket {bucket}: {e}")))?;
     let mut latest = std::collections::BTreeMap::new();
     let read = async {
-        while let Some(entry) = watch.next().await {
-            let entry = entry.map_err(|e| CtlError::JetStream(format!("reading {bucket}: {e}")))?;
-            let value = match entry.operation {
-                Operation::Put => AccountState::decode(entry.value.as_ref()).ok(),
-                Operation::Delete | Operation::Purge => None,
-            };
-            if entry.operation == Operation::Put && value.is_none() {
-                eprintln!("warning: skipping {}: not an AccountState", entry.key);
+        while let Some(msg) = messages.next().await {
+            let msg = msg.map_err(|e| CtlError::JetStream(format!("reading {bucket}: {e}")))?;
+            let key = msg.subject.strip_prefix(prefix.as_str()).unwrap_or_default().to_owned();
+            let deleted = msg
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("KV-Operation"))
+                .is_some_and(|op| matches!(op.as_str(), "DEL" | "PURGE"));
+            let value =
+                if deleted { None } else { AccountState::decode(msg.payload.as_ref()).ok() };
+            if !deleted && value.is_none() {
+                eprintln!("warning: skipping {key}: not an AccountState");
             }
-            latest.insert(entry.key.clone(), value);
-            if entry.delta == 0 {
+            latest.insert(key, value);
+            let pending = msg
+                .info()
+                .map_err(|e| CtlError::JetStream(format!("reading {bucket}: {e}")))?
+                .pending;
+            if pending == 0 {
                 return Ok(());
             }
         }
-        Err(CtlError::JetStream(format!("the watch of {bucket} ended early")))
+        Err(CtlError::JetStream(format!("reading {bucket} ended early")))
     };
     tokio::time::timeout(SNAPSHOT_TIMEOUT, read).await.map_err(|_| {
         CtlError::JetStream(format!("reading {bucket} took longer than {SNAPSHOT_TIMEOUT:?}"))
