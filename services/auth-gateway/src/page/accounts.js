@@ -330,6 +330,8 @@ async function closeDisconnect() {
   chosen.button.disabled = true;
   try {
     await api("DELETE", `/v1/accounts/${chosen.id}`);
+    // The outcome a consent brought us back for is over once its account is gone.
+    if (outcome && outcome.id === chosen.id) outcome = null;
     announce(`${chosen.label} is disconnected.`);
     const v = views.get(chosen.id);
     if (v) {
