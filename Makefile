@@ -79,3 +79,11 @@ test-contracts: $(BUF) ## Breaking check proved both ways; AsyncAPI document val
 test-examples: infra ## Subscriber examples (Python, TypeScript) against the reconnect story (needs python3, npm)
 	bash scripts/examples/setup.sh
 	cargo test -p lifeline-e2e --test it examples -- --ignored --nocapture
+
+# `make test-browser`: the Accounts page story in Debian's headless Chromium, driven by
+# playwright-core (tests/browser): sign in by link, break, reconnect, confirm a new account,
+# disconnect, keyboard-only reconnect; screenshots land in .run/browser/screenshots.
+.PHONY: test-browser
+test-browser: infra ## The Accounts page story in headless Chromium (installs chromium, npm ci)
+	bash tests/browser/setup.sh
+	cargo test -p lifeline-e2e --test it browser -- --ignored --nocapture
