@@ -40,6 +40,13 @@ struct StreamEvent {
     event_id: String,
 }
 
+/// Every event's envelope is its field 1; the rest is skipped.
+#[derive(Clone, PartialEq, prost::Message)]
+struct EnvelopeOnly {
+    #[prost(message, optional, tag = "1")]
+    envelope: Option<Envelope>,
+}
+
 /// Reads the events stream from `start` up to and including `until` with an ordered consumer.
 async fn read_stream(
     system: &System,
@@ -69,8 +76,7 @@ async fn read_stream(
             }
             let (name, _, account) =
                 subjects.parse_event(&msg.subject).context("an event subject")?;
-            // Every event's envelope is field 1: decode it through any event type.
-            let envelope = AuthFailed::decode(msg.payload.as_ref())?.envelope.unwrap_or_default();
+            let envelope = EnvelopeOnly::decode(msg.payload.as_ref())?.envelope.unwrap_or_default();
             out.push(StreamEvent {
                 seq,
                 name: name.to_owned(),
