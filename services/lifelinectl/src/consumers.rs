@@ -22,7 +22,7 @@ pub struct Row {
     pub pending: u64,
     pub ack_pending: usize,
     pub redelivered: usize,
-    /// The later of its last delivery and its last ack (NATS 2.10 and later report them).
+    /// The later of its last delivery and its last ack, when it had one.
     pub last_active: Option<DateTime<Utc>>,
     pub filter_subject: String,
     pub ack_floor: u64,
