@@ -6,7 +6,10 @@ use std::{str::FromStr, time::Duration};
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use lifeline_events::{Platform, EVENT_NAMES};
-use lifeline_kit::ids::{AccountId, PostId, WorkspaceId};
+use lifeline_kit::{
+    auth::Role,
+    ids::{AccountId, PostId, WorkspaceId},
+};
 use secrecy::SecretString;
 use url::Url;
 
@@ -126,9 +129,22 @@ pub struct MintArgs {
     /// The token's `sub` claim: who is calling (only logged by the services).
     #[arg(long, default_value = "lifelinectl", value_parser = parse_token_subject)]
     pub subject: String,
-    /// Lifetime, like 30m, 24h or 7d.
+    /// Lifetime, like 30m, 12h or 24h; at most LIFELINE_JWT_MAX_TTL (default 24h), since the
+    /// services refuse longer-lived tokens.
     #[arg(long, default_value = "24h", value_parser = parse_ttl)]
     pub ttl: Duration,
+    /// `member` (its workspace only) or `operator` (also the operator endpoints, across
+    /// workspaces).
+    #[arg(long, default_value = "member", value_parser = parse_role)]
+    pub role: Role,
+}
+
+pub fn parse_role(s: &str) -> Result<Role, String> {
+    match s {
+        "member" => Ok(Role::Member),
+        "operator" => Ok(Role::Operator),
+        other => Err(format!("unknown role {other:?}: member or operator")),
+    }
 }
 
 #[derive(Debug, Subcommand)]

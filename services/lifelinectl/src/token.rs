@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use lifeline_kit::{
-    auth::{jwt_secret, JwtKeys},
+    auth::{jwt_secret, max_ttl, JwtKeys},
     config::Env,
     ids::WorkspaceId,
 };
@@ -41,10 +41,18 @@ pub fn mint_command(global: &GlobalArgs, args: &MintArgs, env: &Env) -> Result<(
     };
     // Read the secret first so a generated workspace is only announced when it gets a token.
     let secret = jwt_secret(env)?;
+    let max = max_ttl(env)?;
+    if args.ttl > max {
+        return Err(CtlError::Usage(format!(
+            "--ttl {} is longer than the {} s the services accept (LIFELINE_JWT_MAX_TTL); mint a shorter token",
+            args.ttl.as_secs(),
+            max.as_secs()
+        )));
+    }
     if generated {
         eprintln!("workspace: {workspace}");
     }
-    output::line(&JwtKeys::new(&secret).mint(&args.subject, workspace, args.ttl))
+    output::line(&JwtKeys::new(&secret).mint_as(&args.subject, workspace, args.role, args.ttl))
 }
 
 /// The bearer token for an API command. An explicit `--workspace` wins over `LIFELINE_TOKEN`,
@@ -91,6 +99,34 @@ mod tests {
         assert_eq!(claims.ws, ws);
         assert_eq!(claims.sub, "ops");
         assert_eq!(claims.exp - claims.iat, 60);
+    }
+
+    fn mint_args(args: &[&str]) -> (GlobalArgs, MintArgs) {
+        let argv = ["lifelinectl", "--workspace", "new", "token", "mint"]
+            .into_iter()
+            .chain(args.iter().copied());
+        let cli = crate::cli::Cli::try_parse_from(argv).expect("valid arguments");
+        match cli.command {
+            crate::cli::Command::Token(crate::cli::TokenCommand::Mint(m)) => (cli.global, m),
+            _ => unreachable!("token mint"),
+        }
+    }
+
+    #[test]
+    fn token_mint_refuses_a_lifetime_the_services_would_refuse() {
+        let env = Env::from_pairs([("LIFELINE_JWT_SECRET", SECRET)]);
+        let (g, a) = mint_args(&["--ttl", "7d"]);
+        let err = mint_command(&g, &a, &env).expect_err("over the 24h default");
+        assert!(err.to_string().contains("LIFELINE_JWT_MAX_TTL"), "{err}");
+        assert_eq!(err.exit_code(), 2);
+        let env =
+            Env::from_pairs([("LIFELINE_JWT_SECRET", SECRET), ("LIFELINE_JWT_MAX_TTL", "1h")]);
+        let (g, a) = mint_args(&["--ttl", "2h"]);
+        assert!(mint_command(&g, &a, &env).is_err(), "over a configured maximum");
+        let (_, a) = mint_args(&["--role", "operator", "--ttl", "1h"]);
+        assert_eq!(a.role, lifeline_kit::auth::Role::Operator);
+        let argv = ["lifelinectl", "token", "mint", "--role", "admin"];
+        assert!(crate::cli::Cli::try_parse_from(argv).is_err(), "unknown roles are refused");
     }
 
     #[test]
