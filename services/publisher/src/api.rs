@@ -77,6 +77,15 @@ async fn schedule(
     let info = app.vault.info(account).await.map_err(ApiError::internal)?;
     let info =
         info.filter(|i| i.workspace_id == ws).ok_or_else(|| ApiError::not_found("account"))?;
+    // The platform's own rules, now rather than as a dead letter later.
+    let media_kind = req.media.as_ref().map(|m| match m.kind.as_str() {
+        "video" => lifeline_platforms::MediaKind::Video,
+        _ => lifeline_platforms::MediaKind::Image,
+    });
+    lifeline_platforms::check_post(info.platform, &req.text, media_kind).map_err(|v| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "post_invalid", v.message)
+            .with_details(serde_json::json!({ "rule": v.rule, "platform": info.platform }))
+    })?;
     let at = req.scheduled_at.unwrap_or_else(Utc::now);
     let inserted: Option<Post> = sqlx::query_as(&format!(
         "INSERT INTO publisher.posts (id, workspace_id, account_id, platform, body, idempotency_key, scheduled_at, status,

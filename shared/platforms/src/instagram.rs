@@ -17,6 +17,13 @@ pub use crate::meta_login::MetaLoginConnector as InstagramConnector;
 /// Read the professional account and publish content to it.
 pub const SCOPES: [&str; 2] = ["instagram_business_basic", "instagram_business_content_publish"];
 
+/// Every post needs an image or a video; the caption takes at most 2,200 characters.
+pub(crate) const POST_RULES: crate::post_rules::PostRules = crate::post_rules::PostRules {
+    max_length: 2200,
+    counting: crate::post_rules::Counting::Chars,
+    media: crate::post_rules::MediaNeed::ImageOrVideo,
+};
+
 pub(crate) static CONFIG: Config = Config {
     platform: lifeline_kit::Platform::Instagram,
     name: "Instagram",

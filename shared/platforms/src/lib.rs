@@ -13,6 +13,7 @@ pub mod linkedin;
 mod meta_login;
 mod oauth;
 mod permissions;
+mod post_rules;
 mod taxonomy;
 pub mod threads;
 pub mod tiktok;
@@ -29,6 +30,7 @@ use lifeline_kit::{
 use secrecy::SecretString;
 
 pub use permissions::{ask_again, missing_for_publishing, publishing_needs, Needed};
+pub use post_rules::{check_post, Violation};
 pub use taxonomy::{AuthCause, Failure};
 
 /// What a completed authorization or refresh gave us.

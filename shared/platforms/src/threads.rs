@@ -16,6 +16,13 @@ pub use crate::meta_login::MetaLoginConnector as ThreadsConnector;
 /// Read the profile and publish to it.
 pub const SCOPES: [&str; 2] = ["threads_basic", "threads_content_publish"];
 
+/// A post's text takes at most 500 characters.
+pub(crate) const POST_RULES: crate::post_rules::PostRules = crate::post_rules::PostRules {
+    max_length: 500,
+    counting: crate::post_rules::Counting::Chars,
+    media: crate::post_rules::MediaNeed::Optional,
+};
+
 pub(crate) static CONFIG: Config = Config {
     platform: lifeline_kit::Platform::Threads,
     name: "Threads",

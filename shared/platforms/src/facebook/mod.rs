@@ -24,6 +24,13 @@ use crate::{
 
 pub use errors::{classify_api, classify_token};
 
+/// A Page post's message takes at most 63,206 characters.
+pub(crate) const POST_RULES: crate::post_rules::PostRules = crate::post_rules::PostRules {
+    max_length: 63_206,
+    counting: crate::post_rules::Counting::Chars,
+    media: crate::post_rules::MediaNeed::Optional,
+};
+
 /// The Graph API version every path is written against.
 pub const GRAPH_VERSION: &str = "v21.0";
 

@@ -23,6 +23,13 @@ use crate::{
 
 pub use errors::{classify_api, classify_token_body, classify_token_error};
 
+/// The Posts API's `commentary` takes at most 3,000 characters.
+pub(crate) const POST_RULES: crate::post_rules::PostRules = crate::post_rules::PostRules {
+    max_length: 3000,
+    counting: crate::post_rules::Counting::Chars,
+    media: crate::post_rules::MediaNeed::Optional,
+};
+
 /// OpenID for `userinfo` (`openid profile`) and posting as the member (`w_member_social`).
 pub const SCOPES: [&str; 3] = ["openid", "profile", "w_member_social"];
 

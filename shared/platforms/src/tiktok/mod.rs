@@ -28,6 +28,13 @@ use crate::{
 
 pub use errors::{classify_api, classify_fail_reason, classify_token};
 
+/// Direct Post publishes a video; its caption takes at most 2,200 characters.
+pub(crate) const POST_RULES: crate::post_rules::PostRules = crate::post_rules::PostRules {
+    max_length: 2200,
+    counting: crate::post_rules::Counting::Chars,
+    media: crate::post_rules::MediaNeed::Video,
+};
+
 /// Identify the user and publish videos.
 pub const SCOPES: [&str; 2] = ["user.info.basic", "video.publish"];
 

@@ -24,6 +24,13 @@ use crate::{
 
 pub use errors::{classify_api, classify_token_error};
 
+/// X's limit: 280 weighted characters (docs.x.com, counting characters).
+pub(crate) const POST_RULES: crate::post_rules::PostRules = crate::post_rules::PostRules {
+    max_length: 280,
+    counting: crate::post_rules::Counting::XWeighted,
+    media: crate::post_rules::MediaNeed::Optional,
+};
+
 /// Scopes Lifeline asks X for: read the user, post, and `offline.access` for a refresh token.
 pub const SCOPES: [&str; 4] = ["tweet.read", "tweet.write", "users.read", "offline.access"];
 

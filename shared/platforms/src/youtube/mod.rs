@@ -26,6 +26,13 @@ use crate::{
 
 pub use errors::{classify_api, classify_token_body, classify_token_error};
 
+/// A video is uploaded; the text becomes its description (at most 5,000 characters).
+pub(crate) const POST_RULES: crate::post_rules::PostRules = crate::post_rules::PostRules {
+    max_length: 5000,
+    counting: crate::post_rules::Counting::Chars,
+    media: crate::post_rules::MediaNeed::Video,
+};
+
 /// Upload videos, and read the channel (identity, uploads playlist for reconciliation).
 pub const SCOPES: [&str; 2] = [
     "https://www.googleapis.com/auth/youtube.upload",

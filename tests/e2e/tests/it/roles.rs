@@ -13,6 +13,11 @@ use serde_json::Value;
 
 use crate::{connected_account, post_reaches};
 
+async fn connected_account_id(system: &System, ws: WorkspaceId) -> anyhow::Result<String> {
+    let (_, body) = system.get(&system.gateway, "/v1/accounts", ws).await?;
+    Ok(body["accounts"][0]["id"].as_str().context("an account")?.to_owned())
+}
+
 async fn get_with(system: &System, url: &str, token: &str) -> anyhow::Result<(u16, Value)> {
     let r = system.http.get(url).bearer_auth(token).send().await?;
     let status = r.status().as_u16();
@@ -24,15 +29,31 @@ async fn tokens_are_checked_and_operator_endpoints_need_the_role() -> anyhow::Re
     let system = System::start().await?;
     let keys = JwtKeys::new(&system.jwt_secret.clone().into());
 
-    // Two workspaces with one dead letter each (a tweet X can never accept).
+    // Two workspaces with one dead letter each: X refuses a tweet that repeats one.
     let mut dead = Vec::new();
     for user in ["rita", "sam"] {
         let (ws, account) = connected_account(&system, user).await?;
-        let post = system.schedule_post(ws, &account, &"x".repeat(400)).await?;
+        let first = system.schedule_post(ws, &account, "said once").await?;
+        post_reaches(&system, ws, &first, "published").await?;
+        let post = system.schedule_post(ws, &account, "said once").await?;
         post_reaches(&system, ws, &post, "dead_lettered").await?;
         dead.push((ws, post));
     }
     let url = format!("{}/v1/operator/dead-letters", system.publisher);
+
+    // A post the platform could never accept is refused when it is scheduled, naming the rule.
+    let (ws, account) = (dead[0].0, connected_account_id(&system, dead[0].0).await?);
+    let (status, body) = system
+        .post_json(
+            &system.publisher,
+            "/v1/posts",
+            ws,
+            &serde_json::json!({"account_id": account, "text": "x".repeat(400)}),
+        )
+        .await?;
+    assert_eq!((status, body["error"].as_str()), (422, Some("post_invalid")), "{body}");
+    assert_eq!(body["details"]["rule"], "text_too_long", "{body}");
+    assert!(body["message"].as_str().unwrap_or_default().contains("280"), "{body}");
 
     // A member token: 403 on the operator endpoint, its own dead letter on the member one.
     let member = keys.mint("member", dead[0].0, Duration::from_secs(60));
