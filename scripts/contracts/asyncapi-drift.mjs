@@ -7,7 +7,7 @@
 //   node asyncapi-drift.mjs payloads  <buf-image.json>                   print them
 //
 // The code's side comes from the sources: the `events!` block and the subject builders in
-// shared/events/src/lib.rs, the stream settings in shared/kit/src/bus.rs, the key-value bucket
+// shared/events/src/lib.rs, the stream settings in shared/kit/src/bus/mod.rs, the key-value bucket
 // wherever a service names it. The document is read through @asyncapi/parser (with the protobuf
 // schema parser the CLI registers), so a document the parser rejects fails the check too.
 // The image is `buf build proto -o -#format=json`.
@@ -84,12 +84,12 @@ export function codeFacts(root = REPO) {
   const platforms = [...block(lib, /pub fn as_str\(self\)/, 'Platform::as_str').matchAll(/Platform::\w+ => "([a-z]+)"/g)].map((m) => m[1]);
   if (platforms.length === 0) throw new SourceError('Platform::as_str lists no platform');
 
-  const bus = read(root, 'shared/kit/src/bus.rs');
+  const bus = read(root, 'shared/kit/src/bus/mod.rs');
   const streamPrefix = (read(root, 'shared/kit/src/config/mod.rs').match(/"LIFELINE_STREAM_PREFIX",\s*"([^"]+)"/) || [])[1];
   if (!streamPrefix) throw new SourceError('cannot find the default LIFELINE_STREAM_PREFIX');
   const streams = {};
   for (const [variable, suffix] of [['events', 'EVENTS'], ['dlq', 'DLQ']]) {
-    const body = block(bus, new RegExp(`let ${variable} = stream::Config`), `the ${variable} stream::Config in bus.rs`);
+    const body = block(bus, new RegExp(`let ${variable} = stream::Config`), `the ${variable} stream::Config in bus/mod.rs`);
     const secs = (key) => {
       const m = body.match(new RegExp(`${key}: Duration::from_secs\\(([0-9_ *]+)\\)`));
       if (!m) throw new SourceError(`no ${key} in the ${variable} stream config`);
@@ -346,7 +346,7 @@ export async function check(docFile, image) {
     fail(`schema ${name} differs from the proto at its line ${line + 1}: document has "${(a[line] ?? '').trim()}", proto has "${(b[line] ?? '').trim()}" (regenerate: bash scripts/contracts/asyncapi.sh --write)`);
   }
 
-  // The streams' settings, as bus.rs creates them.
+  // The streams' settings, as bus/mod.rs creates them.
   const described = raw?.info?.['x-jetstream-streams'] || {};
   for (const [name, want] of Object.entries(code.streams)) {
     const got = described[name];

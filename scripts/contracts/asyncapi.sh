@@ -8,7 +8,7 @@
 #   4. the drift check (asyncapi-drift.mjs): every subject the code publishes (the events!
 #      block, the dead-letter pattern, the key-value bucket) is a channel with a send operation,
 #      every message and enum of proto/ is referenced by a payload, the payloads are the current
-#      proto, and the streams are described as shared/kit/src/bus.rs creates them
+#      proto, and the streams are described as shared/kit/src/bus/mod.rs creates them
 #   5. the drift check's self-test: on temp copies with one channel removed and with one message
 #      unreferenced it must name each failure, and pass on the unchanged copy
 # The real files are never modified, except with --write: that first regenerates the document's
