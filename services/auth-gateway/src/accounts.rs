@@ -13,9 +13,11 @@ use lifeline_kit::{
     events::{self, AccountDisconnected, AuthFailureCause, Envelope},
     http::ApiError,
     ids::AccountId,
+    openapi::{ErrorBody, PlatformName, Unauthorized},
     Platform,
 };
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::AppState;
 
@@ -26,25 +28,43 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/accounts/{id}", get(show).delete(disconnect))
 }
 
-#[derive(Serialize, sqlx::FromRow)]
+/// The stored account and its health, as the read model keeps it.
+#[derive(Serialize, sqlx::FromRow, ToSchema)]
 struct AccountRow {
     id: AccountId,
+    #[schema(value_type = PlatformName)]
     platform: String,
+    /// The account's id on the platform.
     platform_user_id: String,
+    /// The platform's username (may be empty where the platform has none).
     username: String,
     display_name: String,
+    /// Whether publishing works (`healthy`) or waits for the owner (`needs_reconnect`).
+    #[schema(value_type = AccountStatus)]
     status: String,
+    /// Why it needs reconnecting (`revoked`, `password_changed`, `permission_removed`, …).
+    #[schema(required = true)]
     cause: Option<String>,
+    /// The platform's own words about the failure.
+    #[schema(required = true)]
     status_detail: Option<String>,
     status_changed_at: DateTime<Utc>,
+    /// When a credential will lapse that refreshing cannot renew.
+    #[schema(required = true)]
     expiring_at: Option<DateTime<Utc>>,
+    /// Which credential lapses then (`access` or `refresh`).
+    #[schema(required = true)]
     expiring_credential: Option<String>,
     connected_at: DateTime<Utc>,
+    #[schema(required = true)]
     reconnected_at: Option<DateTime<Utc>>,
     /// The platform's last refusal and when it came; kept after a reconnect.
+    #[schema(required = true)]
     last_error: Option<String>,
+    #[schema(required = true)]
     last_error_at: Option<DateTime<Utc>>,
     /// The refresher's words for an expiry that refreshing cannot prevent.
+    #[schema(required = true)]
     expiring_reason: Option<String>,
     /// Posts parked after an auth failure, waiting for a reconnect.
     waiting_posts: i64,
@@ -58,22 +78,49 @@ struct AccountRow {
     reconnect_in_progress: bool,
 }
 
+/// `status` of an account.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // a schema only: the column is text
+enum AccountStatus {
+    Healthy,
+    NeedsReconnect,
+}
+
+/// `state` of an account: what the page shows (`reconnecting` while an authorization for it is
+/// under way, `expiring` while a lapse is ahead).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // a schema only: the view writes the words
+enum AccountState {
+    Healthy,
+    NeedsReconnect,
+    Expiring,
+    Reconnecting,
+}
+
 /// An account as the API shows it.
-#[derive(Serialize)]
-struct AccountView {
+#[derive(Serialize, ToSchema)]
+#[schema(as = Account)]
+pub(crate) struct AccountView {
     #[serde(flatten)]
     row: AccountRow,
     /// The platform's name as people write it ("LinkedIn").
+    #[schema(value_type = String, example = "LinkedIn")]
     platform_name: &'static str,
     /// `@handle` where the platform has handles (never a display name), else null.
+    #[schema(required = true)]
     handle: Option<String>,
     /// What to call the account: its display name, or its handle when it has none.
     name: String,
     /// One of `healthy`, `needs_reconnect`, `expiring`, `reconnecting` (what the page shows).
+    #[schema(value_type = AccountState)]
     state: &'static str,
     /// The cause in plain words, when the account needs reconnecting.
+    #[schema(required = true)]
     cause_text: Option<String>,
     /// What the owner should do, if anything.
+    #[schema(required = true)]
     action: Option<String>,
 }
 
@@ -155,19 +202,38 @@ const SELECT: &str = "SELECT a.id, a.platform, a.platform_user_id, a.username, a
         AND o.expires_at > now()) AS reconnect_in_progress
     FROM gateway.accounts a";
 
-#[derive(Serialize)]
+/// A platform accounts can be connected on.
+#[derive(Serialize, ToSchema)]
+#[schema(as = PlatformInfo)]
 struct PlatformView {
+    #[schema(value_type = PlatformName)]
     id: Platform,
+    /// Its name as people write it.
+    #[schema(value_type = String, example = "LinkedIn")]
     name: &'static str,
 }
 
-#[derive(Serialize)]
-struct PlatformList {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PlatformList {
     platforms: Vec<PlatformView>,
 }
 
 /// The platforms this Lifeline can connect (those with a configured OAuth client).
-async fn platforms(State(app): State<AppState>, Workspace(_): Workspace) -> Json<PlatformList> {
+#[utoipa::path(
+    get,
+    path = "/v1/platforms",
+    operation_id = "list_platforms",
+    tag = "accounts",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "In Lifeline's order.", body = PlatformList),
+        (status = 401, response = Unauthorized),
+    ),
+)]
+pub(crate) async fn platforms(
+    State(app): State<AppState>,
+    Workspace(_): Workspace,
+) -> Json<PlatformList> {
     let platforms = Platform::ALL
         .into_iter()
         .filter(|p| app.connectors.get(*p).is_some())
@@ -176,12 +242,25 @@ async fn platforms(State(app): State<AppState>, Workspace(_): Workspace) -> Json
     Json(PlatformList { platforms })
 }
 
-#[derive(Serialize)]
-struct AccountList {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AccountList {
+    /// Oldest connection first.
     accounts: Vec<AccountView>,
 }
 
-async fn list(
+/// Every account of the workspace with its health.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts",
+    operation_id = "list_accounts",
+    tag = "accounts",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The workspace's accounts, oldest connection first.", body = AccountList),
+        (status = 401, response = Unauthorized),
+    ),
+)]
+pub(crate) async fn list(
     State(app): State<AppState>,
     Workspace(ws): Workspace,
 ) -> Result<Json<AccountList>, ApiError> {
@@ -208,7 +287,21 @@ async fn find(
         .ok_or_else(|| ApiError::not_found("account"))
 }
 
-async fn show(
+/// One account of the workspace.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{id}",
+    operation_id = "get_account",
+    tag = "accounts",
+    security(("bearer" = [])),
+    params(("id" = AccountId, Path, description = "The account.")),
+    responses(
+        (status = 200, description = "The account and its health.", body = AccountView),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "`not_found`: no such account in the workspace (or not an id).", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn show(
     State(app): State<AppState>,
     Workspace(ws): Workspace,
     Path(id): Path<String>,
@@ -217,7 +310,20 @@ async fn show(
 }
 
 /// Disconnects an account: its credentials are deleted and AccountDisconnected is emitted.
-async fn disconnect(
+#[utoipa::path(
+    delete,
+    path = "/v1/accounts/{id}",
+    operation_id = "disconnect_account",
+    tag = "accounts",
+    security(("bearer" = [])),
+    params(("id" = AccountId, Path, description = "The account.")),
+    responses(
+        (status = 204, description = "Disconnected: the account and its credentials are gone."),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "`not_found`: no such account in the workspace (or not an id).", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn disconnect(
     State(app): State<AppState>,
     Workspace(ws): Workspace,
     Path(id): Path<String>,

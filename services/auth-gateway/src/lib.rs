@@ -111,5 +111,52 @@ fn router(state: AppState, jwt: JwtKeys) -> Router {
         .merge(page::routes())
         .merge(session::routes())
         .with_state(state)
+        .merge(lifeline_kit::openapi::route(&openapi()))
         .layer(Extension(jwt))
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        accounts::platforms,
+        accounts::list,
+        accounts::show,
+        accounts::disconnect,
+        oauth::start_connect,
+        oauth::start_reconnect,
+        oauth::callback,
+        oauth::pending::confirm,
+        oauth::pending::ask_again,
+        session::mint_link,
+        session::signin_form,
+        session::signin,
+        session::signout,
+        session::session_token,
+        page::accounts_page,
+        page::accounts_js,
+        page::accounts_css,
+        page::style_css,
+    ),
+    components(schemas(session::LinkRequest)),
+    tags(
+        (name = "accounts", description = "The workspace's connected accounts and their health."),
+        (name = "oauth", description = "Connecting and reconnecting through OAuth, bound to the browser that started it."),
+        (name = "page", description = "The Accounts page: its files, sign-in by page link, its session."),
+    )
+)]
+struct ApiDoc;
+
+/// The gateway's OpenAPI document (served at `/openapi.json`, committed as
+/// docs/api/auth-gateway.openapi.json).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    lifeline_kit::openapi::document(ApiDoc::openapi(), SERVICE, env!("CARGO_PKG_VERSION"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn committed_openapi_document_matches_the_code() {
+        lifeline_kit::openapi::assert_committed(&super::openapi(), super::SERVICE);
+    }
 }

@@ -20,12 +20,61 @@ img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/", get(|| async { Html(ACCOUNTS_PAGE) }))
-        .route("/assets/accounts.js", get(|| async { asset("text/javascript; charset=utf-8", JS) }))
-        .route("/assets/accounts.css", get(|| async { asset("text/css; charset=utf-8", CSS) }))
+        .route("/", get(accounts_page))
+        .route("/assets/accounts.js", get(accounts_js))
+        .route("/assets/accounts.css", get(accounts_css))
         // The outcome pages of older links and the OAuth callback use this name.
-        .route("/style.css", get(|| async { asset("text/css; charset=utf-8", CSS) }))
+        .route("/style.css", get(style_css))
         .layer(axum::middleware::map_response(security_headers))
+}
+
+/// The Accounts page. Its script signs in through `/session/token` (the page session) and
+/// reads everything through the JSON APIs; without a session it asks for a page link.
+#[utoipa::path(
+    get,
+    path = "/",
+    operation_id = "accounts_page",
+    tag = "page",
+    responses((status = 200, description = "The page (static; strict CSP, nothing from elsewhere).", content_type = "text/html", body = String)),
+)]
+pub(crate) async fn accounts_page() -> Html<&'static str> {
+    Html(ACCOUNTS_PAGE)
+}
+
+/// The Accounts page's script.
+#[utoipa::path(
+    get,
+    path = "/assets/accounts.js",
+    operation_id = "accounts_js",
+    tag = "page",
+    responses((status = 200, description = "The script.", content_type = "text/javascript", body = String)),
+)]
+pub(crate) async fn accounts_js() -> Response {
+    asset("text/javascript; charset=utf-8", JS)
+}
+
+/// The pages' style sheet.
+#[utoipa::path(
+    get,
+    path = "/assets/accounts.css",
+    operation_id = "accounts_css",
+    tag = "page",
+    responses((status = 200, description = "The style sheet.", content_type = "text/css", body = String)),
+)]
+pub(crate) async fn accounts_css() -> Response {
+    asset("text/css; charset=utf-8", CSS)
+}
+
+/// The pages' style sheet under the name older outcome pages use.
+#[utoipa::path(
+    get,
+    path = "/style.css",
+    operation_id = "style_css",
+    tag = "page",
+    responses((status = 200, description = "The style sheet (as `/assets/accounts.css`).", content_type = "text/css", body = String)),
+)]
+pub(crate) async fn style_css() -> Response {
+    asset("text/css; charset=utf-8", CSS)
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

@@ -20,11 +20,13 @@ use lifeline_kit::{
     config::{ConfigError, Env},
     http::ApiError,
     ids::{AccountId, WorkspaceId},
+    openapi::{ErrorBody, Unauthorized},
 };
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::{page, AppState};
 
@@ -93,17 +95,26 @@ fn after(ttl: Duration) -> DateTime<Utc> {
     Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default()
 }
 
-#[derive(Deserialize, Default)]
+/// What a page link opens; the body may also be empty.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LinkRequest {
+pub(crate) struct LinkRequest {
+    /// Open the page on this account (it must be one of the workspace's).
+    #[schema(value_type = Option<AccountId>)]
     account_id: Option<String>,
 }
 
-#[derive(Serialize)]
-struct LinkMinted {
+/// A single-use sign-in link for the Accounts page.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LinkMinted {
+    /// `<LIFELINE_PUBLIC_URL>/signin?link=…`: it works once, until `expires_at`.
+    #[schema(format = "uri")]
     url: String,
+    /// `LIFELINE_PAGE_LINK_TTL` from now.
     expires_at: DateTime<Utc>,
+    /// The account the page opens on, when one was asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     account_id: Option<AccountId>,
 }
 
@@ -115,7 +126,24 @@ fn bearer_subject(keys: &JwtKeys, headers: &HeaderMap) -> Option<String> {
 }
 
 /// `POST /v1/page-links`: a single-use link that signs a browser in to the Accounts page.
-async fn mint_link(
+#[utoipa::path(
+    post,
+    path = "/v1/page-links",
+    operation_id = "mint_page_link",
+    tag = "page",
+    security(("bearer" = [])),
+    // By reference, so that the body is optional without being `null`.
+    request_body(content = ref("#/components/schemas/LinkRequest"), content_type = "application/json",
+        description = "Empty, or `{\"account_id\": …}`."),
+    responses(
+        (status = 201, description = "The link, to hand to the person (`lifelinectl page-link` prints it).", body = LinkMinted),
+        (status = 400, description = "`bad_request`: the body is neither empty nor `{\"account_id\": \"<uuid>\"}`.", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "`forbidden`: a page session's token cannot mint links; use an API token.", body = ErrorBody),
+        (status = 404, description = "`not_found`: `account_id` is not an account of the workspace (or not an id).", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn mint_link(
     State(app): State<AppState>,
     Workspace(ws): Workspace,
     Extension(keys): Extension<JwtKeys>,
@@ -240,14 +268,29 @@ async fn check_link(app: &AppState, link: &str) -> Result<(), LinkRefused> {
     }
 }
 
-#[derive(Deserialize)]
-struct SigninQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct SigninQuery {
+    /// The page link's secret (from `POST /v1/page-links`).
+    #[param(required = true, value_type = String, max_length = 128)]
     link: Option<String>,
 }
 
 /// `GET /signin?link=…`: a page with a Sign in button. Fetching it (a link preview, a mail
 /// scanner) does not use the link up.
-async fn signin_form(
+#[utoipa::path(
+    get,
+    path = "/signin",
+    operation_id = "signin_page",
+    tag = "page",
+    params(SigninQuery),
+    responses(
+        (status = 200, description = "The Sign in page (a button that posts the link).", content_type = "text/html", body = String),
+        (status = 400, description = "The link is not valid (unknown, or missing).", content_type = "text/html", body = String),
+        (status = 410, description = "The link was used already, or expired.", content_type = "text/html", body = String),
+    ),
+)]
+pub(crate) async fn signin_form(
     State(app): State<AppState>,
     query: Result<Query<SigninQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
@@ -302,14 +345,31 @@ pub(crate) fn same_origin(headers: &HeaderMap, public: &Url) -> Result<(), Cross
     }
 }
 
-#[derive(Deserialize)]
-struct SigninForm {
+/// The Sign in page's form.
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct SigninForm {
+    /// The page link's secret.
     link: String,
 }
 
 /// `POST /signin`: uses the link up and opens a session (cookie), then sends the browser to
 /// the page, so the link leaves the address bar.
-async fn signin(
+#[utoipa::path(
+    post,
+    path = "/signin",
+    operation_id = "signin",
+    tag = "page",
+    request_body(content = SigninForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Signed in: to the Accounts page (`/` or `/?account=<id>`), with the session cookie.",
+            headers(("Location" = String), ("Set-Cookie" = String, description = "`lifeline_session`: HttpOnly, SameSite=Lax, Path=/."))),
+        (status = 400, description = "The link is not valid (unknown, or the form is malformed); nothing changed.", content_type = "text/html", body = String),
+        (status = 403, description = "Posted from another site.", content_type = "text/html", body = String),
+        (status = 410, description = "The link was used already, or expired.", content_type = "text/html", body = String),
+        (status = 500, description = "Failed on our side; the link was not used.", content_type = "text/html", body = String),
+    ),
+)]
+pub(crate) async fn signin(
     State(app): State<AppState>,
     headers: HeaderMap,
     form: Result<Form<SigninForm>, FormRejection>,
@@ -406,7 +466,20 @@ pub(crate) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// `POST /signout`: ends the session and clears the cookie.
-async fn signout(State(app): State<AppState>, headers: HeaderMap) -> Response {
+#[utoipa::path(
+    post,
+    path = "/signout",
+    operation_id = "signout",
+    tag = "page",
+    security((), ("page_session" = [])),
+    responses(
+        (status = 303, description = "Signed out (or was not signed in): to `/?signed_out=1`, the cookie cleared.",
+            headers(("Location" = String), ("Set-Cookie" = String))),
+        (status = 403, description = "Posted from another site.", content_type = "text/html", body = String),
+        (status = 500, description = "Failed on our side; still signed in.", content_type = "text/html", body = String),
+    ),
+)]
+pub(crate) async fn signout(State(app): State<AppState>, headers: HeaderMap) -> Response {
     if same_origin(&headers, &app.config.page.public_url).is_err() {
         let page = page::message_page("Sign-out refused", CrossSite::MESSAGE);
         return (StatusCode::FORBIDDEN, Html(page)).into_response();
@@ -434,8 +507,10 @@ async fn signout(State(app): State<AppState>, headers: HeaderMap) -> Response {
         .into_response()
 }
 
-#[derive(Serialize)]
-struct PageToken {
+/// A bearer token for the page's own script.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PageToken {
+    /// A member JWT for the session's workspace (`sub` `page:<who signed in>`).
     token: String,
     expires_at: DateTime<Utc>,
     /// Seconds until `expires_at`.
@@ -445,7 +520,19 @@ struct PageToken {
 
 /// `GET /session/token`: a short-lived bearer JWT for the session's workspace, for the page's
 /// own script (same origin only; never cached).
-async fn session_token(
+#[utoipa::path(
+    get,
+    path = "/session/token",
+    operation_id = "session_token",
+    tag = "page",
+    security(("page_session" = [])),
+    responses(
+        (status = 200, description = "A token of at most 5 minutes, never outliving the session.", body = PageToken),
+        (status = 401, description = "`signed_out`: no session, or it ended; open a new page link.", body = ErrorBody),
+        (status = 403, description = "`cross_site`: asked from another site.", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn session_token(
     State(app): State<AppState>,
     Extension(keys): Extension<JwtKeys>,
     headers: HeaderMap,

@@ -11,8 +11,10 @@ use lifeline_kit::{
     auth::Workspace,
     http::{rejection, ApiError},
     ids::AccountId,
+    openapi::{ErrorBody, Unauthorized},
 };
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
@@ -23,30 +25,58 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/notifications/{id}/read", post(mark_read))
 }
 
-#[derive(Serialize, sqlx::FromRow)]
-struct Notification {
+/// A notification sent to the workspace's owners.
+#[derive(Serialize, sqlx::FromRow, ToSchema)]
+pub(crate) struct Notification {
     id: Uuid,
+    /// The account it is about (null for none).
+    #[schema(required = true)]
     account_id: Option<AccountId>,
+    /// The broken-connection incident it was sent for (null for an expiry warning).
+    #[schema(required = true)]
     incident_id: Option<Uuid>,
+    /// `connection_broken` (once per incident) or `connection_expiring` (once per warning).
+    #[schema(example = "connection_broken")]
     kind: String,
     title: String,
     body: String,
     created_at: DateTime<Utc>,
+    /// When it was marked read; null while unread.
+    #[schema(required = true)]
     read_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
+    /// Only notifications about this account.
+    #[param(value_type = Option<AccountId>)]
     account_id: Option<String>,
+    /// Only unread notifications (`true`); `false` or absent: all.
     unread: Option<bool>,
 }
 
-#[derive(Serialize)]
-struct NotificationList {
+/// The newest notifications first, at most 500.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct NotificationList {
     notifications: Vec<Notification>,
 }
 
-async fn list(
+/// The workspace's notifications, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/notifications",
+    operation_id = "list_notifications",
+    tag = "notifications",
+    security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "At most 500, newest first.", body = NotificationList),
+        (status = 400, description = "`bad_request`: `account_id` is not an id, or `unread` is not `true`/`false`.", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+    ),
+)]
+pub(crate) async fn list(
     State(app): State<AppState>,
     Workspace(ws): Workspace,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -70,7 +100,21 @@ async fn list(
     Ok(Json(NotificationList { notifications }))
 }
 
-async fn mark_read(
+/// Marks a notification read (again is fine: the first time is kept).
+#[utoipa::path(
+    post,
+    path = "/v1/notifications/{id}/read",
+    operation_id = "mark_notification_read",
+    tag = "notifications",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The notification.")),
+    responses(
+        (status = 204, description = "Marked read."),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "`not_found`: no such notification in the workspace (or not an id).", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn mark_read(
     State(app): State<AppState>,
     Workspace(ws): Workspace,
     Path(id): Path<String>,

@@ -64,7 +64,30 @@ pub async fn run(
         let app = AppState { pool: infra.pool.clone(), grace: config.grace };
         incidents::spawn(tasks, &infra.bus, &app, shutdown);
         tasks.spawn(incidents::send_when_grace_ends(app.clone(), shutdown.clone()));
-        Router::new().merge(api::routes()).with_state(app).layer(Extension(config.jwt.clone()))
+        Router::new()
+            .merge(api::routes())
+            .with_state(app)
+            .merge(lifeline_kit::openapi::route(&openapi()))
+            .layer(Extension(config.jwt.clone()))
     })
     .await
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(api::list, api::mark_read))]
+struct ApiDoc;
+
+/// The notifier's OpenAPI document (served at `/openapi.json`, committed as
+/// docs/api/notifier.openapi.json).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    lifeline_kit::openapi::document(ApiDoc::openapi(), SERVICE, env!("CARGO_PKG_VERSION"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn committed_openapi_document_matches_the_code() {
+        lifeline_kit::openapi::assert_committed(&super::openapi(), super::SERVICE);
+    }
 }

@@ -42,7 +42,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 }
 
 #[derive(Clone)]
-struct Probes {
+pub(crate) struct Probes {
     readiness: Arc<Readiness>,
     metrics: PrometheusHandle,
 }
@@ -51,22 +51,60 @@ struct Probes {
 /// answers 503 with the start-up step until the connections exist, then checks them.
 pub fn ops_router(readiness: Arc<Readiness>) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(|State(p): State<Probes>| async move { p.metrics.render() }))
+        .route("/metrics", get(metrics))
         .with_state(Probes { readiness, metrics: metrics_handle() })
 }
 
-#[derive(Serialize)]
-struct ReadyBody {
+/// Liveness: the process serves HTTP.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = crate::openapi::OPS_TAG,
+    responses((status = 200, description = "Always `ok`.", content_type = "text/plain", body = String)),
+)]
+pub(crate) async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Prometheus metrics, in the text exposition format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = crate::openapi::OPS_TAG,
+    responses((status = 200, description = "Every `lifeline_*` metric of this process.", content_type = "text/plain", body = String)),
+)]
+pub(crate) async fn metrics(State(p): State<Probes>) -> String {
+    p.metrics.render()
+}
+
+/// What `/readyz` says about the connections.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ReadyBody {
+    /// Both connections work.
     ready: bool,
+    /// `ok`, `unreachable`, or `pending` during start-up.
     nats: &'static str,
+    /// `ok`, `unreachable`, or `pending` during start-up.
     postgres: &'static str,
+    /// The start-up step under way (`connecting to postgres`, `migrating`, …), until it is done.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
     starting: Option<&'static str>,
 }
 
-async fn readyz(State(p): State<Probes>) -> Response {
+/// Readiness: NATS and Postgres are reachable (and start-up is done).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = crate::openapi::OPS_TAG,
+    responses(
+        (status = 200, description = "Ready.", body = ReadyBody),
+        (status = 503, description = "Starting up, or a connection is down.", body = ReadyBody),
+    ),
+)]
+pub(crate) async fn readyz(State(p): State<Probes>) -> Response {
     let Some(infra) = p.readiness.infra() else {
         let body = ReadyBody {
             ready: false,

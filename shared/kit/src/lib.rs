@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod ids;
+pub mod openapi;
 pub mod outbox;
 pub mod readiness;
 pub mod service;

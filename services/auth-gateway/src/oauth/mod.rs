@@ -6,7 +6,7 @@
 //! nothing and offers to ask again (`pending.rs`).
 
 mod binding;
-mod pending;
+pub(crate) mod pending;
 mod store;
 
 use std::time::Duration;
@@ -25,6 +25,7 @@ use lifeline_kit::{
     events,
     http::ApiError,
     ids::{AccountId, WorkspaceId},
+    openapi::{ErrorBody, PlatformName, Unauthorized},
     Platform,
 };
 use lifeline_platforms::{AccessToken, Failure, PlatformUser};
@@ -33,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 
@@ -48,19 +50,28 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(pages)
 }
 
-#[derive(Deserialize)]
-struct ConnectRequest {
+/// What to connect.
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct ConnectRequest {
+    /// The platform (it must be configured on this Lifeline, see `GET /v1/platforms`).
+    #[schema(value_type = PlatformName)]
     platform: String,
 }
 
-#[derive(Serialize)]
-struct AuthorizationStarted {
+/// A started authorization: send the browser to `authorize_url`. The answer also sets the
+/// flow's binding cookie (`lifeline_oauth_<16 hex>`, Path=/oauth, HttpOnly, SameSite=Lax): the
+/// callback completes only in the browser that holds it.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AuthorizationStarted {
+    /// The platform's consent page, with Lifeline's single-use `state` (and PKCE challenge).
+    #[schema(format = "uri")]
     authorize_url: String,
+    /// When the authorization must be finished by (`LIFELINE_OAUTH_SESSION_TTL`).
     expires_at: DateTime<Utc>,
 }
 
 /// A started authorization: its answer, and the binding cookie the answer sets.
-struct Started {
+pub(crate) struct Started {
     body: AuthorizationStarted,
     cookie: String,
 }
@@ -71,7 +82,23 @@ impl IntoResponse for Started {
     }
 }
 
-async fn start_connect(
+/// Starts connecting a new account: an authorization on the platform, bound to this browser.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts/connect",
+    operation_id = "start_connect",
+    tag = "oauth",
+    security(("bearer" = [])),
+    request_body = ConnectRequest,
+    responses(
+        (status = 201, description = "Started; open `authorize_url` in the browser that got the cookie.",
+            body = AuthorizationStarted, headers(("Set-Cookie" = String, description = "The flow's binding cookie."))),
+        (status = 400, description = "`bad_request`: the body is not `{\"platform\": …}` or names no platform; \
+            `platform_not_configured`: this Lifeline has no OAuth client for it.", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+    ),
+)]
+pub(crate) async fn start_connect(
     State(app): State<AppState>,
     Workspace(ws): Workspace,
     body: Result<Json<ConnectRequest>, axum::extract::rejection::JsonRejection>,
@@ -84,7 +111,23 @@ async fn start_connect(
     begin(&app, ws, platform, None, false).await
 }
 
-async fn start_reconnect(
+/// Starts reconnecting an account (its platform's authorization, bound to this browser).
+#[utoipa::path(
+    post,
+    path = "/v1/accounts/{id}/reconnect",
+    operation_id = "start_reconnect",
+    tag = "oauth",
+    security(("bearer" = [])),
+    params(("id" = AccountId, Path, description = "The account to reconnect.")),
+    responses(
+        (status = 201, description = "Started; open `authorize_url` in the browser that got the cookie.",
+            body = AuthorizationStarted, headers(("Set-Cookie" = String, description = "The flow's binding cookie."))),
+        (status = 400, description = "`platform_not_configured`: this Lifeline no longer has an OAuth client for the account's platform.", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "`not_found`: no such account in the workspace (or not an id).", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn start_reconnect(
     State(app): State<AppState>,
     Workspace(ws): Workspace,
     Path(id): Path<String>,
@@ -168,22 +211,50 @@ fn verifier_context(state_hash: &str) -> String {
     format!("lifeline-oauth:v1:{state_hash}:pkce")
 }
 
-#[derive(Deserialize)]
-struct CallbackQuery {
+/// What the platform sends back (RFC 6749 §4.1.2).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct CallbackQuery {
+    /// The single-use state Lifeline put in the authorize URL.
+    #[param(max_length = 512)]
     state: Option<String>,
+    /// The authorization code, when the user approved.
     code: Option<String>,
+    /// The platform's error code, when the user did not approve.
     error: Option<String>,
     error_description: Option<String>,
 }
 
+/// `result` of a stored authorization.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // a schema only
+enum StoredResult {
+    /// A new account joined the workspace.
+    Connected,
+    /// An existing account got new tokens and is healthy.
+    Reconnected,
+}
+
 /// What an authorization stored, as JSON (`Accept: application/json`).
-#[derive(Serialize)]
-struct CallbackOutcome {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CallbackOutcome {
+    #[schema(value_type = StoredResult)]
     result: &'static str,
     account_id: AccountId,
+    #[schema(value_type = PlatformName)]
     platform: Platform,
     platform_user_id: String,
     username: String,
+}
+
+/// The callback's JSON answer: stored, or a new identity waiting for `POST /oauth/confirm`.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // a schema only: the two answers are built apart
+pub(crate) enum CallbackAnswer {
+    Stored(CallbackOutcome),
+    ConfirmationRequired(pending::ConfirmationRequired),
 }
 
 impl CallbackOutcome {
@@ -277,10 +348,49 @@ enum Completed {
     Pending(pending::Pending),
 }
 
+/// Where the platform sends the browser back: completes the authorization. JSON with `Accept:
+/// application/json`, else the gateway's pages.
+///
+/// Only the browser that started the flow completes it: the request must carry the binding
+/// cookie `lifeline_oauth_<16 hex>` the start answer set (its name derives from the state, so it
+/// is not a fixed security scheme). The state is single use; a refused callback changes nothing.
+///
 /// The span makes the callback the root of the reconnect's trace: its context travels with
 /// AccountReconnected to the retries and the retried publishes.
+#[utoipa::path(
+    get,
+    path = "/oauth/callback/{platform}",
+    operation_id = "oauth_callback",
+    tag = "oauth",
+    params(("platform" = PlatformName, Path, description = "The platform the authorization was started on."), CallbackQuery),
+    responses(
+        (status = 200, description = "JSON: the account was stored (`connected`, `reconnected`), or a new identity waits \
+            for confirmation (`confirmation_required`). HTML: the confirmation page (\"Connect @handle (Platform) to workspace …?\").",
+            content((CallbackAnswer = "application/json"), (String = "text/html"))),
+        (status = 303, description = "Stored: back to the Accounts page (`/?connected=<id>` or `/?reconnected=<id>`); \
+            the flow's cookie is cleared.", headers(("Location" = String), ("Set-Cookie" = String))),
+        (status = 400, description = "`malformed_callback`, `missing_state`, `unknown_state`, `state_already_used`, \
+            `state_expired`, `platform_mismatch`, `authorization_denied` (the user said no), `missing_code`, \
+            `platform_not_configured`, `authorization_refused` (the platform refused the code).",
+            content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 403, description = "`oauth_binding_mismatch`: the flow was started in another browser; the state is used up.",
+            content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 404, description = "`unknown_platform`; `account_gone`: the account being reconnected was disconnected.",
+            content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 409, description = "`different_user`: a reconnect signed in as another platform user; nothing changed.",
+            content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 422, description = "`permission_missing`: the consent lacked a permission publishing needs; nothing was \
+            stored. JSON `details`: `missing` [{`permission`, `why`}], `ask_again_url`, `confirmation` (for \
+            `POST /oauth/ask-again`), `account_needs_reconnect`. HTML: the page that offers to ask again.",
+            content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 500, description = "`internal`: nothing was changed.",
+            content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 502, description = "`platform_unavailable`: the platform could not be reached; nothing was changed.",
+            content((ErrorBody = "application/json"), (String = "text/html"))),
+    ),
+)]
 #[tracing::instrument(name = "oauth_callback", skip_all, fields(platform = %platform))]
-async fn callback(
+pub(crate) async fn callback(
     State(app): State<AppState>,
     Path(platform): Path<String>,
     headers: HeaderMap,

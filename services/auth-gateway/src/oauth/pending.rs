@@ -17,12 +17,17 @@ use axum::{
     Json,
 };
 use chrono::{DateTime, Utc};
-use lifeline_kit::{ids::WorkspaceId, Platform};
+use lifeline_kit::{
+    ids::WorkspaceId,
+    openapi::{ErrorBody, PlatformName},
+    Platform,
+};
 use lifeline_platforms::{Needed, PlatformUser};
 use lifeline_vault::Tokens;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, Row};
+use utoipa::ToSchema;
 
 use super::{binding, hash_state, random_state, store, CallbackError, Session};
 use crate::{page, session::same_origin, AppState};
@@ -138,21 +143,48 @@ fn missing_json(missing: &[Needed]) -> serde_json::Value {
     missing.iter().map(|n| serde_json::json!({"permission": n.scope, "why": n.why})).collect()
 }
 
+/// `result` of a callback that waits for the user.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum WaitingResult {
+    ConfirmationRequired,
+}
+
+/// A new identity waits for "Connect @handle (Platform) to workspace …?": post `confirmation`
+/// with `decision` to `confirm_url` from the same browser.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ConfirmationRequired {
+    result: WaitingResult,
+    /// Always `/oauth/confirm`.
+    #[schema(value_type = String, example = "/oauth/confirm")]
+    confirm_url: &'static str,
+    /// The single-use token the decision presents.
+    confirmation: String,
+    #[schema(value_type = PlatformName)]
+    platform: Platform,
+    platform_user_id: String,
+    username: String,
+    display_name: String,
+    workspace_id: WorkspaceId,
+    /// When the decision must be made by (10 minutes after the callback).
+    expires_at: DateTime<Utc>,
+}
+
 /// The answer to the callback that parked a decision: the gateway's page, or JSON for scripts.
 pub(super) fn answer(p: Pending, json: bool) -> Response {
     let handle = page::handle_label(p.platform, &p.user.username, &p.user.display_name);
     match (p.kind, json) {
-        (Kind::Confirm, true) => Json(serde_json::json!({
-            "result": "confirmation_required",
-            "confirm_url": "/oauth/confirm",
-            "confirmation": p.token,
-            "platform": p.platform,
-            "platform_user_id": p.user.id,
-            "username": p.user.username,
-            "display_name": p.user.display_name,
-            "workspace_id": p.workspace,
-            "expires_at": p.expires_at,
-        }))
+        (Kind::Confirm, true) => Json(ConfirmationRequired {
+            result: WaitingResult::ConfirmationRequired,
+            confirm_url: "/oauth/confirm",
+            confirmation: p.token,
+            platform: p.platform,
+            platform_user_id: p.user.id,
+            username: p.user.username,
+            display_name: p.user.display_name,
+            workspace_id: p.workspace,
+            expires_at: p.expires_at,
+        })
         .into_response(),
         (Kind::Confirm, false) => Html(page::confirm_page(
             &handle,
@@ -198,12 +230,45 @@ fn missing_message(p: &Pending) -> String {
 }
 
 /// The body of `POST /oauth/confirm` and `POST /oauth/ask-again`, as a form or JSON.
-#[derive(Deserialize)]
-struct Decision {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct Decision {
+    /// The token of the page (or JSON answer) that asked.
     confirmation: String,
     /// `connect` or `cancel` (confirm only; ask-again needs none).
     #[serde(default)]
+    #[schema(value_type = DecisionWord, required = false)]
     decision: Option<String>,
+}
+
+/// The user's answer to "Connect …?".
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // a schema only
+enum DecisionWord {
+    Connect,
+    Cancel,
+}
+
+/// `result` of a cancelled confirmation.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum CancelledResult {
+    Cancelled,
+}
+
+/// The user chose not to connect: nothing was stored.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Cancelled {
+    result: CancelledResult,
+}
+
+/// `POST /oauth/confirm`'s JSON answer.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // a schema only: the two answers are built apart
+pub(crate) enum ConfirmAnswer {
+    Stored(super::CallbackOutcome),
+    Cancelled(Cancelled),
 }
 
 fn parse_decision(headers: &HeaderMap, body: &Bytes) -> Option<Decision> {
@@ -343,9 +408,40 @@ fn open_grant(app: &AppState, c: &Claimed) -> Result<Tokens, CallbackError> {
     })
 }
 
-/// `POST /oauth/confirm`: `connect` stores the waiting identity in the workspace, `cancel`
-/// drops it. The browser goes back to the Accounts page; JSON callers get the outcome.
-pub(super) async fn confirm(
+/// Answers "Connect @handle (Platform) to workspace …?": `connect` stores the waiting identity
+/// in the workspace, `cancel` drops it. The browser goes back to the Accounts page; JSON
+/// callers (`Accept: application/json`) get the outcome.
+///
+/// Only from the browser that started the flow (its binding cookie `lifeline_oauth_<16 hex>`),
+/// and only from this origin (`Origin`, or `Sec-Fetch-Site`). The token is single use: a
+/// refused decision other than a malformed one uses it up.
+#[utoipa::path(
+    post,
+    path = "/oauth/confirm",
+    operation_id = "oauth_confirm",
+    tag = "oauth",
+    request_body(content(
+        (Decision = "application/x-www-form-urlencoded"),
+        (Decision = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "JSON: stored (`connected`/`reconnected`) or `cancelled`. HTML: the \"nothing was connected\" page after a cancel.",
+            content((ConfirmAnswer = "application/json"), (String = "text/html"))),
+        (status = 303, description = "Stored: back to the Accounts page (`/?connected=<id>`); the flow's cookie is cleared.",
+            headers(("Location" = String), ("Set-Cookie" = String))),
+        (status = 400, description = "`malformed_decision`, `unknown_confirmation`, `already_decided`, `confirmation_expired`.",
+            content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 403, description = "`cross_site`: posted from another site; `oauth_binding_mismatch`: from another browser.",
+            content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 404, description = "`account_gone`: the account being reconnected was disconnected meanwhile.",
+            content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 409, description = "`different_user`: the identity belongs to another account of the workspace.",
+            content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 500, description = "`internal`: nothing was stored.",
+            content((ErrorBody = "application/json"), (String = "text/html"))),
+    ),
+)]
+pub(crate) async fn confirm(
     State(app): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
@@ -353,7 +449,7 @@ pub(super) async fn confirm(
     let json = super::wants_json(&headers);
     match decide_confirm(&app, &headers, &body).await {
         Ok(Some((outcome, state_hash))) => super::stored_answer(&app, outcome, &state_hash, json),
-        Ok(None) if json => Json(serde_json::json!({"result": "cancelled"})).into_response(),
+        Ok(None) if json => Json(Cancelled { result: CancelledResult::Cancelled }).into_response(),
         Ok(None) => Html(page::message_page(
             "Nothing was connected",
             "You chose not to connect this account. Nothing was stored.",
@@ -416,9 +512,31 @@ async fn decide_confirm(
     Ok(Some((outcome, claimed.session.state_hash)))
 }
 
-/// `POST /oauth/ask-again`: starts the authorization again, asking the platform to show the
-/// declined permissions; the browser goes straight to the platform.
-pub(super) async fn ask_again(
+/// Starts the authorization again, asking the platform to show the declined permissions; the
+/// browser goes straight to the platform. Same browser and origin rules as `/oauth/confirm`.
+#[utoipa::path(
+    post,
+    path = "/oauth/ask-again",
+    operation_id = "oauth_ask_again",
+    tag = "oauth",
+    request_body(content(
+        (Decision = "application/x-www-form-urlencoded"),
+        (Decision = "application/json"),
+    )),
+    responses(
+        (status = 201, description = "JSON: the new authorization (and its new binding cookie).",
+            body = super::AuthorizationStarted, headers(("Set-Cookie" = String))),
+        (status = 303, description = "To the platform's consent page, asking again.",
+            headers(("Location" = String), ("Set-Cookie" = String))),
+        (status = 400, description = "`malformed_decision`, `unknown_confirmation`, `already_decided`, `confirmation_expired`, \
+            `platform_not_configured`.", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 403, description = "`cross_site`: posted from another site; `oauth_binding_mismatch`: from another browser.",
+            content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 500, description = "`internal`.",
+            content((ErrorBody = "application/json"), (String = "text/html"))),
+    ),
+)]
+pub(crate) async fn ask_again(
     State(app): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
