@@ -46,6 +46,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
     "post_published": pb.PostPublished,
     "post_failed": pb.PostFailed,
     "post_dead_lettered": pb.PostDeadLettered,
+    "post_cancelled": pb.PostCancelled,
 }
 
 

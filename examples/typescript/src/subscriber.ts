@@ -19,6 +19,7 @@ import {
   type Envelope,
   Platform,
   PostDeadLetteredSchema,
+  PostCancelledSchema,
   PostFailedSchema,
   PostPublishedSchema,
   PostRetryRequestedSchema,
@@ -38,6 +39,7 @@ const MESSAGE_TYPES: ReadonlyMap<string, DescMessage> = new Map<string, DescMess
   ["post_published", PostPublishedSchema],
   ["post_failed", PostFailedSchema],
   ["post_dead_lettered", PostDeadLetteredSchema],
+  ["post_cancelled", PostCancelledSchema],
 ]);
 
 interface Settings {

@@ -6,8 +6,8 @@ use lifeline_kit::{
     bus::{Bus, Delivery, HandlerError},
     events::{
         AccountReconnected, AuthFailed, AuthFailureCause, Envelope, ExpiringCredential,
-        PostDeadLettered, PostFailed, PostFailureKind, PostPublished, PostRetryRequested,
-        RetryReason, TokenExpiring, TokenRefreshed,
+        PostCancelled, PostDeadLettered, PostFailed, PostFailureKind, PostPublished,
+        PostRetryRequested, RetryReason, TokenExpiring, TokenRefreshed,
     },
     service::spawn_consumer,
 };
@@ -30,6 +30,7 @@ pub(crate) fn spawn(
     spawn_consumer(tasks, bus, 8, app.clone(), on_post_retry_requested, shutdown.clone());
     spawn_consumer(tasks, bus, 8, app.clone(), on_post_published, shutdown.clone());
     spawn_consumer(tasks, bus, 8, app.clone(), on_post_dead_lettered, shutdown.clone());
+    spawn_consumer(tasks, bus, 8, app.clone(), on_post_cancelled, shutdown.clone());
     tasks.spawn(purge_finished_posts(app.pool.clone(), shutdown.clone()));
     crate::account_state::spawn(tasks, bus, &app.config.common, shutdown);
 }
@@ -230,12 +231,23 @@ async fn on_post_dead_lettered(
     set_post_state(&app, &d.about, post, "dead_lettered", at, false).await
 }
 
+/// A cancelled post waits no more; it is forgotten a day later like a published one.
+async fn on_post_cancelled(
+    app: AppState,
+    e: PostCancelled,
+    d: Delivery,
+) -> Result<(), HandlerError> {
+    let post = post_id(&e.post_id)?;
+    let at = occurred_at(e.envelope.as_ref());
+    set_post_state(&app, &d.about, post, "cancelled", at, false).await
+}
+
 /// Forgets posts that went out (or were given up) over a day ago, and incidents older than the
 /// page's 30 days, so the read model stays the size of what the page shows.
 async fn purge_finished_posts(pool: sqlx::PgPool, shutdown: CancellationToken) {
     loop {
         for sql in [
-            "DELETE FROM gateway.account_posts WHERE state IN ('published', 'dead_lettered')
+            "DELETE FROM gateway.account_posts WHERE state IN ('published', 'dead_lettered', 'cancelled')
                  AND changed_at < now() - interval '1 day'",
             "DELETE FROM gateway.account_incidents WHERE started_at < now() - interval '31 days'",
         ] {

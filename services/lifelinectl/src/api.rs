@@ -17,7 +17,7 @@ use url::Url;
 use crate::{
     cli::{
         AccountsCommand, DeadLettersCommand, GlobalArgs, ListArgs, NotificationsCommand,
-        PostsCommand, ReplayArgs,
+        PageLinkArgs, PostEditArgs, PostsCommand, PostsListArgs, ReplayArgs,
     },
     output::{self, cell, Table},
     token, CtlError,
@@ -248,6 +248,9 @@ pub async fn accounts(
 #[derive(Debug, Deserialize)]
 struct PostList {
     posts: Vec<PostRow>,
+    /// The cursor of the next page; absent on the last.
+    #[serde(default)]
+    next: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -298,20 +301,132 @@ fn posts_table(body: &PostList) -> Table {
     t
 }
 
-/// `posts list`.
-pub async fn posts(global: &GlobalArgs, env: &Env, cmd: &PostsCommand) -> Result<(), CtlError> {
-    let PostsCommand::List(args) = cmd;
-    let client = ApiClient::new(global, env)?;
-    let service = Service::publisher(global);
-    let mut query = Vec::new();
+/// The query of `posts list`: only the filters given.
+pub fn posts_query(args: &PostsListArgs) -> Vec<(&'static str, String)> {
+    let mut query = vec![("limit", args.limit.to_string())];
     if let Some(account) = args.account {
         query.push(("account_id", account.to_string()));
     }
     if let Some(status) = &args.status {
         query.push(("status", status.clone()));
     }
-    let raw = client.get(&service, "v1/posts", &query).await?;
-    print(args.list.json, &raw, || Ok(posts_table(&parse(&service, "v1/posts", &raw)?)))
+    if let Some(platform) = args.platform {
+        query.push(("platform", platform.as_str().to_owned()));
+    }
+    if let Some(from) = args.from {
+        query.push(("scheduled_from", from.to_rfc3339_opts(SecondsFormat::AutoSi, true)));
+    }
+    if let Some(to) = args.to {
+        query.push(("scheduled_to", to.to_rfc3339_opts(SecondsFormat::AutoSi, true)));
+    }
+    query
+}
+
+/// The body of `posts edit`: only what is to change (`media: null` removes the media).
+pub fn edit_body(args: &PostEditArgs) -> Value {
+    let mut body = serde_json::Map::new();
+    if let Some(text) = &args.text {
+        body.insert("text".into(), json!(text));
+    }
+    if let Some(at) = args.at {
+        body.insert("scheduled_at".into(), json!(at.to_rfc3339_opts(SecondsFormat::AutoSi, true)));
+    }
+    if let (Some(url), Some(kind)) = (&args.media_url, &args.media_kind) {
+        body.insert("media".into(), json!({ "url": url, "kind": kind }));
+    } else if args.no_media {
+        body.insert("media".into(), Value::Null);
+    }
+    Value::Object(body)
+}
+
+/// One post's line after a change: `<id> <status> <scheduled_at>`.
+fn post_line(service: &Service, path: &str, raw: &str) -> Result<String, CtlError> {
+    let p: PostRow = parse(service, path, raw)?;
+    Ok(format!("post {} is {}, scheduled at {}", p.id, p.status, time(p.scheduled_at)))
+}
+
+/// `posts list`, `posts edit` and `posts cancel`.
+pub async fn posts(global: &GlobalArgs, env: &Env, cmd: &PostsCommand) -> Result<(), CtlError> {
+    let client = ApiClient::new(global, env)?;
+    let service = Service::publisher(global);
+    match cmd {
+        PostsCommand::List(args) => {
+            let mut query = posts_query(args);
+            let raw = client.get(&service, "v1/posts", &query).await?;
+            if !args.all {
+                return print(args.list.json, &raw, || {
+                    Ok(posts_table(&parse(&service, "v1/posts", &raw)?))
+                });
+            }
+            // Every page: the rows for the table, the raw objects for --json.
+            let mut rows = Vec::new();
+            let mut objects = Vec::new();
+            let mut raw = raw;
+            loop {
+                let page: PostList = parse(&service, "v1/posts", &raw)?;
+                let value: Value = parse(&service, "v1/posts", &raw)?;
+                if let Some(list) = value.get("posts").and_then(Value::as_array) {
+                    objects.extend(list.iter().cloned());
+                }
+                rows.extend(page.posts);
+                let Some(next) = page.next else { break };
+                query.retain(|(k, _)| *k != "after");
+                query.push(("after", next));
+                raw = client.get(&service, "v1/posts", &query).await?;
+            }
+            if args.list.json {
+                output::line(&json!({ "posts": objects }).to_string())
+            } else {
+                output::line(&posts_table(&PostList { posts: rows, next: None }).render())
+            }
+        }
+        PostsCommand::Edit(args) => {
+            let path = format!("v1/posts/{}", args.post);
+            let url = service.url(&path, &[])?;
+            let raw = client.send(&service, Method::PATCH, url, Some(edit_body(args))).await?;
+            if args.json {
+                return output::line(raw.trim_end());
+            }
+            output::line(&post_line(&service, &path, &raw)?)
+        }
+        PostsCommand::Cancel(args) => {
+            let path = format!("v1/posts/{}/cancel", args.post);
+            let url = service.url(&path, &[])?;
+            let raw = client.send(&service, Method::POST, url, None).await?;
+            if args.json {
+                return output::line(raw.trim_end());
+            }
+            output::line(&post_line(&service, &path, &raw)?)
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct LinkMinted {
+    url: String,
+    expires_at: DateTime<Utc>,
+}
+
+/// `page-link`.
+pub async fn page_link(
+    global: &GlobalArgs,
+    env: &Env,
+    args: &PageLinkArgs,
+) -> Result<(), CtlError> {
+    let client = ApiClient::new(global, env)?;
+    let service = Service::gateway(global);
+    let body = args.account.map(|a| json!({ "account_id": a.to_string() }));
+    let url = service.url("v1/page-links", &[])?;
+    let raw = client.send(&service, Method::POST, url, body).await?;
+    if args.json {
+        return output::line(raw.trim_end());
+    }
+    let link: LinkMinted = parse(&service, "v1/page-links", &raw)?;
+    output::line(&format!(
+        "{}\n(signs one browser in; valid until {})",
+        link.url,
+        time(Some(link.expires_at))
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -526,6 +641,69 @@ mod tests {
             bulk_replay_body(&narrow),
             json!({"account_id": account, "since": "2025-01-31T12:00:00Z"})
         );
+    }
+
+    #[test]
+    fn posts_commands_send_only_what_was_given() {
+        let crate::cli::Command::Posts(PostsCommand::List(list)) = cli(&[
+            "posts",
+            "list",
+            "--status",
+            "failed_auth,retry_requested",
+            "--platform",
+            "linkedin",
+            "--from",
+            "2026-01-01T00:00:00+01:00",
+            "--limit",
+            "5",
+        ])
+        .command
+        else {
+            panic!("parsed as another command")
+        };
+        assert_eq!(
+            posts_query(&list),
+            vec![
+                ("limit", "5".to_owned()),
+                ("status", "failed_auth,retry_requested".to_owned()),
+                ("platform", "linkedin".to_owned()),
+                ("scheduled_from", "2025-12-31T23:00:00Z".to_owned()),
+            ]
+        );
+        let post = "0190a5c8-0000-7000-8000-000000000001";
+        let edit = |args: &[&str]| {
+            let mut all = vec!["posts", "edit", "--post", post];
+            all.extend_from_slice(args);
+            match crate::cli::Cli::try_parse_from(std::iter::once("lifelinectl").chain(all)) {
+                Ok(crate::cli::Cli {
+                    command: crate::cli::Command::Posts(PostsCommand::Edit(e)),
+                    ..
+                }) => Ok(edit_body(&e)),
+                Ok(_) => panic!("parsed as another command"),
+                Err(e) => Err(e.kind()),
+            }
+        };
+        assert_eq!(edit(&["--text", "new"]), Ok(json!({"text": "new"})));
+        assert_eq!(edit(&["--no-media"]), Ok(json!({"media": null})));
+        assert_eq!(
+            edit(&[
+                "--media-url",
+                "https://m/x.mp4",
+                "--media-kind",
+                "video",
+                "--at",
+                "2026-05-01T10:00:00Z"
+            ]),
+            Ok(
+                json!({"scheduled_at": "2026-05-01T10:00:00Z", "media": {"url": "https://m/x.mp4", "kind": "video"}})
+            )
+        );
+        // Nothing to change, media without its kind, and both media and no media are refused.
+        assert!(edit(&[]).is_err());
+        assert!(edit(&["--media-url", "https://m/x.jpg"]).is_err());
+        assert!(edit(&["--media-url", "https://m/x.jpg", "--media-kind", "image", "--no-media"])
+            .is_err());
+        assert!(edit(&["--media-url", "https://m/x.gif", "--media-kind", "gif"]).is_err());
     }
 
     #[test]

@@ -110,6 +110,9 @@ pub enum Command {
     /// In-app notifications (notifier).
     #[command(subcommand)]
     Notifications(NotificationsCommand),
+    /// Print a single-use link that signs a browser in to the Accounts page (auth-gateway);
+    /// send it to the workspace's owner. Needs an API token, like the other API commands.
+    PageLink(PageLinkArgs),
     /// Every durable consumer of the events stream, Lifeline's and other teams', with its lag.
     Consumers(ConsumersArgs),
     /// Vault key rotation: rows per key, and re-encrypting every row under the active key.
@@ -205,10 +208,24 @@ pub struct ConsumersArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct PageLinkArgs {
+    /// Open the page at this account (the link's page scrolls to it).
+    #[arg(long, value_name = "UUID")]
+    pub account: Option<AccountId>,
+    /// Print the service's JSON answer (`url`, `expires_at`) as is.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum PostsCommand {
     /// List posts, newest first as the publisher returns them.
     List(PostsListArgs),
+    /// Edit the text or media of a post that has not gone out, or move it (--at).
+    Edit(PostEditArgs),
+    /// Cancel a post that has not gone out (scheduled, or waiting for a reconnect).
+    Cancel(PostCancelArgs),
 }
 
 #[derive(Debug, Args)]
@@ -216,11 +233,63 @@ pub struct PostsListArgs {
     /// Only this account's posts.
     #[arg(long, value_name = "UUID")]
     pub account: Option<AccountId>,
-    /// Only posts in this status (the publisher validates the name).
+    /// Only posts in this status; several separated by commas (the publisher validates them).
     #[arg(long)]
     pub status: Option<String>,
+    /// Only this platform's posts.
+    #[arg(long)]
+    pub platform: Option<Platform>,
+    /// Only posts scheduled at or after this moment (RFC 3339).
+    #[arg(long, value_name = "RFC3339", value_parser = parse_rfc3339)]
+    pub from: Option<DateTime<Utc>>,
+    /// Only posts scheduled before this moment (RFC 3339).
+    #[arg(long, value_name = "RFC3339", value_parser = parse_rfc3339)]
+    pub to: Option<DateTime<Utc>>,
+    /// Posts per page (1 to 1000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
+    /// Follow the pages to the end instead of printing only the first.
+    #[arg(long)]
+    pub all: bool,
     #[command(flatten)]
     pub list: ListArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("change").required(true).multiple(true)
+    .args(["text", "at", "media_url", "no_media"])))]
+pub struct PostEditArgs {
+    /// The post to change.
+    #[arg(long, value_name = "UUID")]
+    pub post: PostId,
+    /// The new text.
+    #[arg(long)]
+    pub text: Option<String>,
+    /// The new publishing time (RFC 3339); only while the post is still scheduled.
+    #[arg(long, value_name = "RFC3339", value_parser = parse_rfc3339)]
+    pub at: Option<DateTime<Utc>>,
+    /// New media URL (with --media-kind).
+    #[arg(long, value_name = "URL", requires = "media_kind", conflicts_with = "no_media")]
+    pub media_url: Option<String>,
+    /// `image` or `video`.
+    #[arg(long, value_parser = ["image", "video"], requires = "media_url")]
+    pub media_kind: Option<String>,
+    /// Remove the post's media.
+    #[arg(long)]
+    pub no_media: bool,
+    /// Print the service's JSON answer as is.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PostCancelArgs {
+    /// The post to cancel.
+    #[arg(long, value_name = "UUID")]
+    pub post: PostId,
+    /// Print the service's JSON answer as is.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,8 +10,9 @@ use futures::StreamExt;
 use lifeline_events::{
     from_timestamp, v1, AccountConnected, AccountDisconnected, AccountReconnected, AuthFailed,
     AuthFailureCause, AuthFailureSource, Envelope, Event, ExpiringCredential, Platform,
-    PostDeadLettered, PostFailed, PostFailureKind, PostPublished, PostRetryRequested,
-    ReconnectReason, RetryReason, Subjects, TokenExpiring, TokenRefreshed, VERSION,
+    PostCancelled, PostDeadLettered, PostFailed, PostFailureKind, PostPublished,
+    PostRetryRequested, ReconnectReason, RetryReason, Subjects, TokenExpiring, TokenRefreshed,
+    VERSION,
 };
 use lifeline_kit::ids::AccountId;
 use prost::Message;
@@ -152,6 +153,7 @@ any_event! {
     PostPublished,
     PostFailed,
     PostDeadLettered,
+    PostCancelled,
 }
 
 impl AnyEvent {
@@ -211,6 +213,11 @@ impl AnyEvent {
                 ("kind", enum_value::<PostFailureKind>(e.kind)),
                 ("reason", json!(e.reason)),
                 ("attempts", json!(e.attempts)),
+            ],
+            AnyEvent::PostCancelled(e) => vec![
+                ("post_id", json!(e.post_id)),
+                ("attempts", json!(e.attempts)),
+                ("was_waiting_for_reconnect", json!(e.was_waiting_for_reconnect)),
             ],
         }
     }

@@ -77,6 +77,7 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Posts(cmd) => api::posts(&cli.global, &env, cmd).await,
         Command::DeadLetters(cmd) => api::dead_letters(&cli.global, &env, cmd).await,
         Command::Notifications(cmd) => api::notifications(&cli.global, &env, cmd).await,
+        Command::PageLink(args) => api::page_link(&cli.global, &env, args).await,
         Command::Vault(cmd) => vault::run(&env, cmd).await,
     };
     match result {

@@ -105,7 +105,7 @@ async fn list_all(
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 500"));
     }
-    let after = q.after.as_deref().map(parse_cursor).transpose()?;
+    let after = q.after.as_deref().map(crate::cursor::decode).transpose()?;
     let mut rows: Vec<OperatorDeadLetter> = sqlx::query_as(
         "SELECT d.workspace_id, d.post_id, p.account_id, p.platform, p.body, d.kind, d.reason, d.attempts, d.dead_lettered_at, d.replay_count
          FROM publisher.dead_letters d JOIN publisher.posts p ON p.id = d.post_id
@@ -126,26 +126,13 @@ async fn list_all(
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next = if more {
-        rows.last().map(|r| {
-            format!(
-                "{}_{}",
-                r.dead_letter.dead_lettered_at.timestamp_micros(),
-                r.dead_letter.post_id
-            )
-        })
+        rows.last()
+            .map(|r| crate::cursor::encode(r.dead_letter.dead_lettered_at, r.dead_letter.post_id.0))
     } else {
         None
     };
     tracing::info!(operator = %operator.sub, count = rows.len(), "operator listed dead letters");
     Ok(Json(OperatorPage { dead_letters: rows, next }))
-}
-
-/// `<micros since epoch>_<post id>`.
-fn parse_cursor(c: &str) -> Result<(DateTime<Utc>, uuid::Uuid), ApiError> {
-    let bad = || ApiError::bad_request("after must be the `next` of a previous page");
-    let (micros, id) = c.split_once('_').ok_or_else(bad)?;
-    let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
-    Ok((at, uuid::Uuid::parse_str(id).map_err(|_| bad())?))
 }
 
 #[derive(Serialize)]

@@ -9,6 +9,7 @@ mod api;
 mod attempt;
 mod breakers;
 mod consumers;
+mod cursor;
 mod dlq;
 mod model;
 mod reconcile;

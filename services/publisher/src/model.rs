@@ -30,11 +30,12 @@ pub struct Post {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub published_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
 }
 
 pub const POST_COLUMNS: &str = "id, workspace_id, account_id, platform, body, media_url, media_kind, idempotency_key, scheduled_at, status,
     next_attempt_at, attempts, retryable_failures, unavailable_since, needs_reconcile, reconcile_since, platform_post_id,
-    last_failure_kind, last_error, created_at, updated_at, published_at";
+    last_failure_kind, last_error, created_at, updated_at, published_at, cancelled_at";
 
 /// Same columns qualified with the alias `p`, for `UPDATE … FROM` statements.
 pub fn qualified_columns() -> String {
@@ -46,8 +47,10 @@ impl Post {
     pub fn draft(&self) -> lifeline_platforms::PostDraft {
         use lifeline_platforms::{Media, MediaKind};
         let media = match (&self.media_url, self.media_kind.as_deref()) {
-            (Some(url), Some("video")) => Some(Media { url: url.clone(), kind: MediaKind::Video }),
-            (Some(url), Some(_)) => Some(Media { url: url.clone(), kind: MediaKind::Image }),
+            // The table's CHECK admits only the kinds `parse` knows.
+            (Some(url), Some(kind)) => {
+                MediaKind::parse(kind).map(|kind| Media { url: url.clone(), kind })
+            }
             _ => None,
         };
         lifeline_platforms::PostDraft { text: self.body.clone(), media }

@@ -14,8 +14,9 @@ pub mod v1 {
 
 pub use v1::{
     AccountConnected, AccountDisconnected, AccountReconnected, AuthFailed, AuthFailureCause,
-    AuthFailureSource, Envelope, ExpiringCredential, PostDeadLettered, PostFailed, PostFailureKind,
-    PostPublished, PostRetryRequested, ReconnectReason, RetryReason, TokenExpiring, TokenRefreshed,
+    AuthFailureSource, Envelope, ExpiringCredential, PostCancelled, PostDeadLettered, PostFailed,
+    PostFailureKind, PostPublished, PostRetryRequested, ReconnectReason, RetryReason,
+    TokenExpiring, TokenRefreshed,
 };
 
 /// The version segment of every subject; a breaking change to a payload means a new version.
@@ -158,6 +159,7 @@ events! {
     PostPublished => "post_published",
     PostFailed => "post_failed",
     PostDeadLettered => "post_dead_lettered",
+    PostCancelled => "post_cancelled",
 }
 
 /// Builds subjects under a root (`lifeline` in production; tests use a unique root each so they

@@ -94,6 +94,25 @@ pub enum MediaKind {
     Video,
 }
 
+impl MediaKind {
+    /// The name the APIs and the database use: `image` or `video`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaKind::Image => "image",
+            MediaKind::Video => "video",
+        }
+    }
+
+    /// The kind named `image` or `video`; `None` for anything else.
+    pub fn parse(name: &str) -> Option<MediaKind> {
+        match name {
+            "image" => Some(MediaKind::Image),
+            "video" => Some(MediaKind::Video),
+            _ => None,
+        }
+    }
+}
+
 /// A post the platform accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {

@@ -10,6 +10,7 @@ mod oauth_rejections;
 mod outage;
 mod platforms;
 mod poison;
+mod posts;
 mod reconcile;
 mod reconnect;
 mod refresh;

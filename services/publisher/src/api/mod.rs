@@ -1,7 +1,11 @@
-//! The posts API: schedule a post for an account of the caller's workspace, list and inspect posts.
+//! The posts API: schedule a post for an account of the caller's workspace, list and inspect
+//! posts (`list`), and edit, reschedule or cancel a post that has not gone out (`change`).
+
+mod change;
+mod list;
 
 use axum::{
-    extract::{rejection::JsonRejection, Path, Query, State},
+    extract::{rejection::JsonRejection, Path, State},
     http::StatusCode,
     routing::{get, post},
     Json, Router,
@@ -11,7 +15,9 @@ use lifeline_kit::{
     auth::Workspace,
     http::{rejection, ApiError},
     ids::{AccountId, PostId, WorkspaceId},
+    Platform,
 };
+use lifeline_platforms::MediaKind;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -20,10 +26,13 @@ use crate::{
 };
 
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/v1/posts", post(schedule).get(list)).route("/v1/posts/{id}", get(show))
+    Router::new()
+        .route("/v1/posts", post(schedule).get(list::list))
+        .route("/v1/posts/{id}", get(show).patch(change::edit))
+        .route("/v1/posts/{id}/cancel", post(change::cancel))
 }
 
-/// Longest post body accepted; each platform's own, lower limit is enforced by the platform.
+/// Longest post body accepted; each platform's own, lower limit is checked by [`check_rules`].
 const MAX_BODY_CHARS: usize = 10_000;
 
 #[derive(Deserialize)]
@@ -39,9 +48,43 @@ struct ScheduleRequest {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct MediaRequest {
     url: String,
     kind: String,
+}
+
+/// A post body the service stores: not blank, not absurdly long.
+fn check_text(text: &str) -> Result<(), ApiError> {
+    if text.trim().is_empty() {
+        return Err(ApiError::bad_request("text must not be empty"));
+    }
+    if text.chars().count() > MAX_BODY_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "text is longer than {MAX_BODY_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// An absolute http(s) URL and a known kind.
+fn check_media(m: &MediaRequest) -> Result<MediaKind, ApiError> {
+    let url = url::Url::parse(&m.url)
+        .map_err(|_| ApiError::bad_request("media.url must be an absolute URL"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ApiError::bad_request("media.url must be http or https"));
+    }
+    MediaKind::parse(&m.kind)
+        .ok_or_else(|| ApiError::bad_request("media.kind must be image or video"))
+}
+
+/// The platform's own rules, now rather than as a dead letter later: 422 `post_invalid` naming
+/// the rule.
+fn check_rules(platform: Platform, text: &str, media: Option<MediaKind>) -> Result<(), ApiError> {
+    lifeline_platforms::check_post(platform, text, media).map_err(|v| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "post_invalid", v.message)
+            .with_details(serde_json::json!({ "rule": v.rule, "platform": platform }))
+    })
 }
 
 async fn schedule(
@@ -51,41 +94,17 @@ async fn schedule(
 ) -> Result<(StatusCode, Json<Post>), ApiError> {
     let Json(req) = body.map_err(rejection)?;
     let account: AccountId = req.account_id.parse().map_err(|_| ApiError::not_found("account"))?;
-    if req.text.trim().is_empty() {
-        return Err(ApiError::bad_request("text must not be empty"));
-    }
-    if req.text.chars().count() > MAX_BODY_CHARS {
-        return Err(ApiError::bad_request(format!(
-            "text is longer than {MAX_BODY_CHARS} characters"
-        )));
-    }
+    check_text(&req.text)?;
     if let Some(key) = &req.idempotency_key {
         if key.is_empty() || key.len() > 200 {
             return Err(ApiError::bad_request("idempotency_key must be 1 to 200 characters"));
         }
     }
-    if let Some(m) = &req.media {
-        let url = url::Url::parse(&m.url)
-            .map_err(|_| ApiError::bad_request("media.url must be an absolute URL"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(ApiError::bad_request("media.url must be http or https"));
-        }
-        if !matches!(m.kind.as_str(), "image" | "video") {
-            return Err(ApiError::bad_request("media.kind must be image or video"));
-        }
-    }
+    let media_kind = req.media.as_ref().map(check_media).transpose()?;
     let info = app.vault.info(account).await.map_err(ApiError::internal)?;
     let info =
         info.filter(|i| i.workspace_id == ws).ok_or_else(|| ApiError::not_found("account"))?;
-    // The platform's own rules, now rather than as a dead letter later.
-    let media_kind = req.media.as_ref().map(|m| match m.kind.as_str() {
-        "video" => lifeline_platforms::MediaKind::Video,
-        _ => lifeline_platforms::MediaKind::Image,
-    });
-    lifeline_platforms::check_post(info.platform, &req.text, media_kind).map_err(|v| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "post_invalid", v.message)
-            .with_details(serde_json::json!({ "rule": v.rule, "platform": info.platform }))
-    })?;
+    check_rules(info.platform, &req.text, media_kind)?;
     let at = req.scheduled_at.unwrap_or_else(Utc::now);
     let inserted: Option<Post> = sqlx::query_as(&format!(
         "INSERT INTO publisher.posts (id, workspace_id, account_id, platform, body, idempotency_key, scheduled_at, status,
@@ -102,7 +121,7 @@ async fn schedule(
     .bind(&req.idempotency_key)
     .bind(at)
     .bind(req.media.as_ref().map(|m| m.url.clone()))
-    .bind(req.media.as_ref().map(|m| m.kind.clone()))
+    .bind(media_kind.map(MediaKind::as_str))
     .fetch_optional(&app.pool)
     .await?;
     match inserted {
@@ -123,54 +142,6 @@ async fn schedule(
     }
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
-    account_id: Option<String>,
-    status: Option<String>,
-    limit: Option<i64>,
-}
-
-#[derive(Serialize)]
-struct PostList {
-    posts: Vec<Post>,
-}
-
-async fn list(
-    State(app): State<AppState>,
-    Workspace(ws): Workspace,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<PostList>, ApiError> {
-    let Query(q) = query.map_err(rejection)?;
-    let account: Option<AccountId> = q
-        .account_id
-        .map(|a| a.parse())
-        .transpose()
-        .map_err(|_| ApiError::bad_request("account_id is not a valid id"))?;
-    const STATUSES: [&str; 6] =
-        ["scheduled", "publishing", "published", "failed_auth", "retry_requested", "dead_lettered"];
-    if let Some(s) = &q.status {
-        if !STATUSES.contains(&s.as_str()) {
-            return Err(ApiError::bad_request(format!(
-                "status must be one of {}",
-                STATUSES.join(", ")
-            )));
-        }
-    }
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let posts: Vec<Post> = sqlx::query_as(&format!(
-        "SELECT {POST_COLUMNS} FROM publisher.posts
-         WHERE workspace_id = $1 AND ($2::uuid IS NULL OR account_id = $2) AND ($3::text IS NULL OR status = $3)
-         ORDER BY created_at DESC LIMIT $4"
-    ))
-    .bind(ws)
-    .bind(account)
-    .bind(&q.status)
-    .bind(limit)
-    .fetch_all(&app.pool)
-    .await?;
-    Ok(Json(PostList { posts }))
-}
-
 #[derive(Serialize, sqlx::FromRow)]
 struct AttemptView {
     attempt: i32,
@@ -187,8 +158,13 @@ struct PostDetail {
     attempt_log: Vec<AttemptView>,
 }
 
+/// A post id from a path: anything that is not one of the workspace's posts is 404.
+fn post_id(id: &str) -> Result<PostId, ApiError> {
+    id.parse().map_err(|_| ApiError::not_found("post"))
+}
+
 pub(crate) async fn find(app: &AppState, ws: WorkspaceId, id: &str) -> Result<Post, ApiError> {
-    let id: PostId = id.parse().map_err(|_| ApiError::not_found("post"))?;
+    let id = post_id(id)?;
     sqlx::query_as(&format!(
         "SELECT {POST_COLUMNS} FROM publisher.posts WHERE id = $1 AND workspace_id = $2"
     ))

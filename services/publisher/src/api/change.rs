@@ -1,0 +1,206 @@
+//! Changing a post that has not gone out: `PATCH /v1/posts/{id}` edits its text or media or
+//! reschedules it, `POST /v1/posts/{id}/cancel` cancels it. Both lock the row first, so a post
+//! the sweep is taking at that moment is either changed before it is sent or refused as in
+//! flight, never changed while it is being sent.
+
+use axum::{
+    extract::{rejection::JsonRejection, Path, State},
+    http::StatusCode,
+    Json,
+};
+use chrono::{DateTime, Utc};
+use lifeline_kit::{
+    auth::Workspace,
+    events::{self, Envelope, PostCancelled},
+    http::{rejection, ApiError},
+    ids::WorkspaceId,
+    Platform,
+};
+use lifeline_platforms::MediaKind;
+use serde::{Deserialize, Deserializer};
+use sqlx::PgConnection;
+
+use super::{check_media, check_rules, check_text, post_id, MediaRequest};
+use crate::{
+    model::{Post, POST_COLUMNS},
+    AppState,
+};
+
+/// `Some(None)` for an explicit `null`, `None` when the field is absent.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EditRequest {
+    text: Option<String>,
+    /// The new publishing time (RFC 3339); only for a post that is still `scheduled`.
+    scheduled_at: Option<DateTime<Utc>>,
+    /// New media, or `null` to remove it.
+    #[serde(default, deserialize_with = "present")]
+    media: Option<Option<MediaRequest>>,
+}
+
+/// Why a post cannot be changed now: 409 with the post's status in `details`.
+fn refused(code: &'static str, message: String, post: &Post) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, code, message)
+        .with_details(serde_json::json!({ "status": post.status }))
+}
+
+/// A post whose last attempt has an unknown outcome may be on the platform already: changing or
+/// cancelling it now could leave the workspace believing something that is not true.
+fn check_settled(post: &Post, what: &str) -> Result<(), ApiError> {
+    if post.needs_reconcile {
+        return Err(refused(
+            "post_outcome_unknown",
+            format!(
+                "the last attempt's outcome is not known yet (the platform is being checked); {what} it once that is settled"
+            ),
+            post,
+        ));
+    }
+    Ok(())
+}
+
+/// The post, locked until the transaction ends; 404 for another workspace's.
+async fn lock(conn: &mut PgConnection, ws: WorkspaceId, id: &str) -> Result<Post, ApiError> {
+    let id = post_id(id)?;
+    sqlx::query_as(&format!(
+        "SELECT {POST_COLUMNS} FROM publisher.posts WHERE id = $1 AND workspace_id = $2 FOR UPDATE"
+    ))
+    .bind(id)
+    .bind(ws)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| ApiError::not_found("post"))
+}
+
+pub(crate) async fn edit(
+    State(app): State<AppState>,
+    Workspace(ws): Workspace,
+    Path(id): Path<String>,
+    body: Result<Json<EditRequest>, JsonRejection>,
+) -> Result<Json<Post>, ApiError> {
+    let Json(req) = body.map_err(rejection)?;
+    if req.text.is_none() && req.scheduled_at.is_none() && req.media.is_none() {
+        return Err(ApiError::bad_request("give at least one of text, scheduled_at, media"));
+    }
+    if let Some(text) = &req.text {
+        check_text(text)?;
+    }
+    let new_media = match &req.media {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(m)) => Some(Some((m.url.clone(), check_media(m)?))),
+    };
+    let mut tx = app.pool.begin().await?;
+    let post = lock(&mut tx, ws, &id).await?;
+    match post.status.as_str() {
+        "scheduled" => {}
+        "failed_auth" if req.scheduled_at.is_some() => {
+            return Err(refused(
+                "post_waiting_for_reconnect",
+                "the post waits for its account to be reconnected and goes out then; its text and media can be edited, not its time".into(),
+                &post,
+            ))
+        }
+        "failed_auth" => {}
+        other => {
+            return Err(refused(
+                "post_not_editable",
+                format!("a {other} post cannot be edited; only scheduled posts and posts waiting for a reconnect can"),
+                &post,
+            ))
+        }
+    }
+    check_settled(&post, "edit")?;
+    let platform: Platform = post.platform.parse().map_err(ApiError::internal)?;
+    let text = req.text.as_deref().unwrap_or(&post.body);
+    let (media_url, media_kind) = match new_media {
+        Some(Some((url, kind))) => (Some(url), Some(kind)),
+        Some(None) => (None, None),
+        None => (post.media_url.clone(), post.media_kind.as_deref().and_then(MediaKind::parse)),
+    };
+    check_rules(platform, text, media_kind)?;
+    // A post in a retry's backoff keeps its backoff: moving it earlier must not skip it.
+    let updated: Post = sqlx::query_as(&format!(
+        "UPDATE publisher.posts SET body = $2, media_url = $3, media_kind = $4,
+             scheduled_at = COALESCE($5, scheduled_at),
+             next_attempt_at = CASE WHEN $5::timestamptz IS NULL THEN next_attempt_at
+                                    WHEN attempts = 0 THEN $5
+                                    ELSE GREATEST(next_attempt_at, $5) END,
+             updated_at = now()
+         WHERE id = $1
+         RETURNING {POST_COLUMNS}"
+    ))
+    .bind(post.id)
+    .bind(text)
+    .bind(&media_url)
+    .bind(media_kind.map(MediaKind::as_str))
+    .bind(req.scheduled_at)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    tracing::info!(post = %post.id, rescheduled = req.scheduled_at.is_some(), "post edited");
+    Ok(Json(updated))
+}
+
+pub(crate) async fn cancel(
+    State(app): State<AppState>,
+    Workspace(ws): Workspace,
+    Path(id): Path<String>,
+) -> Result<Json<Post>, ApiError> {
+    let mut tx = app.pool.begin().await?;
+    let post = lock(&mut tx, ws, &id).await?;
+    match post.status.as_str() {
+        // Cancelling twice is not an error: the post is cancelled either way.
+        "cancelled" => return Ok(Json(post)),
+        "scheduled" | "failed_auth" | "retry_requested" => {}
+        "publishing" => {
+            return Err(refused(
+                "post_in_flight",
+                "the post is being sent to the platform right now; it can no longer be cancelled"
+                    .into(),
+                &post,
+            ))
+        }
+        "published" => {
+            return Err(refused(
+                "post_already_published",
+                "the post is already published; delete it on the platform".into(),
+                &post,
+            ))
+        }
+        other => {
+            return Err(refused(
+                "post_not_cancellable",
+                format!("a {other} post cannot be cancelled; dead letters are replayed or left by an operator"),
+                &post,
+            ))
+        }
+    }
+    check_settled(&post, "cancel")?;
+    let cancelled: Post = sqlx::query_as(&format!(
+        "UPDATE publisher.posts SET status = 'cancelled', cancelled_at = now(), lease_owner = NULL,
+             lease_until = NULL, updated_at = now()
+         WHERE id = $1
+         RETURNING {POST_COLUMNS}"
+    ))
+    .bind(post.id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let platform: Platform = post.platform.parse().map_err(ApiError::internal)?;
+    let about = events::Subject { workspace_id: ws.0, account_id: post.account_id.0, platform };
+    let event = PostCancelled {
+        envelope: Some(Envelope::build(about, None)),
+        post_id: post.id.to_string(),
+        attempts: u32::try_from(post.attempts).unwrap_or(0),
+        was_waiting_for_reconnect: post.status == "failed_auth",
+    };
+    app.outbox.enqueue(&mut tx, &event).await?;
+    tx.commit().await?;
+    app.outbox.wake();
+    tracing::info!(post = %post.id, was = %post.status, "post cancelled");
+    Ok(Json(cancelled))
+}

@@ -1,0 +1,145 @@
+//! `GET /v1/posts`: the workspace's posts, newest first, by pages, filtered by status, account,
+//! platform and scheduled time.
+
+use axum::extract::{rejection::QueryRejection, Query, State};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use lifeline_kit::{
+    auth::Workspace,
+    http::{rejection, ApiError},
+    ids::AccountId,
+    Platform,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    model::{Post, POST_COLUMNS},
+    AppState,
+};
+
+/// Every status a post can be in, as the API names it.
+pub(crate) const STATUSES: [&str; 7] = [
+    "scheduled",
+    "publishing",
+    "published",
+    "failed_auth",
+    "retry_requested",
+    "dead_lettered",
+    "cancelled",
+];
+
+const MAX_LIMIT: i64 = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    account_id: Option<String>,
+    /// One status, or several separated by commas (`failed_auth,retry_requested`).
+    status: Option<String>,
+    platform: Option<String>,
+    /// Only posts scheduled at or after this moment (RFC 3339).
+    scheduled_from: Option<DateTime<Utc>>,
+    /// Only posts scheduled before this moment (RFC 3339).
+    scheduled_to: Option<DateTime<Utc>>,
+    /// The `next` of the previous page.
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct PostList {
+    posts: Vec<Post>,
+    /// Pass as `after` for the next page; absent on the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+}
+
+/// The filters, checked: each mistake is a 400 naming the parameter.
+struct Filters {
+    account: Option<AccountId>,
+    statuses: Option<Vec<String>>,
+    platform: Option<Platform>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    after: Option<(DateTime<Utc>, uuid::Uuid)>,
+    limit: i64,
+}
+
+fn filters(q: ListQuery) -> Result<Filters, ApiError> {
+    let account = q
+        .account_id
+        .map(|a| a.parse())
+        .transpose()
+        .map_err(|_| ApiError::bad_request("account_id is not a valid id"))?;
+    let statuses = match q.status {
+        None => None,
+        Some(list) => {
+            let wanted: Vec<String> = list.split(',').map(|s| s.trim().to_owned()).collect();
+            if let Some(bad) = wanted.iter().find(|s| !STATUSES.contains(&s.as_str())) {
+                return Err(ApiError::bad_request(format!(
+                    "unknown status {bad:?}; status must be one or more of {}, separated by commas",
+                    STATUSES.join(", ")
+                )));
+            }
+            Some(wanted)
+        }
+    };
+    let platform = q
+        .platform
+        .map(|p| p.parse::<Platform>())
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if let (Some(from), Some(to)) = (q.scheduled_from, q.scheduled_to) {
+        if from >= to {
+            return Err(ApiError::bad_request("scheduled_from must be before scheduled_to"));
+        }
+    }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_LIMIT}")));
+    }
+    let after = q.after.as_deref().map(crate::cursor::decode).transpose()?;
+    Ok(Filters {
+        account,
+        statuses,
+        platform,
+        from: q.scheduled_from,
+        to: q.scheduled_to,
+        after,
+        limit,
+    })
+}
+
+pub(crate) async fn list(
+    State(app): State<AppState>,
+    Workspace(ws): Workspace,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<PostList>, ApiError> {
+    let Query(q) = query.map_err(rejection)?;
+    let f = filters(q)?;
+    let mut posts: Vec<Post> = sqlx::query_as(&format!(
+        "SELECT {POST_COLUMNS} FROM publisher.posts
+         WHERE workspace_id = $1 AND ($2::uuid IS NULL OR account_id = $2)
+           AND ($3::text[] IS NULL OR status = ANY($3)) AND ($4::text IS NULL OR platform = $4)
+           AND ($5::timestamptz IS NULL OR scheduled_at >= $5)
+           AND ($6::timestamptz IS NULL OR scheduled_at < $6)
+           AND ($7::timestamptz IS NULL OR (created_at, id) < ($7, $8))
+         ORDER BY created_at DESC, id DESC LIMIT $9"
+    ))
+    .bind(ws)
+    .bind(f.account)
+    .bind(&f.statuses)
+    .bind(f.platform.map(|p| p.as_str()))
+    .bind(f.from)
+    .bind(f.to)
+    .bind(f.after.map(|(at, _)| at))
+    .bind(f.after.map(|(_, id)| id))
+    .bind(f.limit + 1)
+    .fetch_all(&app.pool)
+    .await?;
+    let more = posts.len() as i64 > f.limit;
+    posts.truncate(f.limit as usize);
+    let next =
+        if more { posts.last().map(|p| crate::cursor::encode(p.created_at, p.id.0)) } else { None };
+    Ok(Json(PostList { posts, next }))
+}
