@@ -14,9 +14,11 @@ use lifeline_kit::{
     events::{self, Envelope, PostRetryRequested, RetryReason},
     http::{rejection, ApiError},
     ids::{AccountId, PostId, WorkspaceId},
+    openapi::{ErrorBody, Forbidden, Unauthorized},
     Platform,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 
@@ -28,25 +30,42 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/operator/dead-letters", get(list_all))
 }
 
-#[derive(Serialize, sqlx::FromRow)]
-struct DeadLetter {
+/// A post that cannot go out without an operator.
+#[derive(Serialize, sqlx::FromRow, ToSchema)]
+pub(crate) struct DeadLetter {
     post_id: PostId,
     account_id: AccountId,
+    #[schema(value_type = lifeline_kit::openapi::PlatformName)]
     platform: String,
     body: String,
+    /// How its last attempt failed: `auth`, `rate_limited`, `transient`, `ambiguous` or `rejected`.
     kind: String,
+    /// Why it was given up, in words.
     reason: String,
     attempts: i32,
     dead_lettered_at: DateTime<Utc>,
     replay_count: i32,
 }
 
-#[derive(Serialize)]
-struct DeadLetterList {
+/// The open dead letters, oldest first, at most 1,000.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DeadLetterList {
     dead_letters: Vec<DeadLetter>,
 }
 
-async fn list(
+/// The workspace's dead letters that have not been replayed.
+#[utoipa::path(
+    get,
+    path = "/v1/dead-letters",
+    operation_id = "list_dead_letters",
+    tag = "dead letters",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Oldest first, at most 1,000.", body = DeadLetterList),
+        (status = 401, response = Unauthorized),
+    ),
+)]
+pub(crate) async fn list(
     State(app): State<AppState>,
     Workspace(ws): Workspace,
 ) -> Result<Json<DeadLetterList>, ApiError> {
@@ -63,27 +82,36 @@ async fn list(
 }
 
 /// Filters of the operators' view, and its cursor.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct OperatorQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct OperatorQuery {
+    /// Only this workspace's.
     workspace: Option<WorkspaceId>,
+    /// Only this platform's.
+    #[param(value_type = Option<lifeline_kit::openapi::PlatformName>)]
     platform: Option<String>,
+    /// Only this failure kind (`rejected`, `transient`, …).
     kind: Option<String>,
     /// The `next` of the previous page.
     after: Option<String>,
+    /// Dead letters per page (default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 
-#[derive(Serialize, sqlx::FromRow)]
-struct OperatorDeadLetter {
+/// A dead letter and its workspace.
+#[derive(Serialize, sqlx::FromRow, ToSchema)]
+pub(crate) struct OperatorDeadLetter {
     workspace_id: WorkspaceId,
     #[sqlx(flatten)]
     #[serde(flatten)]
     dead_letter: DeadLetter,
 }
 
-#[derive(Serialize)]
-struct OperatorPage {
+/// A page of dead letters across workspaces, oldest first.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct OperatorPage {
     dead_letters: Vec<OperatorDeadLetter>,
     /// Pass as `after` for the next page; absent on the last one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -92,7 +120,21 @@ struct OperatorPage {
 
 /// `GET /v1/operator/dead-letters` (role operator): open dead letters across workspaces,
 /// oldest first, filtered by workspace, platform and kind, by pages of at most 500.
-async fn list_all(
+#[utoipa::path(
+    get,
+    path = "/v1/operator/dead-letters",
+    operation_id = "list_all_dead_letters",
+    tags = ["dead letters", "operator"],
+    security(("bearer" = [])),
+    params(OperatorQuery),
+    responses(
+        (status = 200, description = "A page; pass its `next` as `after` for the next one.", body = OperatorPage),
+        (status = 400, description = "`bad_request`: an unknown parameter or platform, a bad workspace id or cursor, `limit` out of range.", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    ),
+)]
+pub(crate) async fn list_all(
     State(app): State<AppState>,
     operator: Operator,
     query: Result<axum::extract::Query<OperatorQuery>, axum::extract::rejection::QueryRejection>,
@@ -135,12 +177,28 @@ async fn list_all(
     Ok(Json(OperatorPage { dead_letters: rows, next }))
 }
 
-#[derive(Serialize)]
-struct Replayed {
+/// How many dead letters were queued for another attempt.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Replayed {
     replayed: usize,
 }
 
-async fn replay_one(
+/// Queues one dead-lettered post for another attempt (a `PostRetryRequested`).
+#[utoipa::path(
+    post,
+    path = "/v1/dead-letters/{post_id}/replay",
+    operation_id = "replay_dead_letter",
+    tag = "dead letters",
+    security(("bearer" = [])),
+    params(("post_id" = PostId, Path, description = "The dead-lettered post.")),
+    responses(
+        (status = 202, description = "Queued; it goes out (or fails again) shortly.", body = Replayed),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "`not_found`: no such post in the workspace (or not an id).", body = ErrorBody),
+        (status = 409, description = "`not_dead_lettered`: the post is in another status.", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn replay_one(
     State(app): State<AppState>,
     Workspace(ws): Workspace,
     Path(id): Path<String>,
@@ -157,14 +215,31 @@ async fn replay_one(
     Ok((StatusCode::ACCEPTED, Json(Replayed { replayed: n })))
 }
 
-#[derive(Deserialize, Default)]
-struct BulkReplay {
+/// Which dead letters to replay; every one of the workspace's when empty.
+#[derive(Deserialize, Default, ToSchema)]
+pub(crate) struct BulkReplay {
+    /// Only this account's.
     account_id: Option<AccountId>,
     /// Only dead letters from this moment on.
     since: Option<DateTime<Utc>>,
 }
 
-async fn replay_bulk(
+/// Queues the workspace's matching dead letters for another attempt.
+#[utoipa::path(
+    post,
+    path = "/v1/dead-letters/replay",
+    operation_id = "replay_dead_letters",
+    tag = "dead letters",
+    security(("bearer" = [])),
+    request_body = BulkReplay,
+    responses(
+        (status = 202, description = "Queued.", body = Replayed),
+        (status = 400, description = "`bad_request`: malformed JSON or a bad id or time.", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 415, description = "`bad_request`: the body is not `application/json`.", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn replay_bulk(
     State(app): State<AppState>,
     Workspace(ws): Workspace,
     body: Result<Json<BulkReplay>, JsonRejection>,

@@ -166,14 +166,41 @@ pub async fn run(
             .merge(api::routes())
             .merge(dlq::routes())
             .with_state(app)
+            .merge(lifeline_kit::openapi::route(&openapi()))
             .layer(Extension(config.jwt.clone()))
     })
     .await
 }
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    api::schedule,
+    api::list::list,
+    api::show,
+    api::change::edit,
+    api::change::cancel,
+    dlq::list,
+    dlq::replay_one,
+    dlq::replay_bulk,
+    dlq::list_all,
+))]
+struct ApiDoc;
+
+/// The publisher's OpenAPI document (served at `/openapi.json`, committed as
+/// docs/api/publisher.openapi.json).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    lifeline_kit::openapi::document(ApiDoc::openapi(), SERVICE, env!("CARGO_PKG_VERSION"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn committed_openapi_document_matches_the_code() {
+        lifeline_kit::openapi::assert_committed(&openapi(), SERVICE);
+    }
 
     #[test]
     fn the_breaker_defaults_to_five_calls_and_invalid_settings_name_their_variable() {

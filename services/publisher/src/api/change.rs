@@ -13,12 +13,14 @@ use lifeline_kit::{
     auth::Workspace,
     events::{self, Envelope, PostCancelled},
     http::{rejection, ApiError},
-    ids::WorkspaceId,
+    ids::{PostId, WorkspaceId},
+    openapi::{ErrorBody, Unauthorized},
     Platform,
 };
 use lifeline_platforms::MediaKind;
 use serde::{Deserialize, Deserializer};
 use sqlx::PgConnection;
+use utoipa::ToSchema;
 
 use super::{check_media, check_rules, check_text, post_id, MediaRequest};
 use crate::{
@@ -31,14 +33,18 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
     T::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize)]
+/// What to change; at least one field.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EditRequest {
+    /// The new text; the platform's rules apply.
+    #[schema(min_length = 1, max_length = 10000)]
     text: Option<String>,
     /// The new publishing time (RFC 3339); only for a post that is still `scheduled`.
     scheduled_at: Option<DateTime<Utc>>,
     /// New media, or `null` to remove it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<MediaRequest>, nullable = true)]
     media: Option<Option<MediaRequest>>,
 }
 
@@ -76,6 +82,25 @@ async fn lock(conn: &mut PgConnection, ws: WorkspaceId, id: &str) -> Result<Post
     .ok_or_else(|| ApiError::not_found("post"))
 }
 
+/// Edits or reschedules a post that has not gone out.
+#[utoipa::path(
+    patch,
+    path = "/v1/posts/{id}",
+    operation_id = "edit_post",
+    tag = "posts",
+    security(("bearer" = [])),
+    params(("id" = PostId, Path, description = "The post.")),
+    request_body = EditRequest,
+    responses(
+        (status = 200, description = "The post as changed.", body = Post),
+        (status = 400, description = "`bad_request`: nothing to change, an unknown field, empty or too long text, bad media.", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "`not_found`: no such post in the workspace (or not an id).", body = ErrorBody),
+        (status = 409, description = "`post_not_editable` (it went out, is going out, is dead-lettered or cancelled), `post_waiting_for_reconnect` (its time cannot move) or `post_outcome_unknown`; `details.status` is its status.", body = ErrorBody),
+        (status = 415, description = "`bad_request`: the body is not `application/json`.", body = ErrorBody),
+        (status = 422, description = "`post_invalid`: the edited post breaks the platform's rules (`details.rule`).", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn edit(
     State(app): State<AppState>,
     Workspace(ws): Workspace,
@@ -146,6 +171,21 @@ pub(crate) async fn edit(
     Ok(Json(updated))
 }
 
+/// Cancels a post that has not gone out; cancelling again answers the cancelled post.
+#[utoipa::path(
+    post,
+    path = "/v1/posts/{id}/cancel",
+    operation_id = "cancel_post",
+    tag = "posts",
+    security(("bearer" = [])),
+    params(("id" = PostId, Path, description = "The post.")),
+    responses(
+        (status = 200, description = "The cancelled post.", body = Post),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "`not_found`: no such post in the workspace (or not an id).", body = ErrorBody),
+        (status = 409, description = "`post_in_flight`, `post_already_published`, `post_not_cancellable` (dead-lettered) or `post_outcome_unknown`; `details.status` is its status.", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn cancel(
     State(app): State<AppState>,
     Workspace(ws): Workspace,

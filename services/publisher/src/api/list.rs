@@ -4,6 +4,7 @@
 use axum::extract::{rejection::QueryRejection, Query, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
+use lifeline_kit::openapi::{ErrorBody, Unauthorized};
 use lifeline_kit::{
     auth::Workspace,
     http::{rejection, ApiError},
@@ -11,6 +12,7 @@ use lifeline_kit::{
     Platform,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::{
     model::{Post, POST_COLUMNS},
@@ -30,12 +32,18 @@ pub(crate) const STATUSES: [&str; 7] = [
 
 const MAX_LIMIT: i64 = 1000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
+    /// Only this account's posts.
+    #[param(value_type = Option<AccountId>)]
     account_id: Option<String>,
     /// One status, or several separated by commas (`failed_auth,retry_requested`).
+    #[param(example = "scheduled,failed_auth")]
     status: Option<String>,
+    /// Only this platform's posts.
+    #[param(value_type = Option<lifeline_kit::openapi::PlatformName>)]
     platform: Option<String>,
     /// Only posts scheduled at or after this moment (RFC 3339).
     scheduled_from: Option<DateTime<Utc>>,
@@ -43,10 +51,13 @@ pub(crate) struct ListQuery {
     scheduled_to: Option<DateTime<Utc>>,
     /// The `next` of the previous page.
     after: Option<String>,
+    /// Posts per page (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
-#[derive(Serialize)]
+/// A page of posts, newest first.
+#[derive(Serialize, ToSchema)]
 pub(crate) struct PostList {
     posts: Vec<Post>,
     /// Pass as `after` for the next page; absent on the last one.
@@ -110,6 +121,20 @@ fn filters(q: ListQuery) -> Result<Filters, ApiError> {
     })
 }
 
+/// The workspace's posts, newest first, by pages.
+#[utoipa::path(
+    get,
+    path = "/v1/posts",
+    operation_id = "list_posts",
+    tag = "posts",
+    security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page; pass its `next` as `after` for the next one.", body = PostList),
+        (status = 400, description = "`bad_request`: an unknown parameter, status or platform, a bad id, time or cursor, `limit` out of range, or `scheduled_from` not before `scheduled_to`.", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+    ),
+)]
 pub(crate) async fn list(
     State(app): State<AppState>,
     Workspace(ws): Workspace,

@@ -1,8 +1,8 @@
 //! The posts API: schedule a post for an account of the caller's workspace, list and inspect
 //! posts (`list`), and edit, reschedule or cancel a post that has not gone out (`change`).
 
-mod change;
-mod list;
+pub(crate) mod change;
+pub(crate) mod list;
 
 use axum::{
     extract::{rejection::JsonRejection, Path, State},
@@ -15,10 +15,12 @@ use lifeline_kit::{
     auth::Workspace,
     http::{rejection, ApiError},
     ids::{AccountId, PostId, WorkspaceId},
+    openapi::{ErrorBody, Unauthorized},
     Platform,
 };
 use lifeline_platforms::MediaKind;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::{
     model::{Post, POST_COLUMNS},
@@ -35,22 +37,31 @@ pub(crate) fn routes() -> Router<AppState> {
 /// Longest post body accepted; each platform's own, lower limit is checked by [`check_rules`].
 const MAX_BODY_CHARS: usize = 10_000;
 
-#[derive(Deserialize)]
-struct ScheduleRequest {
+/// A post to publish.
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct ScheduleRequest {
+    /// One of the workspace's accounts.
+    #[schema(value_type = AccountId)]
     account_id: String,
+    /// The text; the account's platform's rules apply (422 `post_invalid` names the rule).
+    #[schema(min_length = 1, max_length = 10000)]
     text: String,
     /// When to publish (RFC 3339); now when absent.
     scheduled_at: Option<DateTime<Utc>>,
     /// An image or video for platforms that need one: `{"url": "https://…", "kind": "image"|"video"}`.
     media: Option<MediaRequest>,
     /// Makes scheduling safe to retry: the same key in a workspace returns the first post.
+    #[schema(min_length = 1, max_length = 200)]
     idempotency_key: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// An image or video, fetched by the publisher from an absolute http(s) URL.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct MediaRequest {
+pub(crate) struct MediaRequest {
+    #[schema(example = "https://cdn.example/launch.jpg")]
     url: String,
+    #[schema(value_type = crate::model::MediaKindName)]
     kind: String,
 }
 
@@ -87,7 +98,25 @@ fn check_rules(platform: Platform, text: &str, media: Option<MediaKind>) -> Resu
     })
 }
 
-async fn schedule(
+/// Schedules a post for one of the workspace's accounts.
+#[utoipa::path(
+    post,
+    path = "/v1/posts",
+    operation_id = "schedule_post",
+    tag = "posts",
+    security(("bearer" = [])),
+    request_body = ScheduleRequest,
+    responses(
+        (status = 201, description = "Scheduled.", body = Post),
+        (status = 200, description = "A post with this `idempotency_key` exists already: that post.", body = Post),
+        (status = 400, description = "`bad_request`: malformed JSON, empty or too long text, a bad media URL or kind, a bad idempotency key.", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "`not_found`: no such account in the workspace.", body = ErrorBody),
+        (status = 415, description = "`bad_request`: the body is not `application/json`.", body = ErrorBody),
+        (status = 422, description = "`post_invalid`: the platform would never accept it; `details.rule` is `text_too_long`, `media_required` or `video_required`.", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn schedule(
     State(app): State<AppState>,
     Workspace(ws): Workspace,
     body: Result<Json<ScheduleRequest>, JsonRejection>,
@@ -142,17 +171,23 @@ async fn schedule(
     }
 }
 
-#[derive(Serialize, sqlx::FromRow)]
-struct AttemptView {
+/// One attempt to publish.
+#[derive(Serialize, sqlx::FromRow, ToSchema)]
+pub(crate) struct AttemptView {
     attempt: i32,
     started_at: DateTime<Utc>,
+    /// Null while it runs (or when it was cut off).
+    #[schema(required = true)]
     finished_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     outcome: Option<String>,
+    #[schema(required = true)]
     detail: Option<String>,
 }
 
-#[derive(Serialize)]
-struct PostDetail {
+/// A post with its attempts.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PostDetail {
     #[serde(flatten)]
     post: Post,
     attempt_log: Vec<AttemptView>,
@@ -175,7 +210,21 @@ pub(crate) async fn find(app: &AppState, ws: WorkspaceId, id: &str) -> Result<Po
     .ok_or_else(|| ApiError::not_found("post"))
 }
 
-async fn show(
+/// One of the workspace's posts, with every attempt.
+#[utoipa::path(
+    get,
+    path = "/v1/posts/{id}",
+    operation_id = "get_post",
+    tag = "posts",
+    security(("bearer" = [])),
+    params(("id" = PostId, Path, description = "The post.")),
+    responses(
+        (status = 200, description = "The post and its attempts, oldest first.", body = PostDetail),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "`not_found`: no such post in the workspace (or not an id).", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn show(
     State(app): State<AppState>,
     Workspace(ws): Workspace,
     Path(id): Path<String>,
