@@ -268,42 +268,67 @@ impl Bus {
                 Ok(event) => match subject_of(&event) {
                     Err(e) => Err(HandlerError::Poison(format!("invalid {}: {e}", E::NAME))),
                     Ok(about) => {
-                        let delivery =
-                            Delivery { about, subject: msg.subject.to_string(), delivered, stream_sequence };
+                        let delivery = Delivery {
+                            about,
+                            subject: msg.subject.to_string(),
+                            delivered,
+                            stream_sequence,
+                        };
                         handler(event, delivery).await
                     }
                 },
             };
-            let ack = match outcome {
-                Ok(()) => msg.ack().await,
-                Err(HandlerError::Transient(reason)) => {
-                    let delay = nak_delay(delivered);
-                    tracing::warn!(%reason, delay_ms = delay.as_millis() as u64, "transient failure; will redeliver");
-                    msg.ack_with(AckKind::Nak(Some(delay))).await
-                }
-                Err(HandlerError::Poison(reason)) => {
-                    tracing::error!(%reason, "poison message; terminating and copying to the DLQ");
-                    metrics::counter!("lifeline_dead_lettered_messages_total", "consumer" => durable.to_owned())
-                        .increment(1);
-                    let copied = self
-                        .dead_letter(durable, &msg.subject, stream_sequence, msg.headers.clone(), msg.payload.clone(), &reason)
-                        .await;
-                    match copied {
-                        // Only terminate once the copy is safe; otherwise let it come back.
-                        Ok(()) => msg.ack_with(AckKind::Term).await,
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot copy to the DLQ; will redeliver");
-                            msg.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await
-                        }
-                    }
-                }
-            };
-            if let Err(e) = ack {
-                tracing::warn!(error = %e, "ack failed; the message will be redelivered");
-            }
+            self.settle(durable, &msg, delivered, stream_sequence, outcome).await;
         }
         .instrument(span)
         .await
+    }
+
+    /// Acknowledges a handled message by its outcome: ack; nak with a growing delay (transient);
+    /// or, for a poison message, a copy to the DLQ and then term (a nak when the copy fails, so
+    /// it comes back rather than being lost). Both consumer kinds settle through here.
+    pub(super) async fn settle(
+        &self,
+        durable: &str,
+        msg: &jetstream::Message,
+        delivered: i64,
+        stream_sequence: u64,
+        outcome: Result<(), HandlerError>,
+    ) {
+        let ack = match outcome {
+            Ok(()) => msg.ack().await,
+            Err(HandlerError::Transient(reason)) => {
+                let delay = nak_delay(delivered);
+                tracing::warn!(consumer = %durable, %reason, delay_ms = delay.as_millis() as u64, "transient failure; will redeliver");
+                msg.ack_with(AckKind::Nak(Some(delay))).await
+            }
+            Err(HandlerError::Poison(reason)) => {
+                tracing::error!(consumer = %durable, %reason, "poison message; terminating and copying to the DLQ");
+                metrics::counter!("lifeline_dead_lettered_messages_total", "consumer" => durable.to_owned())
+                    .increment(1);
+                let copied = self
+                    .dead_letter(
+                        durable,
+                        &msg.subject,
+                        stream_sequence,
+                        msg.headers.clone(),
+                        msg.payload.clone(),
+                        &reason,
+                    )
+                    .await;
+                match copied {
+                    // Only terminate once the copy is safe; otherwise let it come back.
+                    Ok(()) => msg.ack_with(AckKind::Term).await,
+                    Err(e) => {
+                        tracing::error!(consumer = %durable, error = %e, "cannot copy to the DLQ; will redeliver");
+                        msg.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await
+                    }
+                }
+            }
+        };
+        if let Err(e) = ack {
+            tracing::warn!(consumer = %durable, error = %e, "ack failed; the message will be redelivered");
+        }
     }
 
     /// Copies a message to `<root>.dlq.<consumer>` with the reason and where it came from.

@@ -63,39 +63,8 @@ impl Bus {
                 stream_sequence,
                 delivered,
             };
-            let ack = match handler(delivery).await {
-                Ok(()) => msg.ack().await,
-                Err(HandlerError::Transient(reason)) => {
-                    let delay = nak_delay(delivered);
-                    tracing::warn!(consumer = %durable, %reason, delay_ms = delay.as_millis() as u64, "transient failure; will redeliver");
-                    msg.ack_with(AckKind::Nak(Some(delay))).await
-                }
-                Err(HandlerError::Poison(reason)) => {
-                    tracing::error!(consumer = %durable, %reason, "poison message; terminating and copying to the DLQ");
-                    metrics::counter!("lifeline_dead_lettered_messages_total", "consumer" => durable.clone())
-                        .increment(1);
-                    let copied = self
-                        .dead_letter(
-                            &durable,
-                            &msg.subject,
-                            stream_sequence,
-                            msg.headers.clone(),
-                            msg.payload.clone(),
-                            &reason,
-                        )
-                        .await;
-                    match copied {
-                        Ok(()) => msg.ack_with(AckKind::Term).await,
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot copy to the DLQ; will redeliver");
-                            msg.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await
-                        }
-                    }
-                }
-            };
-            if let Err(e) = ack {
-                tracing::warn!(consumer = %durable, error = %e, "ack failed; the message will be redelivered");
-            }
+            let outcome = handler(delivery).await;
+            self.settle(&durable, &msg, delivered, stream_sequence, outcome).await;
         }
         tracing::info!(consumer = %durable, "consumer stopped");
         Ok(())
