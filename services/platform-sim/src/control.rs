@@ -19,6 +19,10 @@
 //! - `POST /_sim/{platform}/latency` body `{"ms": 50, "for_seconds": f64}`.
 //! - `POST /_sim/{platform}/reject-content` body `{"for_seconds": f64}` —
 //!   publish calls answer the platform's content-refused error.
+//! - `POST /_sim/{platform}/ambiguous` body `{"count": n}` (the next n
+//!   publishes, default 1) or `{"for_seconds": f64}` (every publish for that
+//!   long) — the platform takes the post (stored, listed, in the post log),
+//!   then drops the connection without answering.
 //! - `POST /_sim/{platform}/clear-faults` — ends every fault now.
 //! - `POST /_sim/{platform}/settings` — platform settings (YouTube:
 //!   `{"testing_mode": bool}`).
@@ -40,7 +44,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::state::{AccountAction, Common, PlatformSim, SimState};
+use crate::state::{AccountAction, Ambiguous, Common, PlatformSim, SimState};
 use crate::support::parse_form;
 
 pub(crate) fn router(state: SimState) -> Router {
@@ -50,6 +54,7 @@ pub(crate) fn router(state: SimState) -> Router {
         .route("/{platform}/outage", post(outage))
         .route("/{platform}/latency", post(latency))
         .route("/{platform}/reject-content", post(reject_content))
+        .route("/{platform}/ambiguous", post(ambiguous))
         .route("/{platform}/clear-faults", post(clear_faults))
         .route("/{platform}/settings", post(settings))
         .route("/media/sample.jpg", get(sample_jpg))
@@ -204,6 +209,48 @@ async fn reject_content(
     })
 }
 
+/// `{"count": n}` (default 1 when the body is empty) or `{"for_seconds": f}`.
+async fn ambiguous(
+    State(state): State<SimState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ControlError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        count: Option<u32>,
+        for_seconds: Option<f64>,
+    }
+    let p = platform(&state, &name)?;
+    let expected = "expected {\"count\": n} or {\"for_seconds\": number}";
+    let parsed = if body.iter().all(u8::is_ascii_whitespace) {
+        Body { count: None, for_seconds: None }
+    } else {
+        serde_json::from_slice::<Body>(&body)
+            .map_err(|e| error(StatusCode::BAD_REQUEST, format!("{expected}: {e}")))?
+    };
+    let common = state.common();
+    let (fault, answer) = match (parsed.count, parsed.for_seconds) {
+        (Some(_), Some(_)) => return Err(error(StatusCode::BAD_REQUEST, expected)),
+        (None, Some(f)) => {
+            let d = Duration::try_from_secs_f64(f).map_err(|_| {
+                error(StatusCode::BAD_REQUEST, "for_seconds must be a finite number >= 0")
+            })?;
+            (Ambiguous::Until(common.clock.now() + d), json!({ "ambiguous_for_seconds": f }))
+        }
+        (count, None) => {
+            let n = count.unwrap_or(1);
+            if n == 0 {
+                return Err(error(StatusCode::BAD_REQUEST, "count must be at least 1"));
+            }
+            (Ambiguous::Next(n), json!({ "ambiguous_publishes": n }))
+        }
+    };
+    common.set_ambiguous(p.name(), fault);
+    tracing::info!(platform = p.name(), ?fault, "sim: publishes taken but not answered");
+    Ok(Json(answer))
+}
+
 async fn settings(
     State(state): State<SimState>,
     Path(name): Path<String>,
@@ -255,7 +302,16 @@ async fn tokens(State(state): State<SimState>) -> Response {
 }
 
 async fn stats(State(state): State<SimState>) -> Response {
-    let map: Map<String, Value> =
-        state.platforms().map(|p| (p.name().to_owned(), p.stats())).collect();
+    let common = state.common();
+    let map: Map<String, Value> = state
+        .platforms()
+        .map(|p| {
+            let mut stats = p.stats();
+            if let Some(o) = stats.as_object_mut() {
+                o.insert("lost_answers".to_owned(), json!(common.lost_answers(p.name())));
+            }
+            (p.name().to_owned(), stats)
+        })
+        .collect();
     Json(Value::Object(map)).into_response()
 }

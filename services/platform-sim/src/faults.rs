@@ -1,6 +1,7 @@
 //! Fault injection shared by every platform's router: latency, hangs and
-//! outages on every endpoint, injected rate limits on API endpoints. Each
-//! platform supplies the bodies it really answers with.
+//! outages on every endpoint, injected rate limits on API endpoints, and the
+//! lost answer of an ambiguous publish. Each platform supplies the bodies it
+//! really answers with.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -50,6 +51,18 @@ pub(crate) fn mount(oauth: Router, api: Router, cfg: &FaultCfg) -> Router {
 /// Latency and outages on a router whose handlers check rate limits themselves.
 pub(crate) fn with_outages(router: Router, cfg: &FaultCfg) -> Router {
     router.layer(middleware::from_fn_with_state(cfg.clone(), outage_layer))
+}
+
+/// The answer of a publish the platform applied but never answered: the
+/// connection ends before any byte of a response. The body fails before its
+/// first chunk, and hyper then closes the connection with the status line
+/// still unsent, so the client sees "connection closed before message
+/// completed", as after a crash or a cut network between apply and answer.
+pub(crate) fn lost_answer() -> Response {
+    let failed = futures::stream::once(async {
+        Err::<axum::body::Bytes, _>(std::io::Error::other("sim: answer dropped (ambiguous fault)"))
+    });
+    Response::new(axum::body::Body::from_stream(failed))
 }
 
 /// Seconds from now until `until`, rounded up, at least 1 (`Retry-After`).

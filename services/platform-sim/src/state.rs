@@ -94,6 +94,17 @@ pub(crate) struct Faults {
     pub outage: Option<Outage>,
     pub latency: Option<Latency>,
     pub reject_content_until: Option<Instant>,
+    pub ambiguous: Option<Ambiguous>,
+}
+
+/// The "ambiguous" fault: the platform takes the post (stored, listed, in
+/// the post log) and then drops the connection instead of answering.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Ambiguous {
+    /// The next `n` publishes.
+    Next(u32),
+    /// Every publish until then.
+    Until(Instant),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -117,6 +128,8 @@ pub(crate) struct Common {
     faults: Mutex<HashMap<&'static str, Faults>>,
     /// Every token and code ever issued, so tests can prove none leaks into logs.
     issued_secrets: Mutex<Vec<String>>,
+    /// Answers dropped by the ambiguous fault, per platform (`GET /_sim/stats`).
+    lost_answers: Mutex<HashMap<&'static str, u64>>,
 }
 
 impl Common {
@@ -201,6 +214,37 @@ impl Common {
         lock(&self.faults).entry(platform).or_default().reject_content_until = Some(until);
     }
 
+    pub fn set_ambiguous(&self, platform: &'static str, fault: Ambiguous) {
+        lock(&self.faults).entry(platform).or_default().ambiguous = Some(fault);
+    }
+
+    /// Called by a publish endpoint once the post is stored: whether the
+    /// ambiguous fault takes this answer (one of `Next(n)` is used up). The
+    /// caller then answers [`crate::faults::lost_answer`].
+    pub fn answer_lost(&self, platform: &'static str) -> bool {
+        let now = self.clock.now();
+        let mut faults = lock(&self.faults);
+        let Some(f) = faults.get_mut(platform) else { return false };
+        let lost = match f.ambiguous {
+            Some(Ambiguous::Next(n)) if n > 0 => {
+                f.ambiguous = (n > 1).then(|| Ambiguous::Next(n - 1));
+                true
+            }
+            Some(Ambiguous::Until(until)) => until > now,
+            _ => false,
+        };
+        drop(faults);
+        if lost {
+            *lock(&self.lost_answers).entry(platform).or_default() += 1;
+        }
+        lost
+    }
+
+    /// How many answers the ambiguous fault dropped on `platform`.
+    pub fn lost_answers(&self, platform: &'static str) -> u64 {
+        lock(&self.lost_answers).get(platform).copied().unwrap_or_default()
+    }
+
     pub fn clear_faults(&self, platform: &'static str) {
         lock(&self.faults).remove(platform);
     }
@@ -221,6 +265,7 @@ impl SimState {
             clients: config.clients.clone(),
             faults: Mutex::default(),
             issued_secrets: Mutex::default(),
+            lost_answers: Mutex::default(),
         });
         let platforms = platforms.into_iter().map(|p| (p.name(), p)).collect();
         Self { common, platforms: Arc::new(platforms) }

@@ -126,6 +126,9 @@ pub(crate) fn create_post(call: &Call<'_>, id: &str, photo: bool) -> Answer {
         format!("{page_id}_{}", 122_000_000_000_000_000u64 + n)
     });
     tracing::info!(platform = PLATFORM, post_id = %post.id, photo, "page post created");
+    if ctx.common.answer_lost(PLATFORM) {
+        return Ok(crate::faults::lost_answer());
+    }
     if photo {
         // The photo object's own id, and the Page post that shows it.
         let photo_id = post.id.rsplit('_').next().unwrap_or_default().to_owned();

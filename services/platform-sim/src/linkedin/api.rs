@@ -18,6 +18,7 @@ const MAX_COMMENTARY: usize = 3000;
 /// Oldest `LinkedIn-Version` still served (LinkedIn sunsets versions after a year or so).
 const OLDEST_VERSION: u32 = 202_401;
 const CREATE_RESOURCE: &str = "partnerApiPostsExternal.CREATE.20240101";
+const FIND_BY_AUTHOR_RESOURCE: &str = "partnerApiPostsExternal.FINDER-author.20240101";
 
 /// The caller's live access token, or LinkedIn's 401 naming why not.
 fn caller(ctx: &Ctx, headers: &HeaderMap) -> Result<Token, LinkedInError> {
@@ -131,6 +132,9 @@ pub(crate) async fn create_post(State(ctx): State<Ctx>, headers: HeaderMap, body
         })
         .id;
     tracing::info!(platform = PLATFORM, post = %urn, "post created");
+    if ctx.common.answer_lost(PLATFORM) {
+        return Ok(crate::faults::lost_answer());
+    }
     let mut resp = StatusCode::CREATED.into_response();
     if let Ok(v) = HeaderValue::from_str(&urn) {
         resp.headers_mut().insert(HeaderName::from_static("x-restli-id"), v.clone());
@@ -193,7 +197,9 @@ fn commentary(post: &Map<String, Value>, author_urn: &str) -> Result<String, Lin
     Ok(text)
 }
 
-/// `GET /rest/posts?q=author&author={urn}&count=N`: the member's posts, newest first.
+/// `GET /rest/posts?q=author&author={urn}&count=N`: the member's posts, newest first. Reading
+/// a member's posts needs `r_member_social`, a restricted permission LinkedIn grants only to
+/// approved partners; `w_member_social` (posting) does not include it.
 pub(crate) async fn list_posts(
     State(ctx): State<Ctx>,
     headers: HeaderMap,
@@ -201,6 +207,9 @@ pub(crate) async fn list_posts(
 ) -> Answer {
     let t = caller(&ctx, &headers)?;
     check_version(&headers)?;
+    if !t.has_scope("r_member_social") {
+        return Err(LinkedInError::access_denied(FIND_BY_AUTHOR_RESOURCE));
+    }
     let params: HashMap<String, String> = parse_form(q.unwrap_or_default().as_bytes());
     if params.get("q").map(String::as_str) != Some("author") {
         return Err(LinkedInError::bad_request(
@@ -213,7 +222,7 @@ pub(crate) async fn list_posts(
         a.user(&t.user_key).ok_or_else(|| LinkedInError::access_denied("posts.FINDER-author"))?;
     let urn = format!("urn:li:person:{}", user.id);
     if params.get("author") != Some(&urn) {
-        return Err(LinkedInError::access_denied("partnerApiPostsExternal.FINDER-author.20240101"));
+        return Err(LinkedInError::access_denied(FIND_BY_AUTHOR_RESOURCE));
     }
     let count: usize = params.get("count").and_then(|c| c.parse().ok()).unwrap_or(10).min(100);
     let total = a.posts_of(&t.user_key).count();

@@ -14,6 +14,7 @@ const KNOWN_SCOPES: &[&str] = &[
     "profile",
     "email",
     "w_member_social",
+    "r_member_social",
     "r_basicprofile",
     "r_liteprofile",
     "r_emailaddress",

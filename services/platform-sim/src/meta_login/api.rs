@@ -172,7 +172,11 @@ pub(crate) fn publish(call: &Call<'_>, id: &str) -> Answer {
     if let Some(c) = store.containers.get_mut(creation_id) {
         c.published = Some(post.id.clone());
     }
+    drop(store);
     tracing::info!(platform = cfg.platform, media_id = %post.id, "media published");
+    if ctx.common.answer_lost(cfg.platform) {
+        return Ok(crate::faults::lost_answer());
+    }
     Ok(axum::Json(json!({ "id": post.id })).into_response())
 }
 

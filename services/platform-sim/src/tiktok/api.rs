@@ -211,6 +211,10 @@ pub(crate) async fn video_init(State(ctx): State<Ctx>, headers: HeaderMap, body:
     s.publishes.insert(publish_id.clone(), p);
     drop(s);
     tracing::info!(platform = PLATFORM, publish_id, "publish initialized");
+    // A pulled video is a post from here on; a file upload becomes one at its PUT.
+    if pull && ctx.common.answer_lost(PLATFORM) {
+        return Ok(crate::faults::lost_answer());
+    }
     let mut data = json!({ "publish_id": publish_id });
     if !pull {
         let token: String = random_b64(24).chars().filter(char::is_ascii_alphanumeric).collect();
@@ -247,6 +251,10 @@ pub(crate) async fn upload(State(ctx): State<Ctx>, RawQuery(q): RawQuery, body: 
             e.uploaded = true;
             e.post_id = Some(post.id);
             e.bytes = body.len() as u64;
+        }
+        drop(s);
+        if ctx.common.answer_lost(PLATFORM) {
+            return Ok(crate::faults::lost_answer());
         }
     }
     Ok(StatusCode::CREATED.into_response())

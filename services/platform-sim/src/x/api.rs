@@ -130,6 +130,9 @@ pub(crate) async fn create_tweet(
         return Ok(a.finish(&ctx, Err(XError::DuplicateTweet)));
     };
     tracing::info!(platform = PLATFORM, tweet_id = %tweet.id, user_id = %a.user.id, "tweet created");
+    if ctx.common.answer_lost(PLATFORM) {
+        return Ok(crate::faults::lost_answer());
+    }
     let body = json!({ "data": {
         "id": tweet.id,
         "text": tweet.text,

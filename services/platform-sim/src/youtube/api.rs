@@ -377,5 +377,8 @@ pub(crate) async fn upload_bytes(
     }
     drop(s);
     tracing::info!(platform = PLATFORM, video_id = %post.id, bytes = body.len(), "video uploaded");
+    if ctx.common.answer_lost(PLATFORM) {
+        return Ok(crate::faults::lost_answer());
+    }
     Ok(axum::Json(video).into_response())
 }

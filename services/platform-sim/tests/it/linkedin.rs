@@ -292,3 +292,87 @@ async fn token_endpoint_errors() {
         .await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 }
+
+/// The ambiguous fault: the post is stored, and the connection closes without a status line.
+/// Listing the member's posts needs `r_member_social`, which `w_member_social` does not give.
+#[tokio::test]
+async fn ambiguous_publish_is_stored_and_unanswered_and_listing_needs_r_member_social() {
+    let sim = start(1.0).await;
+    let t = connect(&sim, "lin_user").await;
+    let at = t["access_token"].as_str().expect("at").to_owned();
+    let (_, me) = status_json(sim.get_bearer("/linkedin/api/v2/userinfo", &at).await).await;
+    let sub = me["sub"].as_str().expect("sub").to_owned();
+
+    let resp = sim.control("/_sim/linkedin/ambiguous", Some(json!({"count": 1}))).await;
+    assert_eq!(resp.json::<Value>().await.expect("json"), json!({"ambiguous_publishes": 1}));
+    let lost = sim
+        .http
+        .post(sim.url("/linkedin/api/rest/posts"))
+        .bearer_auth(&at)
+        .header("LinkedIn-Version", "202504")
+        .json(&json!({
+            "author": format!("urn:li:person:{sub}"), "commentary": "lost answer",
+            "visibility": "PUBLIC", "distribution": {"feedDistribution": "MAIN_FEED"},
+            "lifecycleState": "PUBLISHED",
+        }))
+        .send()
+        .await;
+    let e = lost.expect_err("no HTTP answer at all");
+    assert!(!e.is_connect() && !e.is_status(), "{e:?}");
+    let log = sim.get_json("/_sim/posts?platform=linkedin").await;
+    assert_eq!(log["posts"].as_array().map(Vec::len), Some(1), "{log}");
+    assert_eq!(log["posts"][0]["text"], "lost answer");
+    let stats = sim.get_json("/_sim/stats").await;
+    assert_eq!(stats["linkedin"]["lost_answers"], 1);
+    // Used up: the next post is answered.
+    assert_eq!(post(&sim, &at, &sub, "answered").await.status(), StatusCode::CREATED);
+
+    let urn = format!("urn:li:person:{sub}");
+    let list = format!(
+        "/linkedin/api/rest/posts?q=author&author={}&count=10",
+        url::form_urlencoded::byte_serialize(urn.as_bytes()).collect::<String>()
+    );
+    let listing = |token: String| {
+        let req =
+            sim.http.get(sim.url(&list)).bearer_auth(token).header("LinkedIn-Version", "202504");
+        async move { status_json(req.send().await.expect("list")).await }
+    };
+    let (status, body) = listing(at.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["code"], "ACCESS_DENIED");
+
+    let (id, _) = app("linkedin");
+    let params = sim
+        .approve(
+            AUTHZ,
+            &[
+                ("response_type", "code"),
+                ("client_id", &id),
+                ("redirect_uri", REDIRECT_URI),
+                ("scope", "openid w_member_social r_member_social"),
+                ("state", "s2"),
+                ("sim_approve_as", "lin_user"),
+            ],
+        )
+        .await;
+    let code = param(&params, "code").expect("code");
+    let (id, secret) = app("linkedin");
+    let (_, partner) = status_json(
+        sim.post_form(
+            TOKEN,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", REDIRECT_URI),
+                ("client_id", &id),
+                ("client_secret", &secret),
+            ],
+        )
+        .await,
+    )
+    .await;
+    let (status, body) = listing(partner["access_token"].as_str().expect("at").to_owned()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["elements"][0]["commentary"], "answered");
+    assert_eq!(body["elements"][1]["commentary"], "lost answer");
+}
