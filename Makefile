@@ -88,3 +88,18 @@ test-examples: infra ## Subscriber examples (Python, TypeScript) against the rec
 test-browser: infra ## The Accounts page story in headless Chromium (installs chromium, npm ci)
 	bash tests/browser/setup.sh
 	cargo test -p lifeline-e2e --test it browser -- --ignored --nocapture
+
+# `make openapi`: rewrites docs/api/<service>.openapi.json from the code. The documents are
+# generated from the handlers (utoipa); each service's unit test
+# `committed_openapi_document_matches_the_code` (run by `make test`) fails while its committed
+# file differs, and rewrites it instead with LIFELINE_WRITE_OPENAPI=1.
+.PHONY: openapi
+openapi: ## Rewrite docs/api/*.openapi.json from the code (commit them with the change)
+	LIFELINE_WRITE_OPENAPI=1 cargo test --workspace --lib committed_openapi_document_matches_the_code
+
+# `make test-api`: schemathesis (PyPI, pinned in scripts/api/requirements.txt) against the
+# running gateway and notifier, driven by their /openapi.json, on a workspace with real data.
+.PHONY: test-api
+test-api: infra ## Fuzz the HTTP APIs against their OpenAPI documents with schemathesis (needs python3)
+	bash scripts/api/setup.sh
+	cargo test -p lifeline-e2e --test it api_schema -- --ignored --nocapture

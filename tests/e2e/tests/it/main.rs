@@ -1,6 +1,7 @@
 //! End-to-end tests of the whole system against real NATS, Postgres and HTTP (see `lifeline_e2e`).
 
 mod account_state;
+mod api_schema;
 mod browser;
 mod config;
 mod examples;
