@@ -119,6 +119,18 @@ pub struct Published {
     pub platform_post_id: String,
 }
 
+/// How a connector can tell whether a publish whose answer was lost went out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reconciliation {
+    /// The account's recent posts can be read with the scopes Lifeline asks for:
+    /// [`Connector::find_published`] looks there.
+    Lists,
+    /// The platform offers no way to look. `why` says what is missing, for the operator who
+    /// has to check the account instead. A post whose outcome is unknown on such a platform
+    /// must never be sent again on its own: it may be out already.
+    CannotCheck { why: &'static str },
+}
+
 /// The start of an authorization: where to send the user, and the PKCE verifier to keep
 /// (server-side) for the code exchange.
 #[derive(Debug)]
@@ -153,8 +165,16 @@ pub trait Connector: Send + Sync {
         post: &PostDraft,
     ) -> Result<Published, Failure>;
 
+    /// Whether [`find_published`](Connector::find_published) can tell if an ambiguous publish
+    /// went out. Most platforms list the account's recent posts.
+    fn reconciliation(&self) -> Reconciliation {
+        Reconciliation::Lists
+    }
+
     /// Looks for `post` among the user's posts since `since`: after an ambiguous attempt this
-    /// tells whether it went out, so a retry never doubles it.
+    /// tells whether it went out, so a retry never doubles it. On a platform that
+    /// [cannot check](Reconciliation::CannotCheck) it answers `Failure::Ambiguous`: the outcome
+    /// stays unknown (never `Ok(None)`, which would invite a blind resend).
     async fn find_published(
         &self,
         token: &AccessToken,

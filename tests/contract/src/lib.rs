@@ -189,6 +189,12 @@ impl Sim {
         log["posts"].as_array().cloned().unwrap_or_default()
     }
 
+    /// `GET /_sim/stats`: the counters of every platform.
+    pub async fn stats(&self) -> Value {
+        let url = format!("{}/_sim/stats", self.base);
+        self.http.get(url).send().await.expect("stats").json().await.expect("json")
+    }
+
     /// The sample media the simulator serves.
     pub fn media(&self, kind: MediaKind) -> Media {
         let file = match kind {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use lifeline_kit::Platform;
-use lifeline_platforms::{MediaKind, PostDraft};
+use lifeline_platforms::{Failure, MediaKind, PostDraft, Published, Reconciliation};
 use serde_json::{json, Value};
 
 use crate::{
@@ -38,8 +38,9 @@ pub struct Facts {
     pub names: fn(&str) -> (String, String),
     /// The scope whose removal stops publishing (the platform's own scope string).
     pub publish_scope: &'static str,
-    /// Whether `find_published` can look the post up (LinkedIn and TikTok have no listing
-    /// Lifeline may use, and always answer `None`).
+    /// Whether `find_published` can look the post up. LinkedIn (member posts need
+    /// `r_member_social`) and TikTok (only the lost publish id names a publish) cannot, and say
+    /// so: `Reconciliation::CannotCheck`, and `find_published` answers `Ambiguous`.
     pub reconciles: bool,
 }
 
@@ -415,4 +416,83 @@ pub async fn hangs(p: Platform, calls: &[(Call, Expect)]) {
 
 pub async fn rejects_content(p: Platform, calls: &[(Call, Expect)]) {
     fault(p, "reject-content", for_seconds(60.0), calls).await
+}
+
+/// The platform takes the post and then drops the connection without answering
+/// (`/_sim/{p}/ambiguous`, at the step where the post becomes real): the publish is ambiguous,
+/// neither a success nor a plain transient error. Then `find_published` finds exactly the post
+/// the platform stored (its id as the platform logged it) where the platform can be checked, or
+/// says that it cannot look; either way the post log holds it once. Before that, without the
+/// fault, a post that was never sent is not found.
+pub async fn ambiguous(p: Platform) {
+    let sim = Sim::start().await;
+    let user = username("ambig");
+    let c = sim.connect(p, &user).await;
+    let f = facts(p);
+    let reconciliation = c.connector.reconciliation();
+    assert_eq!(
+        matches!(reconciliation, Reconciliation::Lists),
+        f.reconciles,
+        "{p:?}: {reconciliation:?}"
+    );
+    let since = chrono::Utc::now();
+    let look = |post: PostDraft| {
+        let c = &c;
+        async move { c.connector.find_published(&c.token, &c.user.id, &post, since).await }
+    };
+    let cannot_look = |what: &str, got: &Result<Option<Published>, Failure>| {
+        assert!(
+            matches!(got, Err(Failure::Ambiguous { .. })),
+            "{p:?} {what}: a platform that cannot be checked must say so, got {got:?}"
+        );
+    };
+
+    let never = sim.draft(p, "never sent");
+    let got = look(never.clone()).await;
+    match reconciliation {
+        Reconciliation::Lists => {
+            assert_eq!(got, Ok(None), "{p:?}: a post never sent is not found")
+        }
+        Reconciliation::CannotCheck { .. } => cannot_look("before the fault", &got),
+    }
+
+    sim.control(&format!("{}/ambiguous", p.as_str()), json!({ "count": 1 })).await;
+    let post = sim.draft(p, "answer lost");
+    let got = c.publish(&post).await;
+    assert_outcome(&format!("{p:?} publish with the answer lost"), &got, &Expect::Ambiguous);
+    let stats = sim.stats().await;
+    assert_eq!(stats[p.as_str()]["lost_answers"], 1, "{p:?}: the fault fired: {stats}");
+
+    let stored = logged_once(&sim, &c, &post).await;
+    let got = look(post.clone()).await;
+    match reconciliation {
+        Reconciliation::Lists => {
+            let want = Published { platform_post_id: stored.clone() };
+            assert_eq!(got, Ok(Some(want)), "{p:?}: the post the platform stored is found");
+            let got = look(never).await;
+            assert_eq!(got, Ok(None), "{p:?}: still, a post never sent is not found");
+        }
+        Reconciliation::CannotCheck { why } => {
+            assert!(!why.is_empty(), "{p:?}: say why");
+            cannot_look("after the lost answer", &got);
+        }
+    }
+    assert_eq!(logged_once(&sim, &c, &post).await, stored, "{p:?}: looking posts nothing");
+    assert_eq!(sim.stats().await[p.as_str()]["duplicate_posts"], 0, "{p:?}");
+
+    // The fault was for one publish: the next one is answered.
+    let next = sim.draft(p, "answered");
+    let published = c.publish(&next).await.unwrap_or_else(|e| panic!("{p:?}: publish: {e:?}"));
+    assert_logged_once(&sim, &c, &next, &published.platform_post_id).await;
+}
+
+/// The id of the one post with `post`'s text in the log (the same checks as
+/// [`assert_logged_once`], whose id the caller does not know yet).
+async fn logged_once(sim: &Sim, c: &Connected, post: &PostDraft) -> String {
+    let log = sim.posts(c.platform, &c.username).await;
+    let ours: Vec<&Value> = log.iter().filter(|e| e["text"] == post.text.as_str()).collect();
+    assert_eq!(ours.len(), 1, "{:?}: exactly one post with the text: {log:?}", c.platform);
+    let id = ours[0]["id"].as_str().expect("a post id").to_owned();
+    assert_logged_once(sim, c, post, &id).await;
+    id
 }

@@ -7,7 +7,7 @@
 //! Scenarios: `connect`, `refresh`, `publish`, `probe`; what the user or the platform does to the
 //! account: `revoked`, `expired`, `password_changed`, `permission_removed`, `security_event`,
 //! `deauthorized`; platform-wide faults: `rate_limited`, `outage` (503), `timeout` (the platform
-//! hangs), `rejected` (content refused).
+//! hangs), `rejected` (content refused), `ambiguous` (the post is taken, the answer lost).
 
 use lifeline_contract::{
     auth,
@@ -55,6 +55,7 @@ contract! {
     x_outage => outage(X, &[(Probe, Transient), (Publish, Transient), (Refresh, Transient)]);
     x_timeout => hangs(X, &[(Probe, Transient), (Publish, Ambiguous), (Refresh, Ambiguous)]);
     x_rejected => rejects_content(X, &[(Publish, Rejected), (Probe, Ok)]);
+    x_ambiguous => ambiguous(X);
 
     // ---- LinkedIn: no PKCE, non-rotating refresh token, 401 names the cause. ----
     linkedin_connect => connect(LinkedIn);
@@ -72,6 +73,8 @@ contract! {
     linkedin_outage => outage(LinkedIn, &[(Probe, Transient), (Publish, Transient), (Refresh, Transient)]);
     linkedin_timeout => hangs(LinkedIn, &[(Probe, Transient), (Publish, Ambiguous), (Refresh, Transient)]);
     linkedin_rejected => rejects_content(LinkedIn, &[(Publish, Rejected), (Probe, Ok)]);
+    // LinkedIn cannot be checked: member posts can be read only with r_member_social.
+    linkedin_ambiguous => ambiguous(LinkedIn);
 
     // ---- Instagram: Graph errors; the 60-day token refreshes itself after 24 h. ----
     instagram_connect => connect(Instagram);
@@ -89,6 +92,8 @@ contract! {
     // The first publishing step only makes a container, which is not a post.
     instagram_timeout => hangs(Instagram, &[(Probe, Transient), (Publish, Transient), (Refresh, Transient)]);
     instagram_rejected => rejects_content(Instagram, &[(Publish, Rejected), (Probe, Ok)]);
+    // The answer of media_publish (the step that makes the post) is lost.
+    instagram_ambiguous => ambiguous(Instagram);
 
     // ---- Facebook Pages: a Page token that does not expire; no refresh token. ----
     facebook_connect => connect(Facebook);
@@ -105,6 +110,7 @@ contract! {
     facebook_outage => outage(Facebook, &[(Probe, Transient), (Publish, Transient)]);
     facebook_timeout => hangs(Facebook, &[(Probe, Transient), (Publish, Ambiguous)]);
     facebook_rejected => rejects_content(Facebook, &[(Publish, Rejected), (Probe, Ok)]);
+    facebook_ambiguous => ambiguous(Facebook);
 
     // ---- YouTube: Google OAuth with PKCE, non-rotating refresh token, resumable upload. ----
     youtube_connect => connect(YouTube);
@@ -125,6 +131,8 @@ contract! {
     // Opening the upload session creates no video.
     youtube_timeout => hangs(YouTube, &[(Probe, Transient), (Publish, Transient), (Refresh, Transient)]);
     youtube_rejected => rejects_content(YouTube, &[(Publish, Rejected), (Probe, Ok)]);
+    // The upload's PUT creates the video; its answer is lost.
+    youtube_ambiguous => ambiguous(YouTube);
 
     // ---- TikTok: PKCE, rotating refresh tokens, Direct Post pulled from a URL. ----
     tiktok_connect => connect(TikTok);
@@ -142,6 +150,8 @@ contract! {
     // The init starts the post; a rotating refresh may have spent the token.
     tiktok_timeout => hangs(TikTok, &[(Probe, Transient), (Publish, Ambiguous), (Refresh, Ambiguous)]);
     tiktok_rejected => rejects_content(TikTok, &[(Publish, Rejected), (Probe, Ok)]);
+    // The init's answer, with the only publish id, is lost: TikTok cannot be checked.
+    tiktok_ambiguous => ambiguous(TikTok);
 
     // ---- Threads: Instagram's flow on graph.threads.net; throttling is code 4 with no time. ----
     threads_connect => connect(Threads);
@@ -158,4 +168,6 @@ contract! {
     threads_outage => outage(Threads, &[(Probe, Transient), (Publish, Transient), (Refresh, Transient)]);
     threads_timeout => hangs(Threads, &[(Probe, Transient), (Publish, Transient), (Refresh, Transient)]);
     threads_rejected => rejects_content(Threads, &[(Publish, Rejected), (Probe, Ok)]);
+    // The answer of threads_publish is lost.
+    threads_ambiguous => ambiguous(Threads);
 }

@@ -18,7 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::{
     common::{self, send, App},
     endpoint, oauth, AccessToken, AuthorizationStart, Connector, Failure, Grant, PlatformUser,
-    PostDraft, Published,
+    PostDraft, Published, Reconciliation,
 };
 
 pub use errors::{classify_api, classify_token_body, classify_token_error};
@@ -32,6 +32,12 @@ pub(crate) const POST_RULES: crate::post_rules::PostRules = crate::post_rules::P
 
 /// OpenID for `userinfo` (`openid profile`) and posting as the member (`w_member_social`).
 pub const SCOPES: [&str; 3] = ["openid", "profile", "w_member_social"];
+
+/// Why an ambiguous LinkedIn publish cannot be checked. Reading a member's posts (`GET
+/// /rest/posts?q=author`, or any other read of member posts) needs `r_member_social`, a
+/// restricted permission LinkedIn grants only to approved partners; Lifeline asks for
+/// `w_member_social` (posting), which reads nothing, and the create call has no idempotency key.
+pub const CANNOT_CHECK: &str = "reading a member's posts needs r_member_social, a restricted permission Lifeline does not hold";
 
 /// The `LinkedIn-Version` (YYYYMM) the Posts API calls are written against.
 pub const API_VERSION: &str = "202411";
@@ -214,8 +220,11 @@ impl Connector for LinkedInConnector {
         }
     }
 
-    /// Listing a member's own posts needs `r_member_social`, a closed permission most apps
-    /// cannot get, so there is no cheap listing to reconcile against: always `None`.
+    fn reconciliation(&self) -> Reconciliation {
+        Reconciliation::CannotCheck { why: CANNOT_CHECK }
+    }
+
+    /// LinkedIn cannot be asked (see [`CANNOT_CHECK`]): the outcome stays unknown.
     async fn find_published(
         &self,
         _token: &AccessToken,
@@ -223,7 +232,7 @@ impl Connector for LinkedInConnector {
         _post: &PostDraft,
         _since: DateTime<Utc>,
     ) -> Result<Option<Published>, Failure> {
-        Ok(None)
+        Err(Failure::ambiguous(format!("LinkedIn cannot be checked: {CANNOT_CHECK}")))
     }
 }
 

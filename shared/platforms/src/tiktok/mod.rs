@@ -23,7 +23,7 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::{
     common::{self, send, Answer, App},
     endpoint, AccessToken, AuthorizationStart, Connector, Failure, Grant, MediaKind, PlatformUser,
-    PostDraft, Published,
+    PostDraft, Published, Reconciliation,
 };
 
 pub use errors::{classify_api, classify_fail_reason, classify_token};
@@ -37,6 +37,15 @@ pub(crate) const POST_RULES: crate::post_rules::PostRules = crate::post_rules::P
 
 /// Identify the user and publish videos.
 pub const SCOPES: [&str; 2] = ["user.info.basic", "video.publish"];
+
+/// Why an ambiguous TikTok publish cannot be checked afterwards. TikTok answers about a publish
+/// only by its `publish_id` (`POST /v2/post/publish/status/fetch/`), and `publish` already polls
+/// that until TikTok settles the post (a lost status answer is simply asked again). The id
+/// exists only in the init's answer: when that answer is lost, nothing names the publish.
+/// Listing the user's videos (`/v2/video/list/`) needs `video.list`, which Lifeline does not
+/// ask for, and shows public videos only, while Lifeline posts `SELF_ONLY`.
+pub const CANNOT_CHECK: &str =
+    "TikTok answers only by the publish id its lost answer carried, and lists no private videos";
 
 /// Unaudited apps may only post privately; audited ones can change this.
 const PRIVACY_LEVEL: &str = "SELF_ONLY";
@@ -169,7 +178,7 @@ impl TikTokConnector {
                 Err(Failure::Transient { .. } | Failure::RateLimited { .. }) => continue,
                 Err(e) => {
                     return Err(Failure::ambiguous(format!(
-                        "TikTok took the post but its status could not be read: {e}"
+                        "TikTok took the post (publish id {publish_id}) but its status could not be read: {e}"
                     )))
                 }
             };
@@ -292,8 +301,12 @@ impl Connector for TikTokConnector {
         self.await_publish(token, &init.publish_id).await
     }
 
-    /// Listing videos needs the `video.list` scope and shows only public videos, while Lifeline
-    /// posts `SELF_ONLY`: there is nothing cheap to reconcile against, so always `None`.
+    fn reconciliation(&self) -> Reconciliation {
+        Reconciliation::CannotCheck { why: CANNOT_CHECK }
+    }
+
+    /// TikTok cannot be asked after the publish call (see [`CANNOT_CHECK`]): the outcome stays
+    /// unknown.
     async fn find_published(
         &self,
         _token: &AccessToken,
@@ -301,6 +314,6 @@ impl Connector for TikTokConnector {
         _post: &PostDraft,
         _since: DateTime<Utc>,
     ) -> Result<Option<Published>, Failure> {
-        Ok(None)
+        Err(Failure::ambiguous(format!("TikTok cannot be checked: {CANNOT_CHECK}")))
     }
 }
