@@ -490,29 +490,13 @@ impl System {
     }
 
     /// A token-refresher replica as a child process (so that it can be killed with SIGKILL),
-    /// named `name`, serving on `port`. Builds the binary first if this test run has not.
+    /// named `name`, serving on `port`.
     pub async fn refresher_process(
         &self,
         name: &str,
         port: u16,
     ) -> anyhow::Result<std::process::Command> {
-        let exe = std::env::current_exe()?;
-        let dir = exe
-            .parent()
-            .and_then(std::path::Path::parent)
-            .context("test binary outside a cargo target directory")?;
-        let bin = dir.join("token-refresher");
-        if !bin.exists() {
-            let status = tokio::task::spawn_blocking(|| {
-                std::process::Command::new(env!("CARGO"))
-                    .args(["build", "-p", "token-refresher", "--bin", "token-refresher"])
-                    .status()
-            })
-            .await??;
-            if !status.success() || !bin.exists() {
-                bail!("cannot build token-refresher ({status}) at {}", bin.display());
-            }
-        }
+        let bin = workspace_binary("token-refresher", "token-refresher").await?;
         let mut cmd = std::process::Command::new(bin);
         cmd.env_clear()
             .envs(self.env.iter().cloned())
@@ -875,4 +859,25 @@ pub fn counts<I: IntoIterator<Item = String>>(items: I) -> HashMap<String, usize
         *m.entry(i).or_insert(0) += 1;
     }
     m
+}
+
+/// Builds `bin` of the workspace package `package` (a no-op when it is up to date) in the cargo
+/// target directory this test binary runs from, and returns its path. A failed build fails the
+/// test: an older binary left there would test code that is not the tree's.
+pub async fn workspace_binary(package: &str, bin: &str) -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .context("test binary outside a cargo target directory")?
+        .join(bin);
+    let args = ["build", "-p", package, "--bin", bin].map(str::to_owned);
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO")).args(args).status()
+    })
+    .await??;
+    if !status.success() || !path.exists() {
+        bail!("cannot build {bin} ({status}) at {}", path.display());
+    }
+    Ok(path)
 }

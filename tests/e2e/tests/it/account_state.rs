@@ -1,6 +1,6 @@
 //! The `LIFELINE_ACCOUNTS` key-value bucket (current state for new subscribers) and `lifelinectl consumers`.
 
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::{bail, ensure, Context as _};
 use async_nats::jetstream::{
@@ -159,26 +159,6 @@ async fn reaches(
     .await
 }
 
-/// Builds `lifelinectl` (a no-op when up to date) and returns its path; an existing binary is
-/// used when the tree does not build right now (someone's work in progress elsewhere).
-async fn lifelinectl_binary() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(std::path::Path::parent)
-        .context("test binary outside a cargo target directory")?
-        .to_owned();
-    let status = tokio::task::spawn_blocking(|| {
-        std::process::Command::new(env!("CARGO"))
-            .args(["build", "-p", "lifelinectl", "--bin", "lifelinectl"])
-            .status()
-    })
-    .await??;
-    let bin = dir.join("lifelinectl");
-    ensure!(bin.exists(), "cannot build lifelinectl ({status}) at {}", bin.display());
-    Ok(bin)
-}
-
 /// Runs the CLI against the system's NATS subjects and streams; returns its stdout.
 async fn lifelinectl(
     bin: &std::path::Path,
@@ -210,7 +190,7 @@ fn key(ws: WorkspaceId, account: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_bucket_holds_each_accounts_state_and_hands_over_to_the_stream() -> anyhow::Result<()> {
-    let bin = lifelinectl_binary().await?;
+    let bin = lifeline_e2e::workspace_binary("lifelinectl", "lifelinectl").await?;
     let system = System::start().await?;
     println!("system started");
     let js = jetstream::new(system.nats.clone());

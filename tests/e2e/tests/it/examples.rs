@@ -161,25 +161,6 @@ impl Drop for Running {
     }
 }
 
-/// Builds `lifelinectl` (a no-op when it is up to date) next to this test binary and returns
-/// its path; an existing binary is used when the tree does not build right now.
-async fn lifelinectl_binary() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("test binary outside a cargo target directory")?
-        .join("lifelinectl");
-    let status = tokio::task::spawn_blocking(|| {
-        Command::new(env!("CARGO"))
-            .args(["build", "-p", "lifelinectl", "--bin", "lifelinectl"])
-            .status()
-    })
-    .await??;
-    ensure!(status.success() || bin.exists(), "cannot build lifelinectl ({status})");
-    Ok(bin)
-}
-
 /// One event as a subscriber printed it: what the comparisons need.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Line {
@@ -222,7 +203,7 @@ fn platform_name(raw: i32) -> String {
 async fn python_and_typescript_subscribers_decode_the_reconnect_story() -> anyhow::Result<()> {
     let root = workspace_root()?;
     let examples = examples(&root)?;
-    let lifelinectl = lifelinectl_binary().await?;
+    let lifelinectl = lifeline_e2e::workspace_binary("lifelinectl", "lifelinectl").await?;
     let system = System::start().await?;
     let nats_url = system
         .env

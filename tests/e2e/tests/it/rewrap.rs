@@ -2,7 +2,7 @@
 //! active, then `lifelinectl vault rewrap` moves every row to it while hundreds of X accounts
 //! rotate their refresh tokens; the old key is removed, and nothing was lost on the way.
 
-use std::{collections::HashMap, path::PathBuf, time::Duration};
+use std::{collections::HashMap, time::Duration};
 
 use anyhow::{bail, Context as _};
 use lifeline_e2e::{eventually, Options, System};
@@ -42,30 +42,6 @@ async fn versions(db: &PgPool) -> anyhow::Result<HashMap<uuid::Uuid, i64>> {
     Ok(rows.into_iter().collect())
 }
 
-/// Builds `lifelinectl` (a no-op when it is up to date) and returns its path. When the tree
-/// does not build right now (someone's work in progress elsewhere), an existing binary is used.
-async fn lifelinectl_binary() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(std::path::Path::parent)
-        .context("test binary outside a cargo target directory")?
-        .to_owned();
-    let status = tokio::task::spawn_blocking(|| {
-        std::process::Command::new(env!("CARGO"))
-            .args(["build", "-p", "lifelinectl", "--bin", "lifelinectl"])
-            .status()
-    })
-    .await??;
-    let bin = dir.join("lifelinectl");
-    if !status.success() && bin.exists() {
-        eprintln!("cannot build lifelinectl ({status}); using the existing {}", bin.display());
-    } else if !status.success() || !bin.exists() {
-        bail!("cannot build lifelinectl ({status}) at {}", bin.display());
-    }
-    Ok(bin)
-}
-
 /// What an operator's `kubectl exec … lifelinectl <args>` prints.
 struct Run {
     ok: bool,
@@ -95,7 +71,7 @@ async fn lifelinectl(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rewrap_while_rotating_refreshes_run_loses_nothing() -> anyhow::Result<()> {
-    let bin = lifelinectl_binary().await?;
+    let bin = lifeline_e2e::workspace_binary("lifelinectl", "lifelinectl").await?;
     let (k1, k2) = (key("k1"), key("k2"));
     let options = Options {
         time_scale: SCALE,
