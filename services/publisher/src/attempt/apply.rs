@@ -10,7 +10,7 @@ use lifeline_kit::{
     },
     Platform,
 };
-use lifeline_platforms::Failure;
+use lifeline_platforms::{Failure, Reconciliation};
 use sqlx::PgConnection;
 
 use super::decide::{self, Action, Decision, Facts, Outcome};
@@ -95,9 +95,13 @@ pub(super) async fn record(
         unavailable_since: post.unavailable_since,
         last_error: post.last_error.as_deref(),
         retry: &app.config.retry,
+        unchecked: unchecked(app, platform),
         now: Utc::now(),
     };
     let decision = decide::decide(&facts, spread);
+    if let Action::HandOver { reason } = &decision.action {
+        tracing::warn!(post = %post.id, %platform, %reason, "outcome unknown on a platform that cannot be checked; not sending it again");
+    }
     apply(&attempt, &mut tx, &decision).await?;
     if let Action::Hold { .. } = decision.action {
         // Not an attempt: `hold` removed its row.
@@ -118,6 +122,16 @@ pub(super) async fn record(
     tx.commit().await?;
     app.outbox.wake();
     Ok(())
+}
+
+/// Whether `platform` cannot tell if an ambiguous publish went out, and why.
+fn unchecked(app: &AppState, platform: Platform) -> Option<decide::Unchecked> {
+    match app.connectors.get(platform)?.reconciliation() {
+        Reconciliation::Lists => None,
+        Reconciliation::CannotCheck { why } => {
+            Some(decide::Unchecked { platform: platform.display_name(), why })
+        }
+    }
 }
 
 /// Up to a tenth more than the schedule's delay, so that posts that failed together do not all
@@ -177,7 +191,30 @@ async fn apply(
             }
             dead_letter(a, tx, *kind, reason).await
         }
+        Action::HandOver { reason } => hand_over(a, tx, detail, reason).await,
     }
+}
+
+/// Dead-letters a post whose outcome is unknown on a platform that cannot be checked. The
+/// unknown outcome becomes the operator's to settle: `needs_reconcile` is cleared, so a replay
+/// (the operator looked and the post is not there) sends it, where a check would only hand it
+/// back again.
+async fn hand_over(
+    a: &Attempt<'_>,
+    tx: &mut PgConnection,
+    detail: &str,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    let kind = PostFailureKind::Ambiguous;
+    a.app.outbox.enqueue(&mut *tx, &a.failed_event(kind, detail, None)).await?;
+    dead_letter(a, tx, kind, reason).await?;
+    sqlx::query(
+        "UPDATE publisher.posts SET needs_reconcile = false, reconcile_since = NULL WHERE id = $1",
+    )
+    .bind(a.post.id)
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 async fn publish(

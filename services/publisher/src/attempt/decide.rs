@@ -1,6 +1,7 @@
 //! What to do with a post after an attempt, as a pure function of what is known: the attempt's
-//! outcome (a call's answer, or no call because the platform's breaker was open), whether the
-//! credential was replaced meanwhile, and the retry schedule and window. `apply` writes the
+//! outcome (a call's answer, or no call because the platform's breaker was open or the platform
+//! cannot be checked), whether the credential was replaced meanwhile, whether the platform can
+//! tell if an ambiguous publish went out, and the retry schedule and window. `apply` writes the
 //! decision; this module touches no database and sends nothing.
 
 use std::time::Duration;
@@ -22,6 +23,22 @@ pub(super) enum Outcome {
     Held {
         until: DateTime<Utc>,
     },
+    /// No call was made: the last attempt's outcome is unknown (`last`: what is known of it)
+    /// and the platform offers no way to check whether it went out, so sending again could
+    /// double it.
+    Unknown {
+        last: String,
+    },
+}
+
+/// A platform that cannot tell whether an ambiguous publish went out
+/// (`Reconciliation::CannotCheck`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Unchecked {
+    /// The platform's name as people write it ("LinkedIn").
+    pub platform: &'static str,
+    /// What the platform lacks.
+    pub why: &'static str,
 }
 
 /// What is known when the outcome is recorded.
@@ -40,6 +57,8 @@ pub(super) struct Facts<'a> {
     pub last_error: Option<&'a str>,
     /// `Config::retry`: the delays between retries and the window they fit in.
     pub retry: &'a RetryPolicy,
+    /// `Some` when the platform cannot be checked after an ambiguous publish.
+    pub unchecked: Option<Unchecked>,
     pub now: DateTime<Utc>,
 }
 
@@ -80,6 +99,11 @@ pub(super) enum Action {
     Park { cause: AuthFailureCause },
     /// Give up: dead-letter the post (PostDeadLettered), after PostFailed when `announce`.
     DeadLetter { kind: PostFailureKind, reason: String, announce: bool },
+    /// The post may be out already and the platform cannot be checked: it is not sent again but
+    /// dead-lettered (PostFailed, then PostDeadLettered, kind ambiguous) for an operator, who
+    /// checks the account and replays it (it is then sent without a check: the operator has
+    /// looked) or leaves it.
+    HandOver { reason: String },
 }
 
 /// The longest a rate limit may hold a post back, whatever the platform says.
@@ -119,10 +143,26 @@ pub(super) fn decide(facts: &Facts<'_>, jitter: impl FnOnce(Duration) -> Duratio
             };
         }
         Outcome::Held { until } => return held(facts, *until),
+        Outcome::Unknown { last } => {
+            // Only a platform that cannot be checked gives this outcome.
+            let unchecked =
+                facts.unchecked.unwrap_or(Unchecked { platform: "the platform", why: "" });
+            let reason = hand_over_reason(unchecked, last);
+            return Decision {
+                action: Action::HandOver { reason: reason.clone() },
+                outcome: "outcome_unknown",
+                detail: reason,
+            };
+        }
         Outcome::Failed(failure) => failure,
     };
     let detail = failure.to_string();
     let kind = failure_kind(failure);
+    if let (Failure::Ambiguous { .. }, Some(unchecked)) = (failure, facts.unchecked) {
+        // It may have gone out, and nothing can tell: an operator decides, not a retry.
+        let reason = hand_over_reason(unchecked, &detail);
+        return Decision { action: Action::HandOver { reason }, outcome: "ambiguous", detail };
+    }
     let after = |wait: Duration| facts.now + chrono::Duration::from_std(wait).unwrap_or_default();
     let action = match failure {
         // The token was replaced (refreshed or reconnected) while this call was out: try again
@@ -212,6 +252,16 @@ fn gave_up(facts: &Facts<'_>, since: DateTime<Utc>, failures: i32, detail: &str)
     format!(
         "platform unavailable for {}; gave up after {failures} failed attempts: {detail}",
         roughly(unavailable)
+    )
+}
+
+/// The dead letter's reason for a post whose outcome is unknown on a platform that cannot be
+/// checked: what happened, why nobody can tell, what the operator does, and the last answer.
+fn hand_over_reason(u: Unchecked, last: &str) -> String {
+    let why = if u.why.is_empty() { String::new() } else { format!(" ({})", u.why) };
+    format!(
+        "outcome unknown and {} offers no way to check{why}; check the account and replay or discard. Last answer: {last}",
+        u.platform
     )
 }
 

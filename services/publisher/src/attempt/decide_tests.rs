@@ -28,6 +28,7 @@ fn decide_at(
         unavailable_since: since.map(|s| now() - chrono::Duration::seconds(s)),
         last_error: None,
         retry,
+        unchecked: None,
         now: now(),
     };
     decide(&facts, |delay| delay)
@@ -43,6 +44,7 @@ fn decide_after(outcome: Outcome, replaced: bool, retryable_failures: i32) -> De
         unavailable_since: None,
         last_error: None,
         retry: &retry,
+        unchecked: None,
         now: now(),
     };
     decide(&facts, |delay| delay)
@@ -230,6 +232,7 @@ fn retryable_failures_past_the_window_dead_letter_naming_it() {
                 unavailable_since: Some(now() - chrono::Duration::seconds(3601)),
                 last_error: Some("transient failure: X 503"),
                 retry: &retry,
+                unchecked: None,
                 now: now(),
             },
             |_| panic!("no retry past the window"),
@@ -276,6 +279,7 @@ fn a_held_post_past_the_window_tells_the_platform_s_last_answer() {
         unavailable_since: Some(now() - chrono::Duration::seconds(4000)),
         last_error: Some("transient failure: X 503: Service Unavailable"),
         retry: &retry,
+        unchecked: None,
         now: now(),
     };
     let d = decide(&facts, |_| panic!("no retry past the window"));
@@ -348,4 +352,57 @@ fn rejected_content_dead_letters_at_once() {
             detail,
         }
     );
+}
+
+const LINKEDIN: Unchecked = Unchecked { platform: "LinkedIn", why: "it lists nothing" };
+
+/// The decision for `outcome` on a platform that cannot be checked, within the window.
+fn decide_unchecked(outcome: Outcome) -> Decision {
+    let retry = policy();
+    let facts = Facts {
+        outcome: &outcome,
+        credential_replaced: false,
+        retryable_failures: 0,
+        unavailable_since: None,
+        last_error: None,
+        retry: &retry,
+        unchecked: Some(LINKEDIN),
+        now: now(),
+    };
+    decide(&facts, |delay| delay)
+}
+
+#[test]
+fn an_ambiguous_failure_where_nothing_can_check_is_handed_to_an_operator_not_retried() {
+    let failure = Failure::ambiguous("no complete answer after sending: request failed");
+    let detail = failure.to_string();
+    let d = decide_unchecked(Outcome::Failed(failure));
+    let Action::HandOver { reason } = &d.action else { panic!("{d:?}") };
+    assert!(
+        reason.starts_with(
+            "outcome unknown and LinkedIn offers no way to check (it lists nothing); check the account and replay or discard"
+        ),
+        "{reason}"
+    );
+    assert!(reason.ends_with(&detail), "the last answer is told: {reason}");
+    assert_eq!((d.outcome, d.detail.as_str()), ("ambiguous", detail.as_str()));
+}
+
+#[test]
+fn an_unknown_outcome_where_nothing_can_check_is_handed_over_without_a_call() {
+    let d = decide_unchecked(Outcome::Unknown { last: "LinkedIn 500".into() });
+    let Action::HandOver { reason } = &d.action else { panic!("{d:?}") };
+    assert!(reason.contains("LinkedIn offers no way to check"), "{reason}");
+    assert!(reason.ends_with("Last answer: LinkedIn 500"), "{reason}");
+    assert_eq!(d.outcome, "outcome_unknown");
+}
+
+#[test]
+fn only_ambiguous_failures_are_handed_over_where_nothing_can_check() {
+    let d = decide_unchecked(Outcome::Failed(Failure::transient("LinkedIn 503")));
+    assert!(matches!(d.action, Action::Retry { ambiguous: false, .. }), "{d:?}");
+    let d = decide_unchecked(Outcome::Failed(Failure::rejected("policy")));
+    assert!(matches!(d.action, Action::DeadLetter { .. }), "{d:?}");
+    let d = decide_unchecked(Outcome::Published(published("urn:li:share:1"), false));
+    assert!(matches!(d.action, Action::Publish { .. }), "{d:?}");
 }

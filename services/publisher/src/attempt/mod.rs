@@ -1,13 +1,14 @@
 //! One publish attempt of a leased post: load the credential, ask the platform's circuit
-//! breaker, reconcile if the last attempt's outcome is unknown, call the platform, and record the outcome and its events in one
-//! transaction guarded by the lease. What the outcome means for the post is decided in
+//! breaker, reconcile if the last attempt's outcome is unknown (or, on a platform that cannot be
+//! checked, hand the post to an operator without a call), call the platform, and record the
+//! outcome and its events in one transaction guarded by the lease. What the outcome means for the post is decided in
 //! [`decide`] (pure, unit-tested) and written in [`apply`].
 
 mod apply;
 mod decide;
 
 use lifeline_kit::{breaker::Admit, events::Envelope, Platform};
-use lifeline_platforms::{AccessToken, Failure};
+use lifeline_platforms::{AccessToken, Failure, Reconciliation};
 use tracing::Instrument;
 
 use self::decide::{failure_kind_name, Outcome};
@@ -52,6 +53,7 @@ async fn run_attempt(app: &AppState, post: Post, cause: Option<&Envelope>) {
         Outcome::NoCredentials => "no_credentials",
         Outcome::Failed(f) => failure_kind_name(f),
         Outcome::Held { .. } => "held",
+        Outcome::Unknown { .. } => "outcome_unknown",
     };
     if kind == "held" {
         Breakers::skipped(platform, 1);
@@ -87,6 +89,17 @@ async fn call_platform(app: &AppState, post: &Post, platform: Platform) -> (Outc
             0,
         );
     };
+    if post.needs_reconcile
+        && matches!(connector.reconciliation(), Reconciliation::CannotCheck { .. })
+    {
+        // Whatever we sent last may be out, and nothing can tell: no call at all, so no
+        // breaker trial is spent on it either.
+        let last = match (post.last_failure_kind.as_deref(), &post.last_error) {
+            (Some("ambiguous"), Some(error)) => error.clone(),
+            _ => "the last attempt was abandoned mid-call (the lease expired)".to_owned(),
+        };
+        return (Outcome::Unknown { last }, 0);
+    }
     let credential = match app.vault.load(post.account_id).await {
         Ok(Some(c)) => c,
         Ok(None) => return (Outcome::NoCredentials, 0),
