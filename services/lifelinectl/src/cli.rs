@@ -115,6 +115,11 @@ pub enum Command {
     PageLink(PageLinkArgs),
     /// Every durable consumer of the events stream, Lifeline's and other teams', with its lag.
     Consumers(ConsumersArgs),
+    /// Messages event consumers gave up on (LIFELINE_DLQ): list, show, replay, purge.
+    ///
+    /// NATS only. Not the publisher's dead-lettered posts, which are `dead-letters`.
+    #[command(subcommand)]
+    Dlq(crate::dlq::DlqCommand),
     /// Vault key rotation: rows per key, and re-encrypting every row under the active key.
     /// Reaches Postgres directly (DATABASE_URL) with the services' LIFELINE_VAULT_KEYS.
     #[command(subcommand)]

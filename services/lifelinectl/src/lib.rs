@@ -1,5 +1,6 @@
 //! `lifelinectl`, the operator CLI: mints API tokens, tails the event stream, lists its durable
-//! consumers and reads the account-state bucket (NATS), drives the services' HTTP APIs (accounts,
+//! consumers, reads, replays and purges its dead letters (`dlq`) and reads the account-state
+//! bucket (NATS), drives the services' HTTP APIs (accounts,
 //! posts, dead letters, notifications) and rotates the vault key (against Postgres directly). The binary only parses arguments and maps errors to exit codes;
 //! everything else lives here so it can be tested.
 
@@ -7,6 +8,7 @@ pub mod account_state;
 pub mod api;
 pub mod cli;
 pub mod consumers;
+pub mod dlq;
 pub mod events;
 pub mod nats;
 pub mod output;
@@ -46,6 +48,9 @@ pub enum CtlError {
     Vault(String),
     #[error("JetStream: {0}")]
     JetStream(String),
+    /// A dead-letter command refused or could not finish; the message says why and what to do.
+    #[error("{0}")]
+    Dlq(String),
     /// The reader of stdout went away (`lifelinectl events tail | head`): not a failure.
     #[error("stdout was closed")]
     StdoutClosed,
@@ -74,6 +79,7 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         }
         Command::Accounts(cmd) => api::accounts(&cli.global, &env, cmd).await,
         Command::Consumers(args) => consumers::run(&cli.global, args).await,
+        Command::Dlq(cmd) => dlq::run(&cli.global, cmd).await,
         Command::Posts(cmd) => api::posts(&cli.global, &env, cmd).await,
         Command::DeadLetters(cmd) => api::dead_letters(&cli.global, &env, cmd).await,
         Command::Notifications(cmd) => api::notifications(&cli.global, &env, cmd).await,

@@ -1,9 +1,11 @@
 //! End-to-end tests of the whole system against real NATS, Postgres and HTTP (see `lifeline_e2e`).
 
 mod account_state;
+mod ambiguous;
 mod api_schema;
 mod browser;
 mod config;
+mod event_dlq;
 mod examples;
 mod isolation;
 mod oauth_binding;

@@ -1,0 +1,167 @@
+//! Exactly once when the platform's answer is lost: the simulator takes the post and drops the
+//! connection (`/_sim/{platform}/ambiguous`). On X, which lists the account's recent posts, the
+//! next attempt finds the post instead of sending it again. LinkedIn offers no way to check, so
+//! the post is not sent again but dead-lettered with a reason that says so; an operator who
+//! looked and found nothing replays it, and it goes out once.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use lifeline_e2e::{eventually, System};
+use lifeline_events::{PostDeadLettered, PostFailureKind};
+use lifeline_kit::ids::WorkspaceId;
+use serde_json::{json, Value};
+
+use crate::post_reaches;
+
+async fn connect(
+    system: &System,
+    platform: &str,
+    user: &str,
+    ws: WorkspaceId,
+) -> anyhow::Result<String> {
+    let (status, body) = system.oauth_on(platform, ws, None, user).await?;
+    if status != 200 || body["result"] != "connected" {
+        bail!("connecting {platform} {user} failed: {status} {body}");
+    }
+    Ok(body["account_id"].as_str().context("account_id")?.to_owned())
+}
+
+/// The post's attempts as (outcome, detail), in order.
+async fn attempts(system: &System, post: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let db = system.db().await?;
+    Ok(sqlx::query_as(
+        "SELECT coalesce(outcome, ''), coalesce(detail, '') FROM publisher.attempts
+         WHERE post_id = $1 ORDER BY attempt",
+    )
+    .bind(post.parse::<uuid::Uuid>()?)
+    .fetch_all(&db)
+    .await?)
+}
+
+/// The simulator's post log entries with `text` for one user of one platform.
+async fn logged(
+    system: &System,
+    platform: &str,
+    user: &str,
+    text: &str,
+) -> anyhow::Result<Vec<Value>> {
+    let log = system.sim_get(&format!("/_sim/posts?platform={platform}&username={user}")).await?;
+    Ok(log["posts"]
+        .as_array()
+        .map(|a| a.iter().filter(|p| p["text"] == text).cloned().collect())
+        .unwrap_or_default())
+}
+
+/// The workspace's open dead letter of `post`.
+async fn dead_letter(system: &System, ws: WorkspaceId, post: &str) -> anyhow::Result<Value> {
+    let (status, body) = system.get(&system.publisher, "/v1/dead-letters", ws).await?;
+    anyhow::ensure!(status == 200, "dead letters: {status} {body}");
+    body["dead_letters"]
+        .as_array()
+        .and_then(|all| all.iter().find(|d| d["post_id"] == post).cloned())
+        .with_context(|| format!("no dead letter for {post}: {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_x_post_whose_answer_was_lost_is_found_on_the_platform_not_sent_again(
+) -> anyhow::Result<()> {
+    let system = System::start().await?;
+    let ws = WorkspaceId::new();
+    let account = connect(&system, "x", "amber", ws).await?;
+    system.sim_post("/_sim/x/ambiguous", json!({"count": 1})).await?;
+    let text = "taken by X, answer lost";
+    let post = system.schedule_post(ws, &account, text).await?;
+
+    let published = post_reaches(&system, ws, &post, "published").await?;
+    let stored = logged(&system, "x", "amber", text).await?;
+    assert_eq!(stored.len(), 1, "on X exactly once: {stored:?}");
+    assert_eq!(published["platform_post_id"], stored[0]["id"], "the post X stored: {published}");
+    let tries = attempts(&system, &post).await?;
+    assert_eq!(tries.len(), 2, "{tries:?}");
+    assert_eq!(tries[0].0, "ambiguous", "{tries:?}");
+    assert_eq!(
+        tries[1],
+        ("published".to_owned(), "found on the platform after an unknown outcome".to_owned())
+    );
+    let stats = system.sim_get("/_sim/stats").await?;
+    assert_eq!(stats["x"]["lost_answers"], 1, "{stats}");
+    system.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_linkedin_post_whose_answer_was_lost_is_dead_lettered_not_sent_twice(
+) -> anyhow::Result<()> {
+    let system = System::start().await?;
+    let ws = WorkspaceId::new();
+    let account = connect(&system, "linkedin", "lena", ws).await?;
+    system.sim_post("/_sim/linkedin/ambiguous", json!({"count": 1})).await?;
+    let text = "taken by LinkedIn, answer lost";
+    let post = system.schedule_post(ws, &account, text).await?;
+
+    let dead = post_reaches(&system, ws, &post, "dead_lettered").await?;
+    assert_eq!(dead["needs_reconcile"], false, "the operator settles it now: {dead}");
+    let letter = dead_letter(&system, ws, &post).await?;
+    let reason = letter["reason"].as_str().context("reason")?;
+    assert!(
+        reason.starts_with("outcome unknown and LinkedIn offers no way to check")
+            && reason.contains("check the account and replay or discard"),
+        "{reason}"
+    );
+    assert_eq!(letter["kind"], "ambiguous", "{letter}");
+    let event = eventually(Duration::from_secs(10), || async {
+        system
+            .events_of::<PostDeadLettered>()
+            .into_iter()
+            .find(|e| e.post_id == post)
+            .context("PostDeadLettered not seen yet")
+    })
+    .await?;
+    assert_eq!(event.kind, PostFailureKind::Ambiguous as i32);
+    assert_eq!(event.reason, reason);
+
+    // Longer than any retry delay: nothing sends it again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(logged(&system, "linkedin", "lena", text).await?.len(), 1, "never sent twice");
+    let tries = attempts(&system, &post).await?;
+    assert_eq!(tries.len(), 1, "one call, then the operator: {tries:?}");
+    assert_eq!(tries[0].0, "ambiguous");
+    let stats = system.sim_get("/_sim/stats").await?;
+    assert_eq!(stats["linkedin"]["duplicate_posts"], 0, "{stats}");
+    system.stop().await
+}
+
+/// The other half of the operator's choice: LinkedIn hangs until the connectors give up, so
+/// nothing was posted, yet the outcome is unknown. The operator looks, finds nothing, replays:
+/// the post goes out once, without a check that would only hand it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_operator_replays_a_linkedin_post_that_did_not_go_out_and_it_goes_out_once(
+) -> anyhow::Result<()> {
+    let system = System::start_with(lifeline_e2e::Options {
+        env: vec![("LIFELINE_PLATFORM_TIMEOUT", "1s".to_owned())],
+        ..lifeline_e2e::Options::default()
+    })
+    .await?;
+    let ws = WorkspaceId::new();
+    let account = connect(&system, "linkedin", "lars", ws).await?;
+    let body = json!({"for_seconds": 2.5, "status": 503, "hang": true});
+    system.sim_post("/_sim/linkedin/outage", body).await?;
+    let text = "LinkedIn never answered";
+    let post = system.schedule_post(ws, &account, text).await?;
+
+    post_reaches(&system, ws, &post, "dead_lettered").await?;
+    let letter = dead_letter(&system, ws, &post).await?;
+    assert!(letter["reason"].as_str().is_some_and(|r| r.contains("LinkedIn offers no way")));
+    assert!(logged(&system, "linkedin", "lars", text).await?.is_empty(), "not posted");
+
+    // The outage is over and the operator has looked.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let path = format!("/v1/dead-letters/{post}/replay");
+    let (status, body) = system.post_json(&system.publisher, &path, ws, &json!({})).await?;
+    assert_eq!(status, 202, "{body}");
+    let published = post_reaches(&system, ws, &post, "published").await?;
+    let stored = logged(&system, "linkedin", "lars", text).await?;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(published["platform_post_id"], stored[0]["id"]);
+    system.stop().await
+}
