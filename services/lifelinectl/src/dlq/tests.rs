@@ -1,9 +1,11 @@
-//! Tests of `dlq.rs`: argument parsing, header handling, the replay target, filters.
+//! Tests of `dlq`: argument parsing, header handling, the replay target, filters.
 use super::*;
 use crate::cli::{Cli, Command};
 use chrono::TimeZone;
 use clap::{error::ErrorKind, Parser};
+use lifeline_events::Platform;
 use lifeline_events::{AuthFailed, AuthFailureCause, AuthFailureSource, Envelope, Subject};
+use lifeline_kit::bus::headers;
 use prost::Message;
 
 const ACCOUNT: &str = "0190a5c8-0000-7000-8000-0000000000aa";
