@@ -113,13 +113,39 @@ async fn call_platform(app: &AppState, post: &Post, platform: Platform) -> (Outc
     if let Admit::Defer(until) = admitted {
         return (Outcome::Held { until: wall_time(until) }, credential.version);
     }
-    let outcome = reconcile_or_publish(connector.as_ref(), post, &token, &credential).await;
+    let call = reconcile_or_publish(connector.as_ref(), post, &token, &credential);
+    let outcome = keeping_lease(app, post, call).await;
     // The platform's own failures count towards its breaker; an answer of any kind (a refused
     // token, refused content, a rate limit) shows that it is up.
     let platform_failed =
         matches!(outcome, Outcome::Failed(Failure::Transient { .. } | Failure::Ambiguous { .. }));
     app.breakers.record(platform, admitted, platform_failed);
     (outcome, credential.version)
+}
+
+/// Runs a platform call while renewing the post's lease every third of its length. A
+/// multi-step publish (TikTok's status polling, Instagram's container, a YouTube upload that
+/// first downloads the video) can outlast the lease; taken over mid-call, the post would be
+/// sent again or, where nothing can check, handed to an operator.
+async fn keeping_lease<T>(
+    app: &AppState,
+    post: &Post,
+    call: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::pin!(call);
+    let every = app.config.lease / 3;
+    loop {
+        tokio::select! {
+            out = &mut call => return out,
+            () = tokio::time::sleep(every) => match renew_lease(app, post).await {
+                Ok(true) => {}
+                // Only an expired lease is taken; the outcome is then recorded by nobody here
+                // (`record` checks the lease) and the new holder reconciles first.
+                Ok(false) => tracing::warn!(post = %post.id, "lease lost during the platform call"),
+                Err(e) => tracing::warn!(post = %post.id, error = %e, "cannot renew the lease; the call goes on"),
+            },
+        }
+    }
 }
 
 async fn reconcile_or_publish(
