@@ -42,6 +42,9 @@ set -a
 NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
 DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/lifeline}
 LIFELINE_SIM_URL=http://127.0.0.1:8090
+# The simulator serves the demo media over http on this machine, which production refuses.
+LIFELINE_MEDIA_ALLOW_HTTP=true
+LIFELINE_MEDIA_ALLOW_HOSTS=127.0.0.1
 LIFELINE_PUBLIC_URL=http://127.0.0.1:8080
 # Platform time runs 60x faster: X's 2-hour tokens last 2 minutes, so refreshes are visible.
 SIM_TIME_SCALE=${SIM_TIME_SCALE:-60}

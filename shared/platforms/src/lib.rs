@@ -10,6 +10,7 @@ pub mod facebook;
 mod graph;
 pub mod instagram;
 pub mod linkedin;
+mod media_url;
 mod meta_login;
 mod oauth;
 mod permissions;
@@ -29,6 +30,7 @@ use lifeline_kit::{
 };
 use secrecy::SecretString;
 
+pub use media_url::{is_public, Fetched, MediaError, MediaFetcher, MediaPolicy};
 pub use permissions::{ask_again, missing_for_publishing, publishing_needs, Needed};
 pub use post_rules::{check_post, Violation};
 pub use taxonomy::{AuthCause, Failure};
@@ -194,6 +196,9 @@ pub trait Connector: Send + Sync {
 #[derive(Clone, Default)]
 pub struct Connectors {
     by_platform: HashMap<Platform, Arc<dyn Connector>>,
+    /// What a post's media URL may point at (`LIFELINE_MEDIA_*`), checked when a post is
+    /// scheduled and again on every fetch.
+    media: MediaPolicy,
 }
 
 impl Connectors {
@@ -215,6 +220,7 @@ impl Connectors {
             })
             .transpose()?;
         let http = http_client(env)?;
+        let media = MediaPolicy::from_env(env)?;
         let mut by_platform: HashMap<Platform, Arc<dyn Connector>> = HashMap::new();
         if let Some(c) = x::XConnector::from_env(env, &public, sim.as_ref(), http.clone())? {
             by_platform.insert(Platform::X, Arc::new(c));
@@ -225,7 +231,7 @@ impl Connectors {
             by_platform.insert(Platform::LinkedIn, Arc::new(c));
         }
         if let Some(c) =
-            youtube::YouTubeConnector::from_env(env, &public, sim.as_ref(), http.clone())?
+            youtube::YouTubeConnector::from_env(env, &public, sim.as_ref(), http.clone(), &media)?
         {
             by_platform.insert(Platform::YouTube, Arc::new(c));
         }
@@ -250,7 +256,12 @@ impl Connectors {
         {
             by_platform.insert(Platform::TikTok, Arc::new(c));
         }
-        Ok(Connectors { by_platform })
+        Ok(Connectors { by_platform, media })
+    }
+
+    /// What a post's media URL may point at.
+    pub fn media_policy(&self) -> &MediaPolicy {
+        &self.media
     }
 
     pub fn insert(&mut self, connector: Arc<dyn Connector>) {

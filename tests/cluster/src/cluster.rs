@@ -511,6 +511,8 @@ fn service_env(
         ("LIFELINE_JWT_SECRET", secrets.jwt.clone()),
         ("LIFELINE_VAULT_KEYS", secrets.vault_keys.clone()),
         ("LIFELINE_SIM_URL", sim_url.to_owned()),
+        ("LIFELINE_MEDIA_ALLOW_HTTP", "true".to_owned()),
+        ("LIFELINE_MEDIA_ALLOW_HOSTS", "127.0.0.1".to_owned()),
         ("LIFELINE_PUBLIC_URL", gateway_url.to_owned()),
         ("RUST_LOG", "info".to_owned()),
         // Faster than production so that a run takes minutes; each value is explained in

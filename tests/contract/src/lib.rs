@@ -82,6 +82,9 @@ impl Sim {
             ("LIFELINE_PUBLIC_URL".to_owned(), PUBLIC.to_owned()),
             ("LIFELINE_PLATFORM_TIMEOUT".to_owned(), options.platform_timeout.to_owned()),
             ("LIFELINE_TIKTOK_POLL_INTERVAL".to_owned(), "50ms".to_owned()),
+            // The simulator serves media over http on loopback, which production refuses.
+            ("LIFELINE_MEDIA_ALLOW_HTTP".to_owned(), "true".to_owned()),
+            ("LIFELINE_MEDIA_ALLOW_HOSTS".to_owned(), "127.0.0.1".to_owned()),
         ];
         for p in Platform::ALL {
             let upper = p.as_str().to_ascii_uppercase();

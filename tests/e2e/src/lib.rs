@@ -272,6 +272,9 @@ impl System {
                 ("LIFELINE_JWT_SECRET", jwt_secret.clone()),
                 ("LIFELINE_VAULT_KEYS", vault_keys.clone()),
                 ("LIFELINE_SIM_URL", sim.clone()),
+                // The simulator serves media over http on loopback, which production refuses.
+                ("LIFELINE_MEDIA_ALLOW_HTTP", "true".to_owned()),
+                ("LIFELINE_MEDIA_ALLOW_HOSTS", "127.0.0.1".to_owned()),
                 ("LIFELINE_PUBLIC_URL", gateway.clone()),
                 ("LIFELINE_OAUTH_SESSION_TTL", options.oauth_session_ttl.to_owned()),
                 ("LIFELINE_PUBLISH_SWEEP_INTERVAL", "100ms".to_owned()),

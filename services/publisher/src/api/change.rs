@@ -117,7 +117,9 @@ pub(crate) async fn edit(
     let new_media = match &req.media {
         None => None,
         Some(None) => Some(None),
-        Some(Some(m)) => Some(Some((m.url.clone(), check_media(m)?))),
+        Some(Some(m)) => {
+            Some(Some((m.url.clone(), check_media(m, app.connectors.media_policy())?)))
+        }
     };
     let mut tx = app.pool.begin().await?;
     let post = lock(&mut tx, ws, &id).await?;

@@ -18,7 +18,7 @@ use lifeline_kit::{
     openapi::{ErrorBody, Unauthorized},
     Platform,
 };
-use lifeline_platforms::MediaKind;
+use lifeline_platforms::{MediaKind, MediaPolicy};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -55,7 +55,8 @@ pub(crate) struct ScheduleRequest {
     idempotency_key: Option<String>,
 }
 
-/// An image or video, fetched by the publisher from an absolute http(s) URL.
+/// An image or video at an absolute https URL on a public host (the publisher or the platform
+/// fetches it; private, loopback and link-local addresses are refused, on every redirect too).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MediaRequest {
@@ -78,13 +79,12 @@ fn check_text(text: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// An absolute http(s) URL and a known kind.
-fn check_media(m: &MediaRequest) -> Result<MediaKind, ApiError> {
+/// An absolute URL the media policy allows (https to a public host unless `LIFELINE_MEDIA_*`
+/// says otherwise; host names are checked again when fetched) and a known kind.
+fn check_media(m: &MediaRequest, policy: &MediaPolicy) -> Result<MediaKind, ApiError> {
     let url = url::Url::parse(&m.url)
         .map_err(|_| ApiError::bad_request("media.url must be an absolute URL"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(ApiError::bad_request("media.url must be http or https"));
-    }
+    policy.check(&url).map_err(|why| ApiError::bad_request(format!("media.url: {why}")))?;
     MediaKind::parse(&m.kind)
         .ok_or_else(|| ApiError::bad_request("media.kind must be image or video"))
 }
@@ -109,7 +109,7 @@ fn check_rules(platform: Platform, text: &str, media: Option<MediaKind>) -> Resu
     responses(
         (status = 201, description = "Scheduled.", body = Post),
         (status = 200, description = "A post with this `idempotency_key` exists already: that post.", body = Post),
-        (status = 400, description = "`bad_request`: malformed JSON, empty or too long text, a bad media URL or kind, a bad idempotency key.", body = ErrorBody),
+        (status = 400, description = "`bad_request`: malformed JSON, empty or too long text, a bad media URL (not https, a private or loopback host, credentials in it) or kind, a bad idempotency key.", body = ErrorBody),
         (status = 401, response = Unauthorized),
         (status = 404, description = "`not_found`: no such account in the workspace.", body = ErrorBody),
         (status = 415, description = "`bad_request`: the body is not `application/json`.", body = ErrorBody),
@@ -129,7 +129,8 @@ pub(crate) async fn schedule(
             return Err(ApiError::bad_request("idempotency_key must be 1 to 200 characters"));
         }
     }
-    let media_kind = req.media.as_ref().map(check_media).transpose()?;
+    let media_kind =
+        req.media.as_ref().map(|m| check_media(m, app.connectors.media_policy())).transpose()?;
     let info = app.vault.info(account).await.map_err(ApiError::internal)?;
     let info =
         info.filter(|i| i.workspace_id == ws).ok_or_else(|| ApiError::not_found("account"))?;

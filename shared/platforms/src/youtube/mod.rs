@@ -20,8 +20,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
     common::{self, send, App},
-    endpoint, oauth, AccessToken, AuthorizationStart, Connector, Failure, Grant, MediaKind,
-    PlatformUser, PostDraft, Published,
+    endpoint, oauth, AccessToken, AuthorizationStart, Connector, Failure, Grant, MediaError,
+    MediaFetcher, MediaKind, MediaPolicy, PlatformUser, PostDraft, Published,
 };
 
 pub use errors::{classify_api, classify_token_body, classify_token_error};
@@ -49,9 +49,9 @@ pub struct YouTubeConnector {
     oauth: oauth::Client,
     api: url::Url,
     http: reqwest::Client,
-    /// Fetches the post's media: follows redirects (CDNs use them) and allows a longer read;
-    /// it never carries a token.
-    media: reqwest::Client,
+    /// Fetches the post's media under the media policy: each redirect (CDNs use them) checked
+    /// again, a longer read; it never carries a token.
+    media: MediaFetcher,
 }
 
 impl YouTubeConnector {
@@ -64,6 +64,7 @@ impl YouTubeConnector {
         public: &url::Url,
         sim: Option<&url::Url>,
         http: reqwest::Client,
+        media: &MediaPolicy,
     ) -> Result<Option<Self>, ConfigError> {
         let Some(app) = App::from_env(env, "YOUTUBE") else { return Ok(None) };
         let accounts = common::host(
@@ -91,11 +92,7 @@ impl YouTubeConnector {
             endpoint(&token_host, "token"),
             common::callback(public, Platform::YouTube),
         );
-        let media = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .connect_timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .build()
+        let media = MediaFetcher::new(media.clone(), Duration::from_secs(120))
             .map_err(|e| env.invalid("LIFELINE_YOUTUBE_CLIENT_ID", e.to_string()))?;
         Ok(Some(YouTubeConnector { oauth, api, http, media }))
     }
@@ -121,41 +118,26 @@ impl YouTubeConnector {
         url
     }
 
-    /// Downloads the post's video, refusing more than [`MAX_UPLOAD_BYTES`].
+    /// Downloads the post's video, refusing more than [`MAX_UPLOAD_BYTES`] and any URL the
+    /// media policy does not allow (permanent: the post is refused, not retried).
     async fn fetch_media(&self, url: &str) -> Result<(Vec<u8>, String), Failure> {
-        let mut resp = self.media.get(url).send().await.map_err(|_| {
-            Failure::transient("YouTube upload: the media URL could not be fetched")
-        })?;
-        let status = resp.status();
-        if status.is_server_error() {
-            return Err(Failure::transient(format!("YouTube upload: media URL answered {status}")));
-        }
-        if !status.is_success() {
-            return Err(Failure::rejected(format!("YouTube upload: media URL answered {status}")));
-        }
-        let too_big = || Failure::rejected(format!("video is over {MAX_UPLOAD_BYTES} bytes"));
-        if resp.content_length().is_some_and(|n| n > MAX_UPLOAD_BYTES as u64) {
-            return Err(too_big());
-        }
-        let content_type = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| v.starts_with("video/"))
-            .unwrap_or("video/*")
-            .to_owned();
-        let mut bytes = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|_| Failure::transient("YouTube upload: the media download broke off"))?
-        {
-            if bytes.len() + chunk.len() > MAX_UPLOAD_BYTES {
-                return Err(too_big());
+        let fetched = self.media.fetch(url, MAX_UPLOAD_BYTES).await.map_err(|e| match e {
+            MediaError::Status(s) if s.is_server_error() => {
+                Failure::transient(format!("YouTube upload: {e}"))
             }
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok((bytes, content_type))
+            MediaError::Unreachable | MediaError::BrokeOff => {
+                Failure::transient(format!("YouTube upload: {e}"))
+            }
+            MediaError::TooBig(_) => Failure::rejected(format!("video {e}")),
+            MediaError::NotAllowed(_) | MediaError::Status(_) => {
+                Failure::rejected(format!("YouTube upload: {e}"))
+            }
+        })?;
+        let content_type = fetched
+            .content_type
+            .filter(|v| v.starts_with("video/"))
+            .unwrap_or_else(|| "video/*".to_owned());
+        Ok((fetched.bytes, content_type))
     }
 }
 

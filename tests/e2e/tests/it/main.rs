@@ -8,6 +8,7 @@ mod config;
 mod event_dlq;
 mod examples;
 mod isolation;
+mod media;
 mod oauth_binding;
 mod oauth_rejections;
 mod outage;
