@@ -229,7 +229,7 @@ pub async fn follow(
 /// The bar as one plain line, for output that is not a terminal.
 fn line(bar: &ProgressBar, p: &Progress, total: u64) -> String {
     let rate = bar.per_sec();
-    let eta = if p.done { "0s".to_owned() } else { format!("{}s", bar.eta().as_secs()) };
+    let eta = if p.done { "0s".to_owned() } else { format!("{:.1}s", bar.eta().as_secs_f64()) };
     format!("{}/{total} done, {rate:.1} posts/s, ETA {eta} ({})", p.finished(), p.summary())
 }
 
