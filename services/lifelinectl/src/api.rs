@@ -1,4 +1,4 @@
-//! The HTTP API commands: accounts (auth-gateway), posts and dead letters (publisher) and
+//! The HTTP API commands: accounts (auth-gateway), posts (publisher) and
 //! notifications (notifier). Each prints a table, or with `--json` the service's answer as is.
 
 use std::time::Duration;
@@ -16,14 +16,14 @@ use url::Url;
 
 use crate::{
     cli::{
-        AccountsCommand, DeadLettersCommand, GlobalArgs, ListArgs, NotificationsCommand,
-        PageLinkArgs, PostEditArgs, PostsCommand, PostsListArgs, ReplayArgs,
+        AccountsCommand, GlobalArgs, ListArgs, NotificationsCommand, PageLinkArgs, PostEditArgs,
+        PostsCommand, PostsListArgs,
     },
     output::{self, cell, Table},
     token, CtlError,
 };
 
-/// Long enough for a bulk replay of many dead letters, short enough that a hung service does not
+/// Long enough for a bulk replay of many dead letters (`dead_letters.rs`), short enough that a hung service does not
 /// hang a script.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Free text (post bodies, error messages) is cut to this many characters in tables.
@@ -159,7 +159,7 @@ impl ApiClient {
         }
     }
 
-    async fn get(
+    pub(crate) async fn get(
         &self,
         service: &Service,
         path: &str,
@@ -169,7 +169,11 @@ impl ApiClient {
     }
 }
 
-fn parse<T: DeserializeOwned>(service: &Service, path: &str, body: &str) -> Result<T, CtlError> {
+pub(crate) fn parse<T: DeserializeOwned>(
+    service: &Service,
+    path: &str,
+    body: &str,
+) -> Result<T, CtlError> {
     serde_json::from_str(body).map_err(|e| CtlError::BadResponse {
         service: service.name,
         url: format!("{}{path}", service.base),
@@ -177,7 +181,7 @@ fn parse<T: DeserializeOwned>(service: &Service, path: &str, body: &str) -> Resu
     })
 }
 
-fn time(t: Option<DateTime<Utc>>) -> String {
+pub(crate) fn time(t: Option<DateTime<Utc>>) -> String {
     t.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)).unwrap_or_default()
 }
 
@@ -430,105 +434,6 @@ pub async fn page_link(
 }
 
 #[derive(Debug, Deserialize)]
-struct DeadLetterList {
-    dead_letters: Vec<DeadLetterRow>,
-}
-
-#[derive(Debug, Deserialize)]
-struct DeadLetterRow {
-    post_id: PostId,
-    account_id: AccountId,
-    #[serde(default)]
-    platform: String,
-    #[serde(default)]
-    kind: String,
-    #[serde(default)]
-    reason: String,
-    #[serde(default)]
-    attempts: i64,
-    #[serde(default)]
-    dead_lettered_at: Option<DateTime<Utc>>,
-    #[serde(default)]
-    replay_count: i64,
-}
-
-fn dead_letters_table(body: &DeadLetterList) -> Table {
-    let mut t = Table::new(&[
-        "POST",
-        "ACCOUNT",
-        "PLATFORM",
-        "KIND",
-        "ATTEMPTS",
-        "REPLAYS",
-        "DEAD_LETTERED_AT",
-        "REASON",
-    ]);
-    for d in &body.dead_letters {
-        t.row(vec![
-            d.post_id.to_string(),
-            d.account_id.to_string(),
-            d.platform.clone(),
-            d.kind.clone(),
-            d.attempts.to_string(),
-            d.replay_count.to_string(),
-            time(d.dead_lettered_at),
-            cell(&d.reason, TEXT_WIDTH),
-        ]);
-    }
-    t
-}
-
-#[derive(Debug, Deserialize)]
-struct Replayed {
-    replayed: u64,
-}
-
-/// The body of a bulk replay: only the filters that were given, so the publisher applies none
-/// it was not asked for.
-pub fn bulk_replay_body(args: &ReplayArgs) -> Value {
-    let mut body = serde_json::Map::new();
-    if let Some(account) = args.account {
-        body.insert("account_id".into(), json!(account.to_string()));
-    }
-    if let Some(since) = args.since {
-        body.insert("since".into(), json!(since.to_rfc3339_opts(SecondsFormat::AutoSi, true)));
-    }
-    Value::Object(body)
-}
-
-/// `dead-letters list` and `dead-letters replay`.
-pub async fn dead_letters(
-    global: &GlobalArgs,
-    env: &Env,
-    cmd: &DeadLettersCommand,
-) -> Result<(), CtlError> {
-    let client = ApiClient::new(global, env)?;
-    let service = Service::publisher(global);
-    match cmd {
-        DeadLettersCommand::List(ListArgs { json }) => {
-            let raw = client.get(&service, "v1/dead-letters", &[]).await?;
-            print(*json, &raw, || {
-                Ok(dead_letters_table(&parse(&service, "v1/dead-letters", &raw)?))
-            })
-        }
-        DeadLettersCommand::Replay(args) => {
-            let (path, body) = match args.post {
-                Some(post) => (format!("v1/dead-letters/{post}/replay"), None),
-                None => ("v1/dead-letters/replay".to_owned(), Some(bulk_replay_body(args))),
-            };
-            let url = service.url(&path, &[])?;
-            let raw = client.send(&service, Method::POST, url, body).await?;
-            if args.json {
-                return output::line(raw.trim_end());
-            }
-            let Replayed { replayed } = parse(&service, &path, &raw)?;
-            let noun = if replayed == 1 { "dead letter" } else { "dead letters" };
-            output::line(&format!("replayed {replayed} {noun}"))
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
 struct NotificationList {
     notifications: Vec<NotificationRow>,
 }
@@ -613,34 +518,6 @@ mod tests {
         assert_eq!(err.to_string(), "<html> <h1>502</h1></html> (502)");
         let err = api_error("gateway", StatusCode::UNAUTHORIZED, "");
         assert_eq!(err.to_string(), "Unauthorized (401)");
-    }
-
-    #[test]
-    fn bulk_replay_sends_only_the_given_filters() {
-        let crate::cli::Command::DeadLetters(DeadLettersCommand::Replay(all)) =
-            cli(&["dead-letters", "replay", "--all"]).command
-        else {
-            panic!("parsed as another command")
-        };
-        assert_eq!(bulk_replay_body(&all), json!({}));
-        let account = "0190a5c8-0000-7000-8000-0000000000aa";
-        let crate::cli::Command::DeadLetters(DeadLettersCommand::Replay(narrow)) = cli(&[
-            "dead-letters",
-            "replay",
-            "--all",
-            "--account",
-            account,
-            "--since",
-            "2025-01-31T13:00:00+01:00",
-        ])
-        .command
-        else {
-            panic!("parsed as another command")
-        };
-        assert_eq!(
-            bulk_replay_body(&narrow),
-            json!({"account_id": account, "since": "2025-01-31T12:00:00Z"})
-        );
     }
 
     #[test]
@@ -738,17 +615,6 @@ mod tests {
         assert!(posts_table(&posts)
             .render()
             .contains("failed_auth  2         2025-03-01T12:00:00Z"));
-
-        let dead: DeadLetterList = parse(
-            &service,
-            "v1/dead-letters",
-            r#"{"dead_letters":[{"post_id":"0190a5c8-0000-7000-8000-000000000001",
-                "account_id":"0190a5c8-0000-7000-8000-0000000000aa","platform":"x","body":"hi",
-                "kind":"rejected","reason":"duplicate","attempts":1,
-                "dead_lettered_at":"2025-03-01T12:00:00Z","replay_count":0}]}"#,
-        )
-        .expect("parses");
-        assert!(dead_letters_table(&dead).render().contains("rejected"));
 
         let notes: NotificationList = parse(
             &service,

@@ -8,10 +8,12 @@ pub mod account_state;
 pub mod api;
 pub mod cli;
 pub mod consumers;
+pub mod dead_letters;
 pub mod dlq;
 pub mod events;
 pub mod nats;
 pub mod output;
+pub mod replays;
 pub mod token;
 pub mod vault;
 
@@ -81,7 +83,8 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Consumers(args) => consumers::run(&cli.global, args).await,
         Command::Dlq(cmd) => dlq::run(&cli.global, cmd).await,
         Command::Posts(cmd) => api::posts(&cli.global, &env, cmd).await,
-        Command::DeadLetters(cmd) => api::dead_letters(&cli.global, &env, cmd).await,
+        Command::DeadLetters(cmd) => dead_letters::run(&cli.global, &env, cmd).await,
+        Command::Replays(cmd) => replays::run(&cli.global, &env, cmd).await,
         Command::Notifications(cmd) => api::notifications(&cli.global, &env, cmd).await,
         Command::PageLink(args) => api::page_link(&cli.global, &env, args).await,
         Command::Vault(cmd) => vault::run(&env, cmd).await,

@@ -13,6 +13,7 @@ mod cursor;
 mod dlq;
 mod model;
 mod reconcile;
+mod replays;
 pub mod retry;
 mod sweep;
 
@@ -60,6 +61,9 @@ pub struct Config {
     /// How often parked posts are checked for a reconnect that was missed
     /// (`LIFELINE_PUBLISH_RECONCILE_INTERVAL`, 60s; see `reconcile.rs`).
     pub reconcile_interval: Duration,
+    /// Posts a replay releases per platform per second (`LIFELINE_REPLAY_RATE`, 10; e.g.
+    /// `10,x=2`: see `replays/pacer.rs`).
+    pub replay_rates: replays::ReplayRates,
 }
 
 impl Config {
@@ -84,8 +88,14 @@ impl Config {
             Duration::from_secs(60),
             Duration::from_millis(100)..=Duration::from_secs(86_400),
         )?;
+        let replay_rates = match env.raw("LIFELINE_REPLAY_RATE") {
+            None => replays::ReplayRates::default(),
+            Some(v) => replays::ReplayRates::parse(&v)
+                .map_err(|e| env.invalid("LIFELINE_REPLAY_RATE", e))?,
+        };
         Ok(Config {
             common,
+            replay_rates,
             reconcile_interval,
             retry,
             breaker,
@@ -130,6 +140,8 @@ pub(crate) struct AppState {
     pub config: Arc<Config>,
     pub platform_calls: Arc<Semaphore>,
     pub breakers: Arc<breakers::Breakers>,
+    /// Wakes the replay pacer when a replay is recorded.
+    pub replay_wake: Arc<tokio::sync::Notify>,
 }
 
 pub async fn run(
@@ -153,6 +165,7 @@ pub async fn run(
             platform_calls: Arc::new(Semaphore::new(config.concurrency)),
             breakers: Arc::new(breakers::Breakers::new(config.breaker)),
             config: Arc::new(config.clone()),
+            replay_wake: Arc::new(tokio::sync::Notify::new()),
         };
         tasks.spawn(app.outbox.clone().relay(
             infra.pool.clone(),
@@ -162,9 +175,11 @@ pub async fn run(
         consumers::spawn(tasks, &infra.bus, &app, shutdown);
         tasks.spawn(sweep::run(app.clone(), shutdown.clone()));
         tasks.spawn(reconcile::run(app.clone(), shutdown.clone()));
+        tasks.spawn(replays::pacer::run(app.clone(), app.replay_wake.clone(), shutdown.clone()));
         Router::new()
             .merge(api::routes())
             .merge(dlq::routes())
+            .merge(replays::routes())
             .with_state(app)
             .merge(lifeline_kit::openapi::route(&openapi()))
             .layer(Extension(config.jwt.clone()))
@@ -183,6 +198,9 @@ pub async fn run(
     dlq::replay_one,
     dlq::replay_bulk,
     dlq::list_all,
+    replays::create,
+    replays::history,
+    replays::show,
 ))]
 struct ApiDoc;
 

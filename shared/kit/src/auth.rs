@@ -241,6 +241,24 @@ impl<S: Send + Sync> FromRequestParts<S> for Workspace {
     }
 }
 
+/// Whoever calls, with their role: for endpoints that members and operators share, where an
+/// operator may reach further (other workspaces) and `sub` is recorded.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub sub: String,
+    pub ws: WorkspaceId,
+    pub role: Role,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Unauthorized;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let claims = claims_of(parts)?;
+        Ok(Caller { sub: claims.sub, ws: claims.ws, role: claims.role })
+    }
+}
+
 /// An operator: a caller whose token has `role: operator`. Operator endpoints may span
 /// workspaces; `sub` is recorded with what they do.
 #[derive(Debug, Clone)]

@@ -18,6 +18,7 @@ mod posts;
 mod reconcile;
 mod reconnect;
 mod refresh;
+mod replay;
 mod rewrap;
 mod roles;
 mod secrets;
