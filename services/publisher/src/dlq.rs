@@ -60,6 +60,9 @@ pub(crate) struct ListQuery {
     /// Only dead letters before this moment (RFC 3339).
     until: Option<DateTime<Utc>>,
     /// The `next` of the previous page.
+    #[param(
+        pattern = r"^-?[0-9]{1,16}_[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     after: Option<String>,
     /// Dead letters per page (default 100).
     #[param(minimum = 1, maximum = 1000)]
@@ -229,9 +232,9 @@ pub(crate) struct BulkReplay {
 pub(crate) async fn replay_bulk(
     State(app): State<AppState>,
     caller: Caller,
-    body: Result<Json<BulkReplay>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Replayed>), ApiError> {
-    let Json(req) = body.map_err(rejection)?;
+    let req: BulkReplay = lifeline_kit::http::json_object(body)?;
     let f = FilterInput { account_id: req.account_id, since: req.since, ..Default::default() };
     let n = replay(&app, &caller, f).await?;
     Ok((StatusCode::ACCEPTED, Json(Replayed { replayed: n })))

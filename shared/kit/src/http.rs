@@ -204,3 +204,20 @@ impl IntoResponse for ApiError {
 pub fn rejection(e: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request(e.to_string())
 }
+
+/// A JSON request body that must be an object, read as `T`. serde reads a struct from an array
+/// too (`[null, null]` is a `{account_id, since}` of nulls), which no client means and the API
+/// documents do not allow; this refuses it with the same 400 as any other malformed body.
+pub fn json_object<T: serde::de::DeserializeOwned>(
+    body: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
+) -> Result<T, ApiError> {
+    let Json(value) = body.map_err(rejection)?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| {
+        ApiError::bad_request(format!(
+            "Failed to deserialize the JSON body into the target type: {e}"
+        ))
+    })
+}

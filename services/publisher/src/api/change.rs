@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use lifeline_kit::{
     auth::Workspace,
     events::{self, Envelope, PostCancelled},
-    http::{rejection, ApiError},
+    http::ApiError,
     ids::{PostId, WorkspaceId},
     openapi::{ErrorBody, Unauthorized},
     Platform,
@@ -36,6 +36,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
 /// What to change; at least one field.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub(crate) struct EditRequest {
     /// The new text; the platform's rules apply.
     #[schema(min_length = 1, max_length = 10000)]
@@ -105,9 +106,9 @@ pub(crate) async fn edit(
     State(app): State<AppState>,
     Workspace(ws): Workspace,
     Path(id): Path<String>,
-    body: Result<Json<EditRequest>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Json<Post>, ApiError> {
-    let Json(req) = body.map_err(rejection)?;
+    let req: EditRequest = lifeline_kit::http::json_object(body)?;
     if req.text.is_none() && req.scheduled_at.is_none() && req.media.is_none() {
         return Err(ApiError::bad_request("give at least one of text, scheduled_at, media"));
     }

@@ -47,9 +47,13 @@ pub(crate) struct ListQuery {
     platform: Option<String>,
     /// Only posts scheduled at or after this moment (RFC 3339).
     scheduled_from: Option<DateTime<Utc>>,
-    /// Only posts scheduled before this moment (RFC 3339).
+    /// Only posts scheduled before this moment (RFC 3339); a window that ends before it starts
+    /// matches nothing.
     scheduled_to: Option<DateTime<Utc>>,
     /// The `next` of the previous page.
+    #[param(
+        pattern = r"^-?[0-9]{1,16}_[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     after: Option<String>,
     /// Posts per page (default 100).
     #[param(minimum = 1, maximum = 1000)]
@@ -100,11 +104,6 @@ fn filters(q: ListQuery) -> Result<Filters, ApiError> {
         .map(|p| p.parse::<Platform>())
         .transpose()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    if let (Some(from), Some(to)) = (q.scheduled_from, q.scheduled_to) {
-        if from >= to {
-            return Err(ApiError::bad_request("scheduled_from must be before scheduled_to"));
-        }
-    }
     let limit = q.limit.unwrap_or(100);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_LIMIT}")));

@@ -13,7 +13,7 @@ use axum::{
 use chrono::{DateTime, Utc};
 use lifeline_kit::{
     auth::Workspace,
-    http::{rejection, ApiError},
+    http::ApiError,
     ids::{AccountId, PostId, WorkspaceId},
     openapi::{ErrorBody, Unauthorized},
     Platform,
@@ -119,9 +119,9 @@ fn check_rules(platform: Platform, text: &str, media: Option<MediaKind>) -> Resu
 pub(crate) async fn schedule(
     State(app): State<AppState>,
     Workspace(ws): Workspace,
-    body: Result<Json<ScheduleRequest>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Post>), ApiError> {
-    let Json(req) = body.map_err(rejection)?;
+    let req: ScheduleRequest = lifeline_kit::http::json_object(body)?;
     let account: AccountId = req.account_id.parse().map_err(|_| ApiError::not_found("account"))?;
     check_text(&req.text)?;
     if let Some(key) = &req.idempotency_key {

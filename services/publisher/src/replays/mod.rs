@@ -105,9 +105,9 @@ pub(crate) struct ReplayAnswer {
 pub(crate) async fn create(
     State(app): State<AppState>,
     caller: Caller,
-    body: Result<Json<ReplayRequest>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<(StatusCode, Json<ReplayAnswer>), ApiError> {
-    let Json(req) = body.map_err(rejection)?;
+    let req: ReplayRequest = lifeline_kit::http::json_object(body)?;
     let f = filter::scope(&req.filter, caller.role, caller.ws)?;
     let note = checked(req.note, "note", MAX_NOTE)?;
     let key = checked(req.idempotency_key, "idempotency_key", MAX_KEY)?;
@@ -194,6 +194,9 @@ pub(crate) struct HistoryQuery {
     /// Only this workspace's (operators; members always see only their own).
     workspace: Option<WorkspaceId>,
     /// The `next` of the previous page.
+    #[param(
+        pattern = r"^-?[0-9]{1,16}_[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     after: Option<String>,
     /// Replays per page (default 50).
     #[param(minimum = 1, maximum = 500)]

@@ -33,6 +33,7 @@ struct Service {
 const SERVICES: &[Service] = &[
     Service { name: "auth-gateway", base: |s| &s.gateway },
     Service { name: "notifier", base: |s| &s.notifier },
+    Service { name: "publisher", base: |s| &s.publisher },
 ];
 
 /// Test cases per operation and phase (LIFELINE_API_MAX_EXAMPLES overrides it for a deeper
