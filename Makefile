@@ -103,3 +103,10 @@ openapi: ## Rewrite docs/api/*.openapi.json from the code (commit them with the 
 test-api: infra ## Fuzz the HTTP APIs against their OpenAPI documents with schemathesis (needs python3)
 	bash scripts/api/setup.sh
 	cargo test -p lifeline-e2e --test it api_schema -- --ignored --nocapture
+
+# `make test-notify`: the notification channels against real receivers that need Python
+# (scripts/notify/requirements.txt: the Standard Webhooks reference library, aiosmtpd).
+.PHONY: test-notify
+test-notify: infra ## Notification channels verified by the Standard Webhooks reference library (needs python3)
+	bash scripts/notify/setup.sh
+	cargo test -p lifeline-e2e --test it notify -- --ignored --nocapture

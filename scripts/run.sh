@@ -48,6 +48,8 @@ SIM_TIME_SCALE=${SIM_TIME_SCALE:-60}
 # Expiry warnings count platform time too: 7 and 1 platform days before a credential lapses
 # (at 60x, 2 h 48 min and 24 min), or every token would look about to lapse.
 LIFELINE_EXPIRING_HORIZONS=$((604800 / SIM_TIME_SCALE))s,$((86400 / SIM_TIME_SCALE))s
+# The demo's notification receivers (webhook, Slack, SMTP catcher) listen on this machine.
+LIFELINE_NOTIFY_ALLOW_PRIVATE_TARGETS=true
 set +a
 for p in $platforms; do
   P=$(echo "$p" | tr a-z A-Z)

@@ -7,14 +7,16 @@ use lifeline_kit::{
         from_timestamp, AccountReconnected, AuthFailed, AuthFailureCause, AuthFailureSource,
         ExpiringCredential, TokenExpiring,
     },
+    ids::WorkspaceId,
     service::spawn_consumer,
     Platform,
 };
+use serde_json::json;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::AppState;
+use crate::{delivery::enqueue, AppState};
 
 pub(crate) fn spawn(
     tasks: &mut JoinSet<()>,
@@ -92,6 +94,7 @@ async fn on_auth_failed(app: AppState, e: AuthFailed, d: Delivery) -> Result<(),
         }
         None => None,
     };
+    let notified = pending.is_some();
     if let Some((incident, cause)) = pending {
         notify(&mut tx, incident, about, &cause).await?;
     } else if opened.is_some() {
@@ -99,6 +102,9 @@ async fn on_auth_failed(app: AppState, e: AuthFailed, d: Delivery) -> Result<(),
             "incident opened; the owner is told if a refresh does not heal it");
     }
     tx.commit().await?;
+    if notified {
+        app.wake.notify_one();
+    }
     Ok(())
 }
 
@@ -117,9 +123,10 @@ async fn notify(
         about.platform.display_name(),
         cause.explain()
     );
-    sqlx::query(
+    let inserted: Option<Uuid> = sqlx::query_scalar(
         "INSERT INTO notifier.notifications (id, workspace_id, account_id, incident_id, kind, title, body, dedupe_key)
-         VALUES ($1, $2, $3, $4, 'connection_broken', $5, $6, $7) ON CONFLICT (dedupe_key) DO NOTHING",
+         VALUES ($1, $2, $3, $4, 'connection_broken', $5, $6, $7) ON CONFLICT (dedupe_key) DO NOTHING
+         RETURNING id",
     )
     .bind(Uuid::now_v7())
     .bind(about.workspace_id)
@@ -128,8 +135,28 @@ async fn notify(
     .bind(&title)
     .bind(&body)
     .bind(format!("incident:{incident}"))
-    .execute(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
+    if let Some(notification) = inserted {
+        let data = json!({
+            "notification_id": notification,
+            "incident_id": incident,
+            "workspace_id": about.workspace_id,
+            "account_id": about.account_id,
+            "platform": about.platform.as_str(),
+            "cause": cause.as_str(),
+            "title": title,
+            "body": body,
+        });
+        enqueue::to_workspace(
+            tx,
+            WorkspaceId(about.workspace_id),
+            Some(notification),
+            "account.needs_reconnect",
+            &data,
+        )
+        .await?;
+    }
     sqlx::query("UPDATE notifier.incidents SET notified_at = now() WHERE id = $1")
         .bind(incident)
         .execute(&mut *tx)
@@ -161,12 +188,17 @@ async fn send_due(app: &AppState) -> Result<(), sqlx::Error> {
     )
     .fetch_all(&mut *tx)
     .await?;
+    let any = !due.is_empty();
     for (id, workspace_id, account_id, platform, cause) in due {
         let Ok(platform) = platform.parse::<Platform>() else { continue };
         let about = lifeline_kit::events::Subject { workspace_id, account_id, platform };
         notify(&mut tx, id, about, &cause).await?;
     }
-    tx.commit().await
+    tx.commit().await?;
+    if any {
+        app.wake.notify_one();
+    }
+    Ok(())
 }
 
 async fn on_reconnected(
@@ -186,16 +218,40 @@ async fn on_reconnected(
     .bind(version)
     .execute(&mut *tx)
     .await?;
-    let closed = sqlx::query(
-        "UPDATE notifier.incidents SET closed_at = now(), closed_by_event = $2 WHERE account_id = $1 AND closed_at IS NULL",
+    let closed: Vec<(Uuid, Option<chrono::DateTime<chrono::Utc>>)> = sqlx::query_as(
+        "UPDATE notifier.incidents SET closed_at = now(), closed_by_event = $2 WHERE account_id = $1 AND closed_at IS NULL
+         RETURNING id, notified_at",
     )
     .bind(about.account_id)
     .bind(&event_id)
-    .execute(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
+    // Only an owner who was told the account broke is told it is back.
+    let told: Vec<Uuid> = closed.iter().filter(|(_, n)| n.is_some()).map(|(id, _)| *id).collect();
+    for incident in &told {
+        let data = json!({
+            "incident_id": incident,
+            "workspace_id": about.workspace_id,
+            "account_id": about.account_id,
+            "platform": about.platform.as_str(),
+            "title": format!("Your {} account is reconnected", about.platform.display_name()),
+            "body": "Lifeline publishes to it again; posts that waited are being sent.",
+        });
+        enqueue::to_workspace(
+            &mut tx,
+            WorkspaceId(about.workspace_id),
+            None,
+            "account.reconnected",
+            &data,
+        )
+        .await?;
+    }
     tx.commit().await?;
-    if closed.rows_affected() > 0 {
+    if !closed.is_empty() {
         tracing::info!(account = %about.account_id, "incident closed by reconnect");
+    }
+    if !told.is_empty() {
+        app.wake.notify_one();
     }
     Ok(())
 }
@@ -225,9 +281,11 @@ async fn on_expiring(app: AppState, e: TokenExpiring, d: Delivery) -> Result<(),
         expires_at.timestamp(),
         e.horizon_seconds
     );
-    let inserted = sqlx::query(
+    let mut tx = app.pool.begin().await?;
+    let inserted: Option<Uuid> = sqlx::query_scalar(
         "INSERT INTO notifier.notifications (id, workspace_id, account_id, kind, title, body, dedupe_key)
-         VALUES ($1, $2, $3, 'connection_expiring', $4, $5, $6) ON CONFLICT (dedupe_key) DO NOTHING",
+         VALUES ($1, $2, $3, 'connection_expiring', $4, $5, $6) ON CONFLICT (dedupe_key) DO NOTHING
+         RETURNING id",
     )
     .bind(Uuid::now_v7())
     .bind(about.workspace_id)
@@ -235,11 +293,32 @@ async fn on_expiring(app: AppState, e: TokenExpiring, d: Delivery) -> Result<(),
     .bind(&title)
     .bind(&body)
     .bind(key)
-    .execute(&app.pool)
+    .fetch_optional(&mut *tx)
     .await?;
-    if inserted.rows_affected() > 0 {
+    if let Some(notification) = inserted {
+        let data = json!({
+            "notification_id": notification,
+            "workspace_id": about.workspace_id,
+            "account_id": about.account_id,
+            "platform": about.platform.as_str(),
+            "expires_at": expires_at,
+            "title": title,
+            "body": body,
+        });
+        enqueue::to_workspace(
+            &mut tx,
+            WorkspaceId(about.workspace_id),
+            Some(notification),
+            "account.expiring",
+            &data,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    if inserted.is_some() {
         metrics::counter!("lifeline_notifications_total", "kind" => "connection_expiring")
             .increment(1);
+        app.wake.notify_one();
     }
     Ok(())
 }

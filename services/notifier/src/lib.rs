@@ -2,7 +2,11 @@
 //! failed post), warns ahead of an unavoidable expiry, and serves the notifications API.
 
 mod api;
+mod channels;
+pub mod delivery;
 mod incidents;
+
+use std::sync::Arc;
 
 use axum::{Extension, Router};
 use lifeline_kit::{
@@ -10,6 +14,7 @@ use lifeline_kit::{
     config::{CommonConfig, ConfigError, Env},
     service::{self, StartError},
 };
+use lifeline_vault::VaultKeys;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +31,9 @@ pub struct Config {
     /// How long a publish failure that a refresh might heal waits before the owner is told,
     /// `LIFELINE_NOTIFY_GRACE` (60s). A refresh that confirms the failure ends the wait.
     pub grace: std::time::Duration,
+    /// `LIFELINE_VAULT_KEYS`: seals channel secrets (webhook signing secrets, Slack URLs).
+    pub vault_keys: VaultKeys,
+    pub delivery: delivery::Settings,
 }
 
 impl Config {
@@ -38,6 +46,8 @@ impl Config {
                 std::time::Duration::from_secs(60),
                 std::time::Duration::ZERO..=std::time::Duration::from_secs(3600),
             )?,
+            vault_keys: VaultKeys::from_env(env)?,
+            delivery: delivery::Settings::from_env(env)?,
         })
     }
 }
@@ -46,6 +56,10 @@ impl Config {
 pub(crate) struct AppState {
     pub pool: PgPool,
     pub grace: std::time::Duration,
+    pub keys: Arc<VaultKeys>,
+    pub delivery: delivery::Settings,
+    /// Wakes this replica's delivery worker after deliveries were written.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 pub async fn run(
@@ -61,11 +75,31 @@ pub async fn run(
     };
     let common = config.common.clone();
     service::run(listener, &common, spec, shutdown, |infra, tasks, shutdown| {
-        let app = AppState { pool: infra.pool.clone(), grace: config.grace };
+        let app = AppState {
+            pool: infra.pool.clone(),
+            grace: config.grace,
+            keys: Arc::new(config.vault_keys.clone()),
+            delivery: config.delivery.clone(),
+            wake: Arc::new(tokio::sync::Notify::new()),
+        };
         incidents::spawn(tasks, &infra.bus, &app, shutdown);
         tasks.spawn(incidents::send_when_grace_ends(app.clone(), shutdown.clone()));
+        let deliverer = delivery::worker::Deliverer {
+            pool: app.pool.clone(),
+            keys: app.keys.clone(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent("Lifeline-Notifier/1")
+                .build()
+                .unwrap_or_default(),
+            settings: app.delivery.clone(),
+            instance: common.instance_id.clone(),
+            wake: app.wake.clone(),
+        };
+        tasks.spawn(delivery::worker::run(Arc::new(deliverer), shutdown.clone()));
         Router::new()
             .merge(api::routes())
+            .merge(channels::api::routes())
             .with_state(app)
             .merge(lifeline_kit::openapi::route(&openapi()))
             .layer(Extension(config.jwt.clone()))
@@ -74,7 +108,17 @@ pub async fn run(
 }
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(api::list, api::mark_read))]
+#[openapi(paths(
+    api::list,
+    api::mark_read,
+    channels::api::create,
+    channels::api::list,
+    channels::api::remove,
+    channels::api::test,
+    channels::api::deliveries,
+    channels::api::redeliver,
+    channels::api::rotate_secret,
+))]
 struct ApiDoc;
 
 /// The notifier's OpenAPI document (served at `/openapi.json`, committed as

@@ -437,6 +437,23 @@ impl System {
         Ok(url)
     }
 
+    /// Starts one more notifier replica in this process, named `name`, against the same
+    /// database and streams; returns its base URL.
+    pub async fn spawn_notifier(&mut self, name: &str) -> anyhow::Result<String> {
+        let (listener, url) = bind().await?;
+        let env = self.env_of(name);
+        let service = spawn_in_process(
+            &mut self.tasks,
+            Kind::Notifier,
+            listener,
+            &env,
+            name.to_owned(),
+            &self.shutdown,
+        )?;
+        self.services.push(service);
+        Ok(url)
+    }
+
     fn env_of(&self, instance_id: &str) -> Env {
         Env::from_pairs(
             self.env
