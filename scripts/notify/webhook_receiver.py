@@ -6,7 +6,9 @@ secret is read from --secret-file on every request (the tests learn it only afte
 channel). Every request becomes one JSON line on stdout and in --log:
 {"webhook_id", "verified", "error", "type", "body", "signatures", "answered"}.
 Verified requests are answered 204, except that the first --fail-first of them get 500;
-unverifiable ones get 400. The first line printed is {"listening": <port>}.
+unverifiable ones get 400. With --slack nothing is verified: any JSON is logged and answered 200
+(a stand-in for Slack's incoming webhooks in `make run`). The first line printed is
+{"listening": <port>}.
 """
 
 import argparse
@@ -21,9 +23,12 @@ from standardwebhooks import Webhook
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--secret-file", required=True)
+    parser.add_argument("--secret-file")
     parser.add_argument("--fail-first", type=int, default=0)
     parser.add_argument("--log")
+    parser.add_argument(
+        "--slack", action="store_true", help="accept unsigned JSON (a stand-in for Slack's incoming webhooks)"
+    )
     args = parser.parse_args()
     lock = threading.Lock()
     state = {"verified": 0}
@@ -37,17 +42,12 @@ def main() -> None:
                 "signatures": len(headers.get("webhook-signature", "").split()),
                 "body": body,
             }
-            try:
-                with open(args.secret_file) as f:
-                    secret = f.read().strip()
-                payload = Webhook(secret).verify(body, headers)
-                record.update(verified=True, error=None, type=payload.get("type"))
-                with lock:
-                    state["verified"] += 1
-                    status = 500 if state["verified"] <= args.fail_first else 204
-            except Exception as e:  # every failure to verify is reported, never hidden
-                record.update(verified=False, error=f"{type(e).__name__}: {e}", type=None)
-                status = 400
+            if args.slack:
+                text = json.loads(body).get("text") if body.startswith("{") else None
+                record.update(verified=None, error=None, type="slack", text=text)
+                status = 200
+            else:
+                status = self.verify(body, headers, record)
             record["answered"] = status
             line = json.dumps(record)
             with lock:
@@ -58,6 +58,19 @@ def main() -> None:
             self.send_response(status)
             self.send_header("content-length", "0")
             self.end_headers()
+
+        def verify(self, body: str, headers: dict, record: dict) -> int:
+            try:
+                with open(args.secret_file) as f:
+                    secret = f.read().strip()
+                payload = Webhook(secret).verify(body, headers)
+            except Exception as e:  # every failure to verify is reported, never hidden
+                record.update(verified=False, error=f"{type(e).__name__}: {e}", type=None)
+                return 400
+            record.update(verified=True, error=None, type=payload.get("type"))
+            with lock:
+                state["verified"] += 1
+                return 500 if state["verified"] <= args.fail_first else 204
 
         def log_message(self, *_: object) -> None:
             pass

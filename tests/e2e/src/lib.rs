@@ -273,6 +273,7 @@ impl System {
                 ("LIFELINE_VAULT_KEYS", vault_keys.clone()),
                 ("LIFELINE_SIM_URL", sim.clone()),
                 ("LIFELINE_PUBLIC_URL", gateway.clone()),
+                ("LIFELINE_GATEWAY_URL", gateway.clone()),
                 ("LIFELINE_OAUTH_SESSION_TTL", options.oauth_session_ttl.to_owned()),
                 ("LIFELINE_PUBLISH_SWEEP_INTERVAL", "100ms".to_owned()),
                 ("LIFELINE_REFRESH_SWEEP_INTERVAL", "100ms".to_owned()),

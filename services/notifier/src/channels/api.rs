@@ -73,7 +73,15 @@ async fn parse_target(app: &AppState, new: NewChannel) -> Result<Target, ApiErro
         }
         "email" => {
             let raw = new.address.ok_or_else(|| ApiError::bad_request("address is required"))?;
-            Ok(Target::Email { address: target::parse_email(&raw).map_err(bad_target)? })
+            let address = target::parse_email(&raw).map_err(bad_target)?;
+            if app.delivery.smtp.is_none() {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "email_not_configured",
+                    "this Lifeline has no SMTP server (LIFELINE_SMTP_HOST); use a webhook or Slack",
+                ));
+            }
+            Ok(Target::Email { address })
         }
         _ => Err(ApiError::bad_request("kind must be email, webhook or slack")),
     }
@@ -91,6 +99,7 @@ async fn parse_target(app: &AppState, new: NewChannel) -> Result<Target, ApiErro
         (status = 201, description = "Created; a webhook's `secret` is shown only here.", body = Created),
         (status = 400, description = "`bad_request`: not JSON, unknown `kind`, or `url`/`address` missing.", body = ErrorBody),
         (status = 401, response = Unauthorized),
+        (status = 409, description = "`email_not_configured`: an email channel on a Lifeline without an SMTP server.", body = ErrorBody),
         (status = 422, description = "`invalid_target`: a malformed URL or address, or a URL that resolves to a loopback, private or link-local address.", body = ErrorBody),
     ),
 )]

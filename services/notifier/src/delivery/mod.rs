@@ -1,8 +1,10 @@
 //! Pushing notifications out: deliveries are written with their notification
 //! ([`enqueue`]), claimed and sent by [`worker`] under a per-channel cap, signed per the
-//! Standard Webhooks spec ([`signing`]), rendered for Slack ([`slack`]), and retried and
+//! Standard Webhooks spec ([`signing`]), rendered for Slack ([`slack`]) and email ([`email`]),
+//! and retried and
 //! disabled by the pure rules in [`policy`].
 
+pub mod email;
 pub(crate) mod enqueue;
 pub mod policy;
 pub(crate) mod signing;
@@ -35,6 +37,8 @@ pub struct Settings {
     /// `LIFELINE_NOTIFY_POLL_INTERVAL` (500ms): how often due retries are looked for (new
     /// deliveries written by this replica wake the worker at once).
     pub poll: Duration,
+    /// `LIFELINE_SMTP_*`: the email channel's server; none: email channels are refused.
+    pub smtp: Option<email::Smtp>,
 }
 
 /// How long a rotated-out signing secret keeps signing.
@@ -69,6 +73,7 @@ impl Settings {
                 Duration::from_millis(500),
                 Duration::from_millis(10)..=Duration::from_secs(60),
             )?,
+            smtp: email::Smtp::from_env(env)?,
         })
     }
 

@@ -36,8 +36,8 @@ pub enum Answer {
 }
 
 impl Answer {
-    /// Only a 2xx is a delivery (the Standard Webhooks rule); a redirect is not followed, so it
-    /// is a failure too.
+    /// Only a 2xx is a delivery (the Standard Webhooks rule; an SMTP server's 250 too); a
+    /// redirect is not followed, so it is a failure too.
     pub fn delivered(&self) -> bool {
         matches!(self, Answer::Status(s) if (200..300).contains(s))
     }

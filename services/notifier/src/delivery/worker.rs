@@ -183,6 +183,16 @@ async fn send(d: &Deliverer, c: &Claimed) -> Result<u16, String> {
                 serde_json::from_str(&c.body).map_err(|e| format!("unreadable body: {e}"))?;
             d.http.post(url.expose_secret()).json(&slack::message(&body))
         }
+        "email" => {
+            let smtp = d
+                .settings
+                .smtp
+                .as_ref()
+                .ok_or("no SMTP server is configured (LIFELINE_SMTP_HOST)")?;
+            let body: serde_json::Value =
+                serde_json::from_str(&c.body).map_err(|e| format!("unreadable body: {e}"))?;
+            return super::email::send(smtp, d.settings.timeout, c.id, &c.target, &body).await;
+        }
         other => return Err(format!("{other} channels are not delivered by this version")),
     };
     let response = request.timeout(d.settings.timeout).send().await.map_err(|e| describe(&e))?;

@@ -9,6 +9,8 @@ mod event_dlq;
 mod examples;
 mod isolation;
 mod notify;
+mod notify_content;
+mod notify_email;
 mod notify_reference;
 mod notify_webhook;
 mod oauth_binding;

@@ -15,7 +15,9 @@ use std::{
 use anyhow::{bail, Context as _};
 use axum::{body::Bytes, http::HeaderMap, http::StatusCode, Router};
 use lifeline_e2e::System;
-use lifeline_events::{AuthFailed, AuthFailureCause, AuthFailureSource, Envelope, Subject};
+use lifeline_events::{
+    AccountReconnected, AuthFailed, AuthFailureCause, AuthFailureSource, Envelope, Subject,
+};
 use lifeline_kit::{ids::WorkspaceId, Platform};
 use prost::Message as _;
 use serde_json::{json, Value};
@@ -154,6 +156,16 @@ pub async fn inject_auth_failed(
     ws: WorkspaceId,
     account: uuid::Uuid,
 ) -> anyhow::Result<()> {
+    inject_auth_failed_of(system, ws, account, 1).await
+}
+
+/// [`inject_auth_failed`] of the credential `version`.
+pub async fn inject_auth_failed_of(
+    system: &System,
+    ws: WorkspaceId,
+    account: uuid::Uuid,
+    version: u64,
+) -> anyhow::Result<()> {
     let js = async_nats::jetstream::new(system.nats.clone());
     let subject = format!("{}.events.v1.auth_failed.x.{account}", system.subject_root);
     let event = AuthFailed {
@@ -164,8 +176,29 @@ pub async fn inject_auth_failed(
         cause: AuthFailureCause::Revoked as i32,
         source: AuthFailureSource::Probe as i32,
         detail: "probe refused".into(),
-        credential_version: 1,
+        credential_version: version,
         post_id: String::new(),
+    };
+    js.publish(subject, event.encode_to_vec().into()).await?.await?;
+    Ok(())
+}
+
+/// The gateway's word that `account` is reconnected with credential `version`.
+pub async fn inject_reconnected(
+    system: &System,
+    ws: WorkspaceId,
+    account: uuid::Uuid,
+    version: u64,
+) -> anyhow::Result<()> {
+    let js = async_nats::jetstream::new(system.nats.clone());
+    let subject = format!("{}.events.v1.account_reconnected.x.{account}", system.subject_root);
+    let event = AccountReconnected {
+        envelope: Some(Envelope::build(
+            Subject { workspace_id: ws.0, account_id: account, platform: Platform::X },
+            None,
+        )),
+        credential_version: version,
+        ..AccountReconnected::default()
     };
     js.publish(subject, event.encode_to_vec().into()).await?.await?;
     Ok(())
