@@ -160,8 +160,27 @@ async fn run(args: &Args, id: &str, database: &str) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // One webhook channel per workspace; workspace 0's hangs.
-    let keys = lifeline_kit::auth::JwtKeys::new(&jwt_secret.clone().into());
+    let workspaces = create_channels(args, &http, &api, &base, &jwt_secret).await?;
+    let started = Instant::now();
+    let publish_time = publish_verdicts(args, &root, &workspaces).await?;
+    let per_ws = args.accounts / args.workspaces;
+    let healthy_done = wait_for_healthy(&seen, per_ws * (args.workspaces - 1), started).await?;
+    report(args, &seen, started, publish_time, healthy_done)?;
+    stop.cancel();
+    let _ =
+        tokio::time::timeout(Duration::from_secs(30), service).await.context("notifier stop")?;
+    Ok(())
+}
+
+/// One webhook channel per workspace; workspace 0's hangs.
+async fn create_channels(
+    args: &Args,
+    http: &reqwest::Client,
+    api: &str,
+    base: &str,
+    jwt_secret: &str,
+) -> anyhow::Result<Vec<WorkspaceId>> {
+    let keys = lifeline_kit::auth::JwtKeys::new(&jwt_secret.to_owned().into());
     let workspaces: Vec<WorkspaceId> = (0..args.workspaces).map(|_| WorkspaceId::new()).collect();
     for (i, ws) in workspaces.iter().enumerate() {
         let url = if i == 0 { format!("{base}/hang") } else { format!("{base}/ok/{ws}") };
@@ -175,11 +194,19 @@ async fn run(args: &Args, id: &str, database: &str) -> anyhow::Result<()> {
             bail!("creating a channel: {} {}", r.status(), r.text().await?);
         }
     }
+    Ok(workspaces)
+}
 
+/// Publishes the verdicts round-robin over the workspaces, as a revocation wave would arrive;
+/// returns how long publishing took.
+async fn publish_verdicts(
+    args: &Args,
+    root: &str,
+    workspaces: &[WorkspaceId],
+) -> anyhow::Result<Duration> {
     let nats = async_nats::connect(&args.nats).await?;
     let js = async_nats::jetstream::new(nats);
     let per_ws = args.accounts / args.workspaces;
-    let healthy_expected = per_ws * (args.workspaces - 1);
     println!(
         "bench-notify: {} AuthFailed across {} workspaces ({per_ws} each), workspace 0's webhook hangs (timeout {}), {} workers",
         per_ws * args.workspaces, args.workspaces, args.timeout, args.workers
@@ -187,7 +214,7 @@ async fn run(args: &Args, id: &str, database: &str) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut published = Vec::new();
     for n in 0..per_ws {
-        for ws in &workspaces {
+        for ws in workspaces {
             let account = Uuid::now_v7();
             let event = AuthFailed {
                 envelope: Some(Envelope::build(
@@ -212,26 +239,47 @@ async fn run(args: &Args, id: &str, database: &str) -> anyhow::Result<()> {
     for ack in published.drain(..) {
         ack.await?;
     }
-    let publish_time = started.elapsed();
+    Ok(started.elapsed())
+}
 
+/// Waits until the healthy workspaces got `expected` distinct messages; returns when.
+async fn wait_for_healthy(
+    seen: &Mutex<Seen>,
+    expected: usize,
+    started: Instant,
+) -> anyhow::Result<Duration> {
     let deadline = Instant::now() + Duration::from_secs(900);
     let healthy_done = loop {
         let delivered: usize = {
             let s = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
             s.accepted.values().map(HashMap::len).sum()
         };
-        if delivered >= healthy_expected {
+        if delivered >= expected {
             break started.elapsed();
         }
         if Instant::now() > deadline {
-            bail!("only {delivered} of {healthy_expected} delivered within 15 minutes");
+            bail!("only {delivered} of {expected} delivered within 15 minutes");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    Ok(healthy_done)
+}
+
+fn report(
+    args: &Args,
+    seen: &Mutex<Seen>,
+    started: Instant,
+    publish_time: Duration,
+    healthy_done: Duration,
+) -> anyhow::Result<()> {
+    let per_ws = args.accounts / args.workspaces;
     let s = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
     let mut arrivals: Vec<Duration> =
         s.accepted.values().flat_map(|m| m.values().map(|t| t.duration_since(started))).collect();
     arrivals.sort();
+    if arrivals.is_empty() {
+        bail!("nothing was delivered");
+    }
     let pct = |p: f64| arrivals[((arrivals.len() as f64 * p) as usize).min(arrivals.len() - 1)];
     let slowest_ws = s
         .accepted
@@ -258,9 +306,5 @@ async fn run(args: &Args, id: &str, database: &str) -> anyhow::Result<()> {
         "  hanging workspace: {} attempts reached it meanwhile (LIFELINE_NOTIFY_CHANNEL_CONCURRENCY caps those in flight at 4); its other {} deliveries wait",
         s.hanging, per_ws.saturating_sub(s.hanging)
     );
-    drop(s);
-    stop.cancel();
-    let _ =
-        tokio::time::timeout(Duration::from_secs(30), service).await.context("notifier stop")?;
     Ok(())
 }
