@@ -1,5 +1,5 @@
 # Lifeline — the two commands a newcomer needs are `make run` and `make test`.
-.PHONY: run test infra build lint fmt proto-lint clean-test-dbs bench-refresh
+.PHONY: run test infra build lint fmt proto-lint clean-test-dbs bench-refresh bench-notify
 
 run: ## Start infrastructure, the simulator, all services and demo data (Ctrl-C stops them)
 	@bash scripts/run.sh
@@ -41,6 +41,10 @@ BENCH_ARGS ?=
 bench-refresh: infra ## token-refresher benchmark: 100k due backlog, 1M idle sweep, vs pgbench (prints a table)
 	cargo build --release -p token-refresher -p lifeline-bench
 	"$$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/release/bench-refresh" $(BENCH_ARGS)
+
+bench-notify: infra ## notifier benchmark: 5,000 AuthFailed across 50 workspaces' webhooks, one hanging (prints deliveries/s)
+	cargo build --release -p lifeline-bench --bin bench-notify
+	"$$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/release/bench-notify" $(BENCH_ARGS)
 
 clean-test-dbs: ## Drop databases left behind by interrupted end-to-end tests
 	psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 'DROP DATABASE \"' || datname || '\" WITH (FORCE);' FROM pg_database WHERE datname LIKE 'lifeline_e2e_%'" | psql -h 127.0.0.1 -U postgres -d postgres -q
@@ -103,3 +107,10 @@ openapi: ## Rewrite docs/api/*.openapi.json from the code (commit them with the 
 test-api: infra ## Fuzz the HTTP APIs against their OpenAPI documents with schemathesis (needs python3)
 	bash scripts/api/setup.sh
 	cargo test -p lifeline-e2e --test it api_schema -- --ignored --nocapture
+
+# `make test-notify`: the notification channels against real receivers that need Python
+# (scripts/notify/requirements.txt: the Standard Webhooks reference library, aiosmtpd).
+.PHONY: test-notify
+test-notify: infra ## Notification channels verified by the Standard Webhooks reference library (needs python3)
+	bash scripts/notify/setup.sh
+	cargo test -p lifeline-e2e --test it notify -- --ignored --nocapture

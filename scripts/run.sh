@@ -7,7 +7,7 @@ root=$PWD
 log() { printf '\033[1m[run]\033[0m %s\n' "$*" >&2; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-for port in 8080 8081 8082 8083 8090; do
+for port in 8025 8080 8081 8082 8083 8090 8091 8092; do
   if port_open "$port"; then
     log "port $port is in use (is another 'make run' still running?); stop it first"
     exit 1
@@ -51,6 +51,13 @@ SIM_TIME_SCALE=${SIM_TIME_SCALE:-60}
 # Expiry warnings count platform time too: 7 and 1 platform days before a credential lapses
 # (at 60x, 2 h 48 min and 24 min), or every token would look about to lapse.
 LIFELINE_EXPIRING_HORIZONS=$((604800 / SIM_TIME_SCALE))s,$((86400 / SIM_TIME_SCALE))s
+# The demo's notification receivers (webhook, Slack, SMTP catcher) listen on this machine.
+LIFELINE_NOTIFY_ALLOW_PRIVATE_TARGETS=true
+LIFELINE_GATEWAY_URL=http://127.0.0.1:8080
+LIFELINE_SMTP_HOST=127.0.0.1
+LIFELINE_SMTP_PORT=8025
+LIFELINE_SMTP_TLS=none
+LIFELINE_SMTP_FROM="Lifeline demo <lifeline@localhost>"
 set +a
 for p in $platforms; do
   P=$(echo "$p" | tr a-z A-Z)
@@ -91,6 +98,23 @@ if [ "$DATABASE_URL" = postgres://postgres@127.0.0.1:5432/lifeline ]; then
   psql -h 127.0.0.1 -U postgres -d postgres -qc 'DROP DATABASE IF EXISTS lifeline WITH (FORCE)'
 else
   log "DATABASE_URL is not the demo database: kept (accounts from earlier runs will look revoked)"
+fi
+# Local receivers for the demo's notification channels (scripts/notify; Python, aiosmtpd and the
+# Standard Webhooks library in .run/tools/notify-venv): an SMTP catcher writing every message to
+# .run/mail/, a webhook receiver verifying every signature, a stand-in for Slack.
+notify_py=.run/tools/notify-venv/bin/python
+if bash scripts/notify/setup.sh > .run/logs/notify-setup.log 2>&1; then
+  mkdir -p .run/mail .run/notify
+  : > .run/notify/webhook-secret
+  "$notify_py" scripts/notify/smtp_catcher.py --port 8025 --dir .run/mail > .run/logs/smtp.log 2>&1 &
+  pids+=($!)
+  "$notify_py" scripts/notify/webhook_receiver.py --port 8091 --secret-file .run/notify/webhook-secret > .run/logs/webhooks.log 2>&1 &
+  pids+=($!)
+  "$notify_py" scripts/notify/webhook_receiver.py --port 8092 --slack > .run/logs/slack.log 2>&1 &
+  pids+=($!)
+else
+  notify_py=
+  log "no local notification receivers (see .run/logs/notify-setup.log); channels are not configured"
 fi
 : > .run/starts
 start platform-sim platform-sim 8090
@@ -157,6 +181,15 @@ done
 account=${x_account:-}
 log "scheduled 3 demo posts per connected platform (now, +1 min, +2 min)"
 
+# The demo workspace's notification channels: one email, one signed webhook, one Slack message
+# per notification (the database is new each run, so are the channels).
+if [ -n "$notify_py" ]; then
+  channel() { curl -fsS "${auth[@]}" -H 'content-type: application/json' -d "$1" http://127.0.0.1:8082/v1/notification-channels; }
+  channel '{"kind":"email","address":"owner@demo.localhost"}' >/dev/null || log "could not create the email channel"
+  channel '{"kind":"webhook","url":"http://127.0.0.1:8091/hook"}' | jq -r .secret > .run/notify/webhook-secret || log "could not create the webhook channel"
+  channel '{"kind":"slack","url":"http://127.0.0.1:8092/services/T0DEMO/B0DEMO/demo"}' >/dev/null || log "could not create the Slack channel"
+fi
+
 page_link=$(curl -fsS "${auth[@]}" -XPOST http://127.0.0.1:8080/v1/page-links | jq -r .url) || page_link="(could not mint a sign-in link; see .run/logs/auth-gateway.log)"
 
 cat <<INFO
@@ -169,6 +202,10 @@ cat <<INFO
   APIs            gateway :8080  publisher :8081  notifier :8082  refresher :8083 (/metrics, /readyz)
   Simulator       http://127.0.0.1:8090  (X under /x, control API under /_sim)
   Logs            .run/logs/<service>.log
+  Notifications   email, webhook and Slack channels: mail in .run/mail/*.eml (ls -t .run/mail | head),
+                  signed webhooks (verified by the Standard Webhooks library) in .run/logs/webhooks.log,
+                  Slack messages in .run/logs/slack.log; the delivery log:
+                    curl -H "authorization: Bearer \$LIFELINE_TOKEN" http://127.0.0.1:8082/v1/notification-channels
 
   Try the reconnect story in another terminal:
     export LIFELINE_TOKEN=$token

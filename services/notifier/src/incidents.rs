@@ -7,14 +7,16 @@ use lifeline_kit::{
         from_timestamp, AccountReconnected, AuthFailed, AuthFailureCause, AuthFailureSource,
         ExpiringCredential, TokenExpiring,
     },
+    ids::WorkspaceId,
     service::spawn_consumer,
     Platform,
 };
+use serde_json::json;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::AppState;
+use crate::{delivery::enqueue, message, AppState};
 
 pub(crate) fn spawn(
     tasks: &mut JoinSet<()>,
@@ -47,6 +49,8 @@ async fn on_auth_failed(app: AppState, e: AuthFailed, d: Delivery) -> Result<(),
         } else {
             chrono::Duration::zero()
         };
+    // Asked before the transaction: an HTTP call must not hold row locks.
+    let handle = app.names.handle(WorkspaceId(about.workspace_id), about.account_id).await;
     let mut tx = app.pool.begin().await?;
     let reconnected: Option<i64> = sqlx::query_scalar(
         "SELECT reconnected_version FROM notifier.account_versions WHERE account_id = $1",
@@ -92,44 +96,72 @@ async fn on_auth_failed(app: AppState, e: AuthFailed, d: Delivery) -> Result<(),
         }
         None => None,
     };
+    let notified = pending.is_some();
     if let Some((incident, cause)) = pending {
-        notify(&mut tx, incident, about, &cause).await?;
+        notify(&mut tx, &app, incident, about, &cause, handle.as_deref()).await?;
     } else if opened.is_some() {
         tracing::info!(account = %about.account_id, platform = %about.platform, cause = cause.as_str(),
             "incident opened; the owner is told if a refresh does not heal it");
     }
     tx.commit().await?;
+    if notified {
+        app.wake.notify_one();
+    }
     Ok(())
 }
 
-/// Writes the incident's one notification and marks it sent.
+/// Writes the incident's one notification (and its deliveries) and marks it sent.
 async fn notify(
     tx: &mut sqlx::PgConnection,
+    app: &AppState,
     incident: Uuid,
     about: lifeline_kit::events::Subject,
     cause: &str,
+    handle: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     let cause = AuthFailureCause::parse(cause).unwrap_or(AuthFailureCause::Unknown);
-    let title = format!("Your {} account needs reconnecting", about.platform.display_name());
-    let body = format!(
-        "Lifeline cannot publish to this {} account because {}. Reconnect it on the Accounts page; \
-         posts that failed in the meantime will be sent once it is back.",
-        about.platform.display_name(),
-        cause.explain()
-    );
-    sqlx::query(
+    let frequent = frequent_disconnections(tx, app, incident, about.account_id).await?;
+    let words = message::broken(about.platform, handle, cause, frequent);
+    let (title, body) = (&words.title, format!("{} {}", words.body, words.advice));
+    let inserted: Option<Uuid> = sqlx::query_scalar(
         "INSERT INTO notifier.notifications (id, workspace_id, account_id, incident_id, kind, title, body, dedupe_key)
-         VALUES ($1, $2, $3, $4, 'connection_broken', $5, $6, $7) ON CONFLICT (dedupe_key) DO NOTHING",
+         VALUES ($1, $2, $3, $4, 'connection_broken', $5, $6, $7) ON CONFLICT (dedupe_key) DO NOTHING
+         RETURNING id",
     )
     .bind(Uuid::now_v7())
     .bind(about.workspace_id)
     .bind(about.account_id)
     .bind(incident)
-    .bind(&title)
+    .bind(title)
     .bind(&body)
     .bind(format!("incident:{incident}"))
-    .execute(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
+    if let Some(notification) = inserted {
+        let data = json!({
+            "notification_id": notification,
+            "incident_id": incident,
+            "workspace_id": about.workspace_id,
+            "account_id": about.account_id,
+            "platform": about.platform.as_str(),
+            "cause": cause.as_str(),
+            "cause_text": cause.explain(),
+            "frequent_disconnections": frequent,
+            "handle": handle,
+            "title": title,
+            "body": words.body,
+            "advice": words.advice,
+            "reconnect_url": message::reconnect_url(&app.public_url, about.account_id),
+        });
+        enqueue::to_workspace(
+            tx,
+            WorkspaceId(about.workspace_id),
+            Some(notification),
+            "account.needs_reconnect",
+            &data,
+        )
+        .await?;
+    }
     sqlx::query("UPDATE notifier.incidents SET notified_at = now() WHERE id = $1")
         .bind(incident)
         .execute(&mut *tx)
@@ -137,6 +169,38 @@ async fn notify(
     metrics::counter!("lifeline_notifications_total", "kind" => "connection_broken").increment(1);
     tracing::info!(account = %about.account_id, platform = %about.platform, cause = cause.as_str(), "owner notified");
     Ok(())
+}
+
+/// Whether this incident's notification carries the "frequent disconnections" advice: the
+/// account's `threshold`-th incident within the window, and the advice not given in it yet.
+async fn frequent_disconnections(
+    tx: &mut sqlx::PgConnection,
+    app: &AppState,
+    incident: Uuid,
+    account: Uuid,
+) -> Result<bool, sqlx::Error> {
+    let window = app.flapping.window.as_secs_f64();
+    let (count, told): (i64, bool) = sqlx::query_as(
+        "SELECT count(*), COALESCE(bool_or(frequent_advice), false) FROM notifier.incidents
+         WHERE account_id = $1 AND opened_at > now() - make_interval(secs => $2)",
+    )
+    .bind(account)
+    .bind(window)
+    .fetch_one(&mut *tx)
+    .await?;
+    let frequent = message::is_frequent(
+        u32::try_from(count).unwrap_or(u32::MAX),
+        app.flapping.threshold,
+        told,
+    );
+    if frequent {
+        sqlx::query("UPDATE notifier.incidents SET frequent_advice = true WHERE id = $1")
+            .bind(incident)
+            .execute(&mut *tx)
+            .await?;
+        metrics::counter!("lifeline_notify_frequent_disconnections_total").increment(1);
+    }
+    Ok(frequent)
 }
 
 /// Sends the notifications whose grace period ran out with the incident still open.
@@ -161,12 +225,18 @@ async fn send_due(app: &AppState) -> Result<(), sqlx::Error> {
     )
     .fetch_all(&mut *tx)
     .await?;
+    let any = !due.is_empty();
     for (id, workspace_id, account_id, platform, cause) in due {
         let Ok(platform) = platform.parse::<Platform>() else { continue };
         let about = lifeline_kit::events::Subject { workspace_id, account_id, platform };
-        notify(&mut tx, id, about, &cause).await?;
+        let handle = app.names.handle(WorkspaceId(workspace_id), account_id).await;
+        notify(&mut tx, app, id, about, &cause, handle.as_deref()).await?;
     }
-    tx.commit().await
+    tx.commit().await?;
+    if any {
+        app.wake.notify_one();
+    }
+    Ok(())
 }
 
 async fn on_reconnected(
@@ -186,16 +256,40 @@ async fn on_reconnected(
     .bind(version)
     .execute(&mut *tx)
     .await?;
-    let closed = sqlx::query(
-        "UPDATE notifier.incidents SET closed_at = now(), closed_by_event = $2 WHERE account_id = $1 AND closed_at IS NULL",
+    let closed: Vec<(Uuid, Option<chrono::DateTime<chrono::Utc>>)> = sqlx::query_as(
+        "UPDATE notifier.incidents SET closed_at = now(), closed_by_event = $2 WHERE account_id = $1 AND closed_at IS NULL
+         RETURNING id, notified_at",
     )
     .bind(about.account_id)
     .bind(&event_id)
-    .execute(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
+    // Only an owner who was told the account broke is told it is back.
+    let told: Vec<Uuid> = closed.iter().filter(|(_, n)| n.is_some()).map(|(id, _)| *id).collect();
+    for incident in &told {
+        let data = json!({
+            "incident_id": incident,
+            "workspace_id": about.workspace_id,
+            "account_id": about.account_id,
+            "platform": about.platform.as_str(),
+            "title": format!("Your {} account is reconnected", about.platform.display_name()),
+            "body": "Lifeline publishes to it again; posts that waited are being sent.",
+        });
+        enqueue::to_workspace(
+            &mut tx,
+            WorkspaceId(about.workspace_id),
+            None,
+            "account.reconnected",
+            &data,
+        )
+        .await?;
+    }
     tx.commit().await?;
-    if closed.rows_affected() > 0 {
+    if !closed.is_empty() {
         tracing::info!(account = %about.account_id, "incident closed by reconnect");
+    }
+    if !told.is_empty() {
+        app.wake.notify_one();
     }
     Ok(())
 }
@@ -211,35 +305,56 @@ async fn on_expiring(app: AppState, e: TokenExpiring, d: Delivery) -> Result<(),
         Ok(ExpiringCredential::RefreshToken) => "refresh_token",
         _ => "access_token",
     };
-    let title = format!("Your {} connection will lapse soon", about.platform.display_name());
-    let body = format!(
-        "The connection to this {} account lapses on {} and cannot be renewed automatically{}. Reconnect it on the \
-         Accounts page before then to keep posting.",
-        about.platform.display_name(),
-        expires_at.format("%Y-%m-%d %H:%M UTC"),
-        if e.reason.is_empty() { String::new() } else { format!(" ({})", e.reason) }
-    );
+    let handle = app.names.handle(WorkspaceId(about.workspace_id), about.account_id).await;
+    let words = message::expiring(about.platform, handle.as_deref(), expires_at, &e.reason);
+    let (title, body) = (&words.title, format!("{} {}", words.body, words.advice));
     let key = format!(
         "expiring:{}:{credential}:{}:{}",
         about.account_id,
         expires_at.timestamp(),
         e.horizon_seconds
     );
-    let inserted = sqlx::query(
+    let mut tx = app.pool.begin().await?;
+    let inserted: Option<Uuid> = sqlx::query_scalar(
         "INSERT INTO notifier.notifications (id, workspace_id, account_id, kind, title, body, dedupe_key)
-         VALUES ($1, $2, $3, 'connection_expiring', $4, $5, $6) ON CONFLICT (dedupe_key) DO NOTHING",
+         VALUES ($1, $2, $3, 'connection_expiring', $4, $5, $6) ON CONFLICT (dedupe_key) DO NOTHING
+         RETURNING id",
     )
     .bind(Uuid::now_v7())
     .bind(about.workspace_id)
     .bind(about.account_id)
-    .bind(&title)
+    .bind(title)
     .bind(&body)
     .bind(key)
-    .execute(&app.pool)
+    .fetch_optional(&mut *tx)
     .await?;
-    if inserted.rows_affected() > 0 {
+    if let Some(notification) = inserted {
+        let data = json!({
+            "notification_id": notification,
+            "workspace_id": about.workspace_id,
+            "account_id": about.account_id,
+            "platform": about.platform.as_str(),
+            "expires_at": expires_at,
+            "handle": handle,
+            "title": title,
+            "body": words.body,
+            "advice": words.advice,
+            "reconnect_url": message::reconnect_url(&app.public_url, about.account_id),
+        });
+        enqueue::to_workspace(
+            &mut tx,
+            WorkspaceId(about.workspace_id),
+            Some(notification),
+            "account.expiring",
+            &data,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    if inserted.is_some() {
         metrics::counter!("lifeline_notifications_total", "kind" => "connection_expiring")
             .increment(1);
+        app.wake.notify_one();
     }
     Ok(())
 }

@@ -1,8 +1,14 @@
 //! notifier: tells the owner once per incident that an account needs reconnecting (not once per
 //! failed post), warns ahead of an unavoidable expiry, and serves the notifications API.
 
+mod accounts;
 mod api;
+mod channels;
+pub mod delivery;
 mod incidents;
+pub mod message;
+
+use std::sync::Arc;
 
 use axum::{Extension, Router};
 use lifeline_kit::{
@@ -10,6 +16,7 @@ use lifeline_kit::{
     config::{CommonConfig, ConfigError, Env},
     service::{self, StartError},
 };
+use lifeline_vault::VaultKeys;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +33,25 @@ pub struct Config {
     /// How long a publish failure that a refresh might heal waits before the owner is told,
     /// `LIFELINE_NOTIFY_GRACE` (60s). A refresh that confirms the failure ends the wait.
     pub grace: std::time::Duration,
+    /// `LIFELINE_VAULT_KEYS`: seals channel secrets (webhook signing secrets, Slack URLs).
+    pub vault_keys: VaultKeys,
+    pub delivery: delivery::Settings,
+    /// `LIFELINE_GATEWAY_URL`: where the notifier asks for account handles (unset: messages
+    /// name the platform only).
+    pub gateway_url: Option<url::Url>,
+    /// `LIFELINE_PUBLIC_URL` (`http://127.0.0.1:8080`): where browsers reach the Accounts page;
+    /// messages link to it.
+    pub public_url: String,
+    pub flapping: Flapping,
+}
+
+/// When an account counts as frequently disconnecting.
+#[derive(Clone, Copy, Debug)]
+pub struct Flapping {
+    /// `LIFELINE_NOTIFY_FLAPPING_THRESHOLD` (3): the incident that makes it frequent.
+    pub threshold: u32,
+    /// `LIFELINE_NOTIFY_FLAPPING_WINDOW` (30d): the window incidents are counted in.
+    pub window: std::time::Duration,
 }
 
 impl Config {
@@ -38,6 +64,30 @@ impl Config {
                 std::time::Duration::from_secs(60),
                 std::time::Duration::ZERO..=std::time::Duration::from_secs(3600),
             )?,
+            vault_keys: VaultKeys::from_env(env)?,
+            delivery: delivery::Settings::from_env(env)?,
+            gateway_url: env
+                .raw("LIFELINE_GATEWAY_URL")
+                .map(|u| {
+                    url::Url::parse(&format!("{}/", u.trim_end_matches('/')))
+                        .map_err(|e| env.invalid("LIFELINE_GATEWAY_URL", e.to_string()))
+                })
+                .transpose()?,
+            flapping: Flapping {
+                threshold: env.parse_in("LIFELINE_NOTIFY_FLAPPING_THRESHOLD", 3, 2..=100)?,
+                window: env.duration_in(
+                    "LIFELINE_NOTIFY_FLAPPING_WINDOW",
+                    std::time::Duration::from_secs(30 * 86_400),
+                    std::time::Duration::from_secs(60)
+                        ..=std::time::Duration::from_secs(365 * 86_400),
+                )?,
+            },
+            public_url: {
+                let public = env.string_or("LIFELINE_PUBLIC_URL", "http://127.0.0.1:8080");
+                url::Url::parse(&public)
+                    .map_err(|e| env.invalid("LIFELINE_PUBLIC_URL", e.to_string()))?;
+                public
+            },
         })
     }
 }
@@ -46,6 +96,13 @@ impl Config {
 pub(crate) struct AppState {
     pub pool: PgPool,
     pub grace: std::time::Duration,
+    pub keys: Arc<VaultKeys>,
+    pub delivery: delivery::Settings,
+    /// Wakes this replica's delivery worker after deliveries were written.
+    pub wake: Arc<tokio::sync::Notify>,
+    pub names: accounts::AccountNames,
+    pub public_url: String,
+    pub flapping: Flapping,
 }
 
 pub async fn run(
@@ -61,11 +118,39 @@ pub async fn run(
     };
     let common = config.common.clone();
     service::run(listener, &common, spec, shutdown, |infra, tasks, shutdown| {
-        let app = AppState { pool: infra.pool.clone(), grace: config.grace };
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent("Lifeline-Notifier/1")
+            .build()
+            .unwrap_or_default();
+        let app = AppState {
+            pool: infra.pool.clone(),
+            grace: config.grace,
+            keys: Arc::new(config.vault_keys.clone()),
+            delivery: config.delivery.clone(),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            names: accounts::AccountNames {
+                http: http.clone(),
+                gateway: config.gateway_url.clone(),
+                jwt: config.jwt.clone(),
+            },
+            public_url: config.public_url.clone(),
+            flapping: config.flapping,
+        };
         incidents::spawn(tasks, &infra.bus, &app, shutdown);
         tasks.spawn(incidents::send_when_grace_ends(app.clone(), shutdown.clone()));
+        let deliverer = delivery::worker::Deliverer {
+            pool: app.pool.clone(),
+            keys: app.keys.clone(),
+            http,
+            settings: app.delivery.clone(),
+            instance: common.instance_id.clone(),
+            wake: app.wake.clone(),
+        };
+        tasks.spawn(delivery::worker::run(Arc::new(deliverer), shutdown.clone()));
         Router::new()
             .merge(api::routes())
+            .merge(channels::api::routes())
             .with_state(app)
             .merge(lifeline_kit::openapi::route(&openapi()))
             .layer(Extension(config.jwt.clone()))
@@ -74,7 +159,17 @@ pub async fn run(
 }
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(api::list, api::mark_read))]
+#[openapi(paths(
+    api::list,
+    api::mark_read,
+    channels::api::create,
+    channels::api::list,
+    channels::api::remove,
+    channels::api::test,
+    channels::api::deliveries,
+    channels::api::redeliver,
+    channels::api::rotate_secret,
+))]
 struct ApiDoc;
 
 /// The notifier's OpenAPI document (served at `/openapi.json`, committed as

@@ -276,6 +276,7 @@ impl System {
                 ("LIFELINE_MEDIA_ALLOW_HTTP", "true".to_owned()),
                 ("LIFELINE_MEDIA_ALLOW_HOSTS", "127.0.0.1".to_owned()),
                 ("LIFELINE_PUBLIC_URL", gateway.clone()),
+                ("LIFELINE_GATEWAY_URL", gateway.clone()),
                 ("LIFELINE_OAUTH_SESSION_TTL", options.oauth_session_ttl.to_owned()),
                 ("LIFELINE_PUBLISH_SWEEP_INTERVAL", "100ms".to_owned()),
                 ("LIFELINE_REFRESH_SWEEP_INTERVAL", "100ms".to_owned()),
@@ -437,6 +438,23 @@ impl System {
         )?;
         self.services.push(service);
         self.refreshers += 1;
+        Ok(url)
+    }
+
+    /// Starts one more notifier replica in this process, named `name`, against the same
+    /// database and streams; returns its base URL.
+    pub async fn spawn_notifier(&mut self, name: &str) -> anyhow::Result<String> {
+        let (listener, url) = bind().await?;
+        let env = self.env_of(name);
+        let service = spawn_in_process(
+            &mut self.tasks,
+            Kind::Notifier,
+            listener,
+            &env,
+            name.to_owned(),
+            &self.shutdown,
+        )?;
+        self.services.push(service);
         Ok(url)
     }
 

@@ -66,6 +66,11 @@ fn every_invalid_value_names_its_variable() {
         ("LIFELINE_PROBE_INTERVAL", "0s"),
         ("LIFELINE_REFRESH_WRITERS", "0"),
         ("LIFELINE_NOTIFY_GRACE", "2h"),
+        ("LIFELINE_NOTIFY_RETRY_SCHEDULE", "0s,soon"),
+        ("LIFELINE_NOTIFY_DELIVERY_TIMEOUT", "1h"),
+        ("LIFELINE_NOTIFY_CHANNEL_CONCURRENCY", "0"),
+        ("LIFELINE_NOTIFY_DISABLE_AFTER", "0s"),
+        ("LIFELINE_NOTIFY_ALLOW_PRIVATE_TARGETS", "maybe"),
     ];
     for (name, value) in cases {
         let errs = errors(&with(&[(name, value)]));
@@ -85,6 +90,10 @@ fn missing_secrets_are_named() {
     assert!(errs.iter().all(|e| e.contains("LIFELINE_JWT_SECRET")), "{errs:?}");
     let env = Env::from_pairs([("LIFELINE_JWT_SECRET", "a-jwt-secret-that-is-long-enough-0123")]);
     let errs = errors(&env);
-    assert_eq!(errs.len(), 3, "the notifier needs no vault key: {errs:?}");
+    assert_eq!(
+        errs.len(),
+        4,
+        "every service needs the vault key (the notifier seals channel secrets): {errs:?}"
+    );
     assert!(errs.iter().all(|e| e.contains("LIFELINE_VAULT_KEYS")), "{errs:?}");
 }

@@ -1,0 +1,162 @@
+//! Where a channel may point: a webhook or Slack URL must be http(s) with a host, and must not
+//! resolve to this machine or a private network (the notifier would otherwise be a way into
+//! them) unless the operator allows it; an email address must look like one.
+
+use std::net::IpAddr;
+
+use url::Url;
+
+/// Why a target was refused, in words for the API's 400.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TargetError {
+    #[error("url is not a valid absolute URL")]
+    Malformed,
+    #[error("url must be http or https")]
+    Scheme,
+    #[error("url must not carry credentials")]
+    Credentials,
+    #[error("url's host does not resolve")]
+    Unresolvable,
+    #[error("url resolves to a loopback, private or link-local address ({0}); refused")]
+    Private(IpAddr),
+    #[error("address is not a valid email address")]
+    Email,
+}
+
+/// An address no channel may reach by default: this machine, private and carrier-grade NAT
+/// ranges, link-local (cloud metadata lives there), multicast, unspecified, documentation.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || (a == 100 && (64..128).contains(&b))
+                || a == 0
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_internal(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// Parses a webhook or Slack URL (the shape only; [`check_resolved`] checks where it leads).
+pub fn parse_url(raw: &str) -> Result<Url, TargetError> {
+    let url = Url::parse(raw.trim()).map_err(|_| TargetError::Malformed)?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(TargetError::Scheme);
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(TargetError::Malformed);
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(TargetError::Credentials);
+    }
+    Ok(url)
+}
+
+/// Resolves the URL's host and refuses it if any address is internal (unless `allow_private`).
+pub async fn check_resolved(url: &Url, allow_private: bool) -> Result<(), TargetError> {
+    let host = url.host_str().ok_or(TargetError::Malformed)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = url.port_or_known_default().unwrap_or(443);
+    let addrs: Vec<IpAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|_| TargetError::Unresolvable)?
+        .map(|a| a.ip())
+        .collect();
+    if addrs.is_empty() {
+        return Err(TargetError::Unresolvable);
+    }
+    match addrs.into_iter().find(|ip| is_internal(*ip)) {
+        Some(ip) if !allow_private => Err(TargetError::Private(ip)),
+        _ => Ok(()),
+    }
+}
+
+/// A deliberately plain check: one `@`, a non-empty local part, a dotted domain, no spaces or
+/// angle brackets (the SMTP server is the final judge).
+pub fn parse_email(raw: &str) -> Result<String, TargetError> {
+    let s = raw.trim();
+    let (local, domain) = s.split_once('@').ok_or(TargetError::Email)?;
+    let bad = |c: char| c.is_whitespace() || c.is_control() || "<>,;\"()[]\\".contains(c);
+    if local.is_empty()
+        || local.len() > 64
+        || s.len() > 254
+        || domain.contains('@')
+        || !domain.contains('.')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+        || s.chars().any(bad)
+    {
+        return Err(TargetError::Email);
+    }
+    Ok(s.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_addresses_are_recognised() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(is_internal(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["93.184.216.34", "2606:4700::1111", "8.8.8.8"] {
+            assert!(!is_internal(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn urls_need_http_a_host_and_no_credentials() {
+        assert!(parse_url("https://example.com/hook").is_ok());
+        assert_eq!(parse_url("ftp://example.com/"), Err(TargetError::Scheme));
+        assert_eq!(parse_url("not a url"), Err(TargetError::Malformed));
+        assert_eq!(parse_url("https://u:p@example.com/"), Err(TargetError::Credentials));
+    }
+
+    #[tokio::test]
+    async fn loopback_is_refused_unless_allowed() {
+        let url = parse_url("http://127.0.0.1:9/hook").unwrap();
+        assert!(matches!(check_resolved(&url, false).await, Err(TargetError::Private(_))));
+        assert_eq!(check_resolved(&url, true).await, Ok(()));
+        let url = parse_url("http://localhost:9/hook").unwrap();
+        assert!(matches!(check_resolved(&url, false).await, Err(TargetError::Private(_))));
+    }
+
+    #[test]
+    fn email_addresses() {
+        assert_eq!(parse_email(" ops@acme.example ").as_deref(), Ok("ops@acme.example"));
+        for bad in
+            ["", "ops", "@acme.example", "ops@acme", "a b@acme.example", "a@b@c.d", "<a@b.c>"]
+        {
+            assert_eq!(parse_email(bad), Err(TargetError::Email), "{bad}");
+        }
+    }
+}
