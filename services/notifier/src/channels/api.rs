@@ -10,7 +10,7 @@ use axum::{
 use chrono::{DateTime, Utc};
 use lifeline_kit::{
     auth::Workspace,
-    http::{rejection, ApiError},
+    http::ApiError,
     openapi::{ErrorBody, Unauthorized},
 };
 use secrecy::ExposeSecret;
@@ -35,16 +35,26 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/notification-channels/{id}/rotate-secret", post(rotate_secret))
 }
 
-/// A new channel: `email` with `address`, `webhook` or `slack` with `url`.
+/// A new channel, by `kind`: `webhook` or `slack` with `url`, `email` with `address`. A tagged
+/// union, so the document says which field each kind needs.
 #[derive(Deserialize, ToSchema)]
-pub(crate) struct NewChannel {
-    /// `email`, `webhook` or `slack`.
-    #[schema(example = "webhook")]
-    kind: String,
-    /// The webhook's or Slack incoming webhook's URL.
-    url: Option<String>,
-    /// The email address.
-    address: Option<String>,
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub(crate) enum NewChannel {
+    /// Signed Standard Webhooks to `url`.
+    Webhook {
+        /// The endpoint's URL (https, or http where the operator allows it).
+        url: String,
+    },
+    /// Messages to a Slack incoming webhook.
+    Slack {
+        /// The incoming webhook's URL.
+        url: String,
+    },
+    /// Email to `address` through the configured SMTP server.
+    Email {
+        /// The email address.
+        address: String,
+    },
 }
 
 /// The channel created; `secret` only for a webhook, and only now.
@@ -62,17 +72,16 @@ fn bad_target(e: TargetError) -> ApiError {
 }
 
 async fn parse_target(app: &AppState, new: NewChannel) -> Result<Target, ApiError> {
-    let url = |u: Option<String>| u.ok_or_else(|| ApiError::bad_request("url is required"));
-    match new.kind.as_str() {
-        "webhook" | "slack" => {
-            let url = target::parse_url(&url(new.url)?).map_err(bad_target)?;
+    let webhook = matches!(new, NewChannel::Webhook { .. });
+    match new {
+        NewChannel::Webhook { url: raw } | NewChannel::Slack { url: raw } => {
+            let url = target::parse_url(&raw).map_err(bad_target)?;
             target::check_resolved(&url, app.delivery.allow_private_targets)
                 .await
                 .map_err(bad_target)?;
-            Ok(if new.kind == "webhook" { Target::Webhook { url } } else { Target::Slack { url } })
+            Ok(if webhook { Target::Webhook { url } } else { Target::Slack { url } })
         }
-        "email" => {
-            let raw = new.address.ok_or_else(|| ApiError::bad_request("address is required"))?;
+        NewChannel::Email { address: raw } => {
             let address = target::parse_email(&raw).map_err(bad_target)?;
             if app.delivery.smtp.is_none() {
                 return Err(ApiError::new(
@@ -83,7 +92,6 @@ async fn parse_target(app: &AppState, new: NewChannel) -> Result<Target, ApiErro
             }
             Ok(Target::Email { address })
         }
-        _ => Err(ApiError::bad_request("kind must be email, webhook or slack")),
     }
 }
 
@@ -106,9 +114,9 @@ async fn parse_target(app: &AppState, new: NewChannel) -> Result<Target, ApiErro
 pub(crate) async fn create(
     State(app): State<AppState>,
     Workspace(ws): Workspace,
-    body: Result<Json<NewChannel>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
-    let Json(new) = body.map_err(rejection)?;
+    let new: NewChannel = lifeline_kit::http::json_object(body)?;
     let target = parse_target(&app, new).await?;
     let (channel, secret) = store::create(&app.pool, &app.keys, ws, &target).await?;
     tracing::info!(channel = %channel.id, kind = %channel.kind, "notification channel created");
