@@ -1,5 +1,5 @@
 # Lifeline — the two commands a newcomer needs are `make run` and `make test`.
-.PHONY: run test infra build lint fmt proto-lint clean-test-dbs bench-refresh
+.PHONY: run test infra build lint fmt proto-lint clean-test-dbs bench-refresh bench-fanout
 
 run: ## Start infrastructure, the simulator, all services and demo data (Ctrl-C stops them)
 	@bash scripts/run.sh
@@ -41,6 +41,10 @@ BENCH_ARGS ?=
 bench-refresh: infra ## token-refresher benchmark: 100k due backlog, 1M idle sweep, vs pgbench (prints a table)
 	cargo build --release -p token-refresher -p lifeline-bench
 	"$$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/release/bench-refresh" $(BENCH_ARGS)
+
+bench-fanout: infra ## publisher reconnect fan-out: 1k and 10k parked posts over 100 accounts, 0 and 50 ms latency, vs pgbench -N
+	cargo build --release -p publisher -p lifeline-bench
+	"$$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/release/bench-fanout" $(BENCH_ARGS)
 
 clean-test-dbs: ## Drop databases left behind by interrupted end-to-end tests
 	psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 'DROP DATABASE \"' || datname || '\" WITH (FORCE);' FROM pg_database WHERE datname LIKE 'lifeline_e2e_%'" | psql -h 127.0.0.1 -U postgres -d postgres -q
