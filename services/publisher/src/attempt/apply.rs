@@ -163,6 +163,7 @@ async fn record_published(
             platform_post_id: platform_post_id.to_owned(),
             attempt: a.number(),
         },
+        span: tracing::Span::current(),
     };
     match a.app.batches.published.call(record).await {
         Ok(true) => {

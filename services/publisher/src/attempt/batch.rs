@@ -136,6 +136,8 @@ pub(crate) struct PublishedRecord {
     pub detail: String,
     pub credential_version: i64,
     pub event: PostPublished,
+    /// The handler's span: the event's outbox row carries its trace, as on the per-post path.
+    pub span: tracing::Span,
 }
 
 /// Records published posts in one transaction: each post only while this replica still holds
@@ -182,7 +184,7 @@ pub(crate) async fn record_published(
     let written: std::collections::HashSet<PostId> = written.into_iter().collect();
     let mut events = outbox.stage();
     for r in records.iter().filter(|r| written.contains(&r.post)) {
-        events.add(&r.event)?;
+        r.span.in_scope(|| events.add(&r.event))?;
     }
     events.insert(&mut tx).await?;
     tx.commit().await?;
@@ -190,4 +192,47 @@ pub(crate) async fn record_published(
     metrics::histogram!("lifeline_publish_group_commit_size", "write" => "published")
         .record(records.len() as f64);
     Ok(records.iter().map(|r| written.contains(&r.post)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn concurrent_requests_share_writes_and_each_gets_its_own_answer() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let seen = sizes.clone();
+        let doubled = GroupCommit::spawn(move |requests: Vec<u32>| {
+            seen.lock().unwrap().push(requests.len());
+            async move {
+                // A write takes a while, so that requests queue behind it.
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                Ok(requests.iter().map(|r| r * 2).collect::<Vec<u32>>())
+            }
+        });
+        let calls = (0..100u32).map(|i| {
+            let g = doubled.clone();
+            tokio::spawn(async move { (i, g.call(i).await.unwrap()) })
+        });
+        for call in calls.collect::<Vec<_>>() {
+            let (i, answer) = call.await.unwrap();
+            assert_eq!(answer, i * 2);
+        }
+        let sizes = sizes.lock().unwrap().clone();
+        assert_eq!(sizes.iter().sum::<usize>(), 100);
+        assert!(sizes.len() < 10, "100 concurrent requests took {} writes", sizes.len());
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_fails_every_request_of_its_batch() {
+        let failing = GroupCommit::spawn(|_requests: Vec<u32>| async {
+            Err::<Vec<u32>, _>(sqlx::Error::PoolTimedOut)
+        });
+        match failing.call(1).await {
+            Err(BatchError::Db(e)) => assert!(matches!(*e, sqlx::Error::PoolTimedOut)),
+            other => panic!("expected the write's error, got {other:?}"),
+        }
+    }
 }
