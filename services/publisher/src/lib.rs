@@ -142,6 +142,8 @@ pub(crate) struct AppState {
     pub breakers: Arc<breakers::Breakers>,
     /// Wakes the replay pacer when a replay is recorded.
     pub replay_wake: Arc<tokio::sync::Notify>,
+    /// The group commits of the retry path (leases, successes): see `attempt/batch.rs`.
+    pub batches: attempt::Batches,
 }
 
 pub async fn run(
@@ -157,10 +159,14 @@ pub async fn run(
     };
     let common = config.common.clone();
     service::run(listener, &common, spec, shutdown, |infra, tasks, shutdown| {
+        let outbox = Outbox::new(SCHEMA, &infra.bus);
+        let batches =
+            attempt::Batches::spawn(&infra.pool, &outbox, &config.common.instance_id, config.lease);
         let app = AppState {
             pool: infra.pool.clone(),
             vault: Vault::new(infra.pool.clone(), config.vault_keys.clone()),
-            outbox: Outbox::new(SCHEMA, &infra.bus),
+            outbox,
+            batches,
             connectors: config.connectors.clone(),
             platform_calls: Arc::new(Semaphore::new(config.concurrency)),
             breakers: Arc::new(breakers::Breakers::new(config.breaker)),

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     attempt,
     breakers::{Breakers, Leasing},
-    model::{qualified_columns, Post, POST_COLUMNS},
+    model::{qualified_columns, Post},
     AppState,
 };
 
@@ -149,40 +149,4 @@ async fn lease_due_posts(
     tx.commit().await?;
     metrics::counter!("lifeline_publish_leased_total").increment(posts.len() as u64);
     Ok(posts)
-}
-
-/// Leases one post that a retry request names, if it is still waiting for that retry; `None`
-/// when it was retried already (a redelivered request) or is in another state.
-pub(crate) async fn lease_for_retry(
-    app: &AppState,
-    post: PostId,
-    allow_dead_lettered: bool,
-) -> Result<Option<Post>, sqlx::Error> {
-    let mut tx = app.pool.begin().await?;
-    let leased: Option<Post> = sqlx::query_as(&format!(
-        "UPDATE publisher.posts SET
-             status = 'publishing', lease_owner = $2, lease_until = now() + make_interval(secs => $3),
-             attempts = attempts + 1, retryable_failures = 0, unavailable_since = NULL, updated_at = now()
-         WHERE id = $1 AND (status = 'retry_requested' OR ($4 AND status = 'dead_lettered'))
-         RETURNING {POST_COLUMNS}"
-    ))
-    .bind(post)
-    .bind(&app.config.common.instance_id)
-    .bind(app.config.lease.as_secs_f64())
-    .bind(allow_dead_lettered)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if let Some(p) = &leased {
-        sqlx::query("INSERT INTO publisher.attempts (post_id, attempt) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(p.id)
-            .bind(p.attempts)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE publisher.dead_letters SET replayed_at = now(), replay_count = replay_count + 1 WHERE post_id = $1 AND replayed_at IS NULL")
-            .bind(p.id)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
-    Ok(leased)
 }

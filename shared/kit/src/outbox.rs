@@ -129,21 +129,45 @@ impl Outbox {
         if rows.is_empty() {
             return Ok(0);
         }
-        let mut sent = Vec::with_capacity(rows.len());
+        // The whole batch is sent before any ack is awaited: one round trip per batch instead of
+        // one per event (a fan-out relays two events per post). JetStream stores one
+        // connection's messages in the order they arrive, so events keep their order while NATS
+        // answers. Rows are deleted only up to the first failed ack and the rest go again on the
+        // next pass, where the `Nats-Msg-Id` dedupe drops those that were stored after all; the
+        // one cost (docs/architecture.md): after such a failure, a later event of the batch may
+        // already be stored ahead of the one sent again.
+        let mut acks = Vec::with_capacity(rows.len());
+        let mut failure = None;
         for OutboxRow { id, subject, event_id, payload, traceparent } in rows {
             let mut headers = HeaderMap::new();
             if let Some(tp) = traceparent {
                 headers.insert("traceparent", tp.as_str());
             }
-            // Stop at the first failure so events of one account keep their order.
-            if let Err(e) = bus.publish_raw(subject, &event_id, headers, payload.into()).await {
-                if sent.is_empty() {
-                    return Err(e.into());
+            match bus.send_raw(subject, &event_id, headers, payload.into()).await {
+                Ok(ack) => acks.push((id, ack)),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
                 }
-                tracing::warn!(error = %e, "outbox relay stopped mid-batch");
-                break;
             }
-            sent.push(id);
+        }
+        let mut sent = Vec::with_capacity(acks.len());
+        for (id, ack) in acks {
+            if failure.is_some() {
+                // Not counted as sent; awaited only so no ack is left pending.
+                let _ = ack.await;
+                continue;
+            }
+            match ack.await {
+                Ok(()) => sent.push(id),
+                Err(e) => failure = Some(e),
+            }
+        }
+        if let Some(e) = failure {
+            if sent.is_empty() {
+                return Err(e.into());
+            }
+            tracing::warn!(error = %e, "outbox relay stopped mid-batch");
         }
         sqlx::query(&format!("DELETE FROM {}.outbox WHERE id = ANY($1)", self.schema))
             .bind(&sent)

@@ -71,6 +71,15 @@ pub(super) async fn record(
         platform,
     };
     let attempt = Attempt { app, post, platform, about, cause, credential_version };
+    if let Outcome::Published(found, reconciled) = &outcome {
+        // A success needs no fact from the database: it joins the next group commit.
+        let facts = facts(app, post, platform, &outcome, false);
+        let decision = decide::decide(&facts, spread);
+        if let Action::Publish { .. } = decision.action {
+            return record_published(&attempt, &found.platform_post_id, *reconciled, decision)
+                .await;
+        }
+    }
     let mut tx = app.pool.begin().await?;
 
     // The lease guard: if we lost the lease (we were slower than it), the new holder decides.
@@ -88,16 +97,7 @@ pub(super) async fn record(
 
     let credential_replaced = matches!(outcome, Outcome::Failed(Failure::Auth { .. }))
         && replaced_since(&mut tx, post.account_id, credential_version).await?;
-    let facts = Facts {
-        outcome: &outcome,
-        credential_replaced,
-        retryable_failures: post.retryable_failures,
-        unavailable_since: post.unavailable_since,
-        last_error: post.last_error.as_deref(),
-        retry: &app.config.retry,
-        unchecked: unchecked(app, platform),
-        now: Utc::now(),
-    };
+    let facts = facts(app, post, platform, &outcome, credential_replaced);
     let decision = decide::decide(&facts, spread);
     if let Action::HandOver { reason } = &decision.action {
         tracing::warn!(post = %post.id, %platform, %reason, "outcome unknown on a platform that cannot be checked; not sending it again");
@@ -122,6 +122,60 @@ pub(super) async fn record(
     tx.commit().await?;
     app.outbox.wake();
     Ok(())
+}
+
+fn facts<'a>(
+    app: &'a AppState,
+    post: &'a Post,
+    platform: Platform,
+    outcome: &'a Outcome,
+    credential_replaced: bool,
+) -> Facts<'a> {
+    Facts {
+        outcome,
+        credential_replaced,
+        retryable_failures: post.retryable_failures,
+        unavailable_since: post.unavailable_since,
+        last_error: post.last_error.as_deref(),
+        retry: &app.config.retry,
+        unchecked: unchecked(app, platform),
+        now: Utc::now(),
+    }
+}
+
+/// Records a published post through the group commit (see [`super::batch`]): the same writes
+/// as [`publish`] plus the attempt row, guarded by the lease, batched with other handlers'.
+async fn record_published(
+    a: &Attempt<'_>,
+    platform_post_id: &str,
+    reconciled: bool,
+    decision: Decision,
+) -> Result<(), sqlx::Error> {
+    let record = super::batch::PublishedRecord {
+        post: a.post.id,
+        attempt: a.post.attempts,
+        platform_post_id: platform_post_id.to_owned(),
+        detail: decision.detail,
+        credential_version: a.credential_version,
+        event: PostPublished {
+            envelope: Some(a.envelope()),
+            post_id: a.post.id.to_string(),
+            platform_post_id: platform_post_id.to_owned(),
+            attempt: a.number(),
+        },
+        span: tracing::Span::current(),
+    };
+    match a.app.batches.published.call(record).await {
+        Ok(true) => {
+            tracing::info!(post = %a.post.id, platform = %a.platform, attempt = a.number(), reconciled, "post published");
+            Ok(())
+        }
+        Ok(false) => {
+            tracing::warn!(post = %a.post.id, "lease lost before the outcome was recorded; leaving it to the new holder");
+            Ok(())
+        }
+        Err(e) => Err(sqlx::Error::Protocol(e.to_string())),
+    }
 }
 
 /// Whether `platform` cannot tell if an ambiguous publish went out, and why.

@@ -5,7 +5,10 @@
 //! [`decide`] (pure, unit-tested) and written in [`apply`].
 
 mod apply;
+pub(crate) mod batch;
 mod decide;
+
+use std::time::{Duration, Instant};
 
 use lifeline_kit::{breaker::Admit, events::Envelope, Platform};
 use lifeline_platforms::{AccessToken, Failure, Reconciliation};
@@ -25,10 +28,50 @@ pub(crate) async fn run(app: &AppState, post: Post, cause: Option<&Envelope>) {
     run_attempt(app, post, cause).instrument(span).await
 }
 
+/// The group commits of the publish path (see [`batch`]), one writer task each.
+#[derive(Clone)]
+pub(crate) struct Batches {
+    pub lease: batch::GroupCommit<batch::LeaseRequest, Option<Post>>,
+    pub published: batch::GroupCommit<batch::PublishedRecord, bool>,
+}
+
+impl Batches {
+    pub(crate) fn spawn(
+        pool: &sqlx::PgPool,
+        outbox: &lifeline_kit::outbox::Outbox,
+        owner: &str,
+        lease: Duration,
+    ) -> Self {
+        let (p, o) = (pool.clone(), owner.to_owned());
+        let lease = batch::GroupCommit::spawn(move |requests| {
+            let (p, o) = (p.clone(), o.clone());
+            async move { batch::lease_for_retry(&p, &o, lease.as_secs_f64(), requests).await }
+        });
+        let (p, o, outbox) = (pool.clone(), owner.to_owned(), outbox.clone());
+        let published = batch::GroupCommit::spawn(move |records| {
+            let (p, o, outbox) = (p.clone(), o.clone(), outbox.clone());
+            async move { batch::record_published(&p, &outbox, &o, records).await }
+        });
+        Batches { lease, published }
+    }
+}
+
+/// Whether a lease taken just before waiting `waited` for a platform permit must be renewed
+/// before the call: only when the wait ate into it, since a renewal is a round trip per post.
+/// The lease was taken (by the database clock) before the wait began, so a wait under a quarter
+/// of it leaves at least three quarters for the call.
+fn must_renew(waited: Duration, lease: Duration) -> bool {
+    waited >= lease / 4
+}
+
 async fn run_attempt(app: &AppState, post: Post, cause: Option<&Envelope>) {
+    let asked = Instant::now();
     let _permit = app.platform_calls.acquire().await;
-    // Waiting for a permit may have taken a while: renew the lease, and give up if another
-    // holder took the post meanwhile, so two attempts never call the platform at once.
+    if !must_renew(asked.elapsed(), app.config.lease) {
+        return call_and_record(app, post, cause).await;
+    }
+    // Waiting for a permit took a while: renew the lease, and give up if another holder took
+    // the post meanwhile, so two attempts never call the platform at once.
     match renew_lease(app, &post).await {
         Ok(true) => {}
         Ok(false) => {
@@ -40,6 +83,10 @@ async fn run_attempt(app: &AppState, post: Post, cause: Option<&Envelope>) {
             return;
         }
     }
+    call_and_record(app, post, cause).await;
+}
+
+async fn call_and_record(app: &AppState, post: Post, cause: Option<&Envelope>) {
     let platform: Platform = match post.platform.parse() {
         Ok(p) => p,
         Err(e) => {
@@ -167,5 +214,19 @@ async fn reconcile_or_publish(
     match connector.publish(token, &credential.platform_user_id, &draft).await {
         Ok(p) => Outcome::Published(p, false),
         Err(f) => Outcome::Failed(f),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_is_renewed_only_when_the_wait_for_a_permit_ate_a_quarter_of_it() {
+        let lease = Duration::from_secs(60);
+        assert!(!must_renew(Duration::ZERO, lease));
+        assert!(!must_renew(Duration::from_millis(14_999), lease));
+        assert!(must_renew(Duration::from_secs(15), lease));
+        assert!(must_renew(Duration::from_secs(120), lease));
     }
 }

@@ -164,17 +164,25 @@ impl Bus {
         &self,
         subject: String,
         msg_id: &str,
-        mut headers: HeaderMap,
+        headers: HeaderMap,
         payload: bytes::Bytes,
     ) -> Result<(), BusError> {
+        self.send_raw(subject, msg_id, headers, payload).await?.await
+    }
+
+    /// Sends a message without waiting for JetStream's ack; the returned future waits for it.
+    /// Sending many and then awaiting their acks in order takes one round trip for all of them
+    /// (the outbox relay does this).
+    pub async fn send_raw(
+        &self,
+        subject: String,
+        msg_id: &str,
+        mut headers: HeaderMap,
+        payload: bytes::Bytes,
+    ) -> Result<impl Future<Output = Result<(), BusError>> + Send, BusError> {
         headers.insert(headers::MSG_ID, msg_id);
-        self.js
-            .publish_with_headers(subject, headers, payload)
-            .await
-            .map_err(js_err)?
-            .await
-            .map_err(js_err)?;
-        Ok(())
+        let ack = self.js.publish_with_headers(subject, headers, payload).await.map_err(js_err)?;
+        Ok(async move { ack.await.map(|_| ()).map_err(js_err) })
     }
 
     /// Runs a durable pull consumer for one event kind until `shutdown`, calling `handler` for

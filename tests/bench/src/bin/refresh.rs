@@ -14,8 +14,6 @@
 //!    many clients as the refresher's pool.
 
 use std::{
-    path::PathBuf,
-    process::{Child, Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -23,12 +21,18 @@ use std::{
 use anyhow::{bail, Context as _};
 use chrono::Utc;
 use clap::Parser;
-use futures::{stream, StreamExt as _};
+use lifeline_bench::{
+    delete_streams,
+    postgres::{fresh_database, pgbench},
+    run_tag,
+    service::Service,
+    sim,
+};
 use lifeline_kit::{config::Env, ids::AccountId, Platform};
-use lifeline_platforms::{Connectors, Grant};
-use lifeline_vault::{Tokens, Vault, VaultKeys};
+use lifeline_platforms::Connectors;
+use lifeline_vault::{Vault, VaultKeys};
 use secrecy::SecretString;
-use sqlx::{postgres::PgPoolOptions, PgPool};
+use sqlx::postgres::PgPoolOptions;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -69,11 +73,6 @@ struct Args {
 }
 
 const DB: &str = "lifeline_bench";
-const CLIENT_SECRET: &str = "bench-client-secret";
-
-fn client_id(p: Platform) -> String {
-    format!("lifeline-bench-{}", p.as_str())
-}
 
 /// The simulators: Instagram and Threads refresh only tokens at least 24 hours old, so they live
 /// on a simulator whose clock runs 3,600× faster (a day in 24 s); the rest run in real time, so
@@ -82,26 +81,6 @@ struct Sims {
     realtime: String,
     fast: String,
     shutdown: CancellationToken,
-}
-
-async fn start_sim(time_scale: f64, shutdown: &CancellationToken) -> anyhow::Result<String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let config = platform_sim::SimConfig {
-        time_scale,
-        clients: Platform::ALL
-            .iter()
-            .map(|p| platform_sim::ClientRegistration {
-                platform: p.as_str().into(),
-                client_id: client_id(*p),
-                client_secret: Some(CLIENT_SECRET.into()),
-            })
-            .collect(),
-        public_base_url: url.clone(),
-        ..platform_sim::SimConfig::default()
-    };
-    tokio::spawn(platform_sim::run(listener, config, shutdown.clone()));
-    Ok(url)
 }
 
 /// The environment the refresher (and the bench's own connectors) run with.
@@ -125,160 +104,8 @@ fn environment(sims: &Sims, args: &Args, vault_keys: &str, tag: &str) -> Vec<(St
         ("LIFELINE_REFRESH_WRITERS".into(), "4".into()),
         ("RUST_LOG".into(), "warn".into()),
     ];
-    for p in Platform::ALL {
-        let upper = p.as_str().to_uppercase();
-        env.push((format!("LIFELINE_{upper}_CLIENT_ID"), client_id(p)));
-        env.push((format!("LIFELINE_{upper}_CLIENT_SECRET"), CLIENT_SECRET.into()));
-    }
+    env.extend(sim::client_env());
     env
-}
-
-/// One account through the platform's OAuth flow: authorize URL, the simulator's consent
-/// (approved by script), code exchange with PKCE where the platform has it.
-async fn connect(
-    connectors: &Connectors,
-    http: &reqwest::Client,
-    platform: Platform,
-    username: &str,
-) -> anyhow::Result<Grant> {
-    let connector = connectors.get(platform).context("connector")?;
-    let start = connector.authorize(&Uuid::new_v4().to_string());
-    let mut url = start.url.clone();
-    url.query_pairs_mut().append_pair("sim_approve_as", username);
-    let r = http.get(url).send().await?;
-    if r.status().as_u16() != 302 {
-        bail!("{platform}: consent answered {}", r.status());
-    }
-    let location = r.headers().get("location").context("location")?.to_str()?;
-    let code = url::Url::parse(location)?
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .context("no code in the redirect")?;
-    connector
-        .exchange_code(&code, start.pkce_verifier.as_ref())
-        .await
-        .map_err(|e| anyhow::anyhow!("{platform}: {e}"))
-}
-
-struct Seeded {
-    account: AccountId,
-    platform: Platform,
-    user: String,
-    grant: Grant,
-    at: chrono::DateTime<Utc>,
-}
-
-async fn seed_platform(
-    connectors: &Connectors,
-    platform: Platform,
-    count: usize,
-) -> anyhow::Result<Vec<Seeded>> {
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
-    let results: Vec<anyhow::Result<Seeded>> = stream::iter(0..count)
-        .map(|i| {
-            let http = http.clone();
-            async move {
-                let name = platform.as_str();
-                let user = format!("b{}{i}", &name[..name.len().min(2)]);
-                let grant = connect(connectors, &http, platform, &user).await?;
-                Ok(Seeded { account: AccountId::new(), platform, user, grant, at: Utc::now() })
-            }
-        })
-        .buffer_unordered(64)
-        .collect()
-        .await;
-    results.into_iter().collect()
-}
-
-async fn store(pool: &PgPool, vault: &Vault, seeded: &[Seeded]) -> anyhow::Result<()> {
-    let workspace = lifeline_kit::ids::WorkspaceId::new();
-    for chunk in seeded.chunks(1000) {
-        let mut tx = pool.begin().await?;
-        for s in chunk {
-            let tokens = Tokens {
-                access_token: s.grant.access_token.clone(),
-                refresh_token: s.grant.refresh_token.clone(),
-                access_expires_at: s.grant.access_expires_at(s.at),
-                refresh_expires_at: s.grant.refresh_expires_at(s.at),
-                scopes: s.grant.scopes.clone(),
-            };
-            vault.insert(&mut tx, s.account, workspace, s.platform, &s.user, &tokens).await?;
-        }
-        tx.commit().await?;
-    }
-    Ok(())
-}
-
-/// The refresher as a child process.
-struct Refresher {
-    child: Child,
-    url: String,
-}
-
-impl Refresher {
-    fn start(env: &[(String, String)], name: &str) -> anyhow::Result<Refresher> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let bin = sibling("token-refresher")?;
-        let child = Command::new(&bin)
-            .env_clear()
-            .envs(env.iter().cloned())
-            .env("LIFELINE_INSTANCE_ID", name)
-            .env("LIFELINE_HTTP_ADDR", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        Ok(Refresher { child, url: format!("http://127.0.0.1:{port}") })
-    }
-
-    async fn ready(&mut self, http: &reqwest::Client) -> anyhow::Result<()> {
-        for _ in 0..600 {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("token-refresher exited: {status}");
-            }
-            if let Ok(r) = http.get(format!("{}/readyz", self.url)).send().await {
-                if r.status().is_success() {
-                    return Ok(());
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        bail!("token-refresher not ready after 60 s")
-    }
-
-    /// (current, peak) resident set size in MiB.
-    fn rss(&self) -> anyhow::Result<(f64, f64)> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-                .map(|kb| kb / 1024.0)
-                .unwrap_or(f64::NAN)
-        };
-        Ok((field("VmRSS:"), field("VmHWM:")))
-    }
-
-    async fn metrics(&self, http: &reqwest::Client) -> anyhow::Result<String> {
-        Ok(http.get(format!("{}/metrics", self.url)).send().await?.text().await?)
-    }
-
-    fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A binary built next to this one (`target/release/…`).
-fn sibling(name: &str) -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let bin = exe.parent().context("exe dir")?.join(name);
-    if !bin.exists() {
-        bail!("{} is missing: build it first (make bench-refresh does)", bin.display());
-    }
-    Ok(bin)
 }
 
 /// A histogram from Prometheus text: (cumulative buckets, sum, count).
@@ -332,26 +159,6 @@ impl Histogram {
     }
 }
 
-async fn fresh_database(args: &Args) -> anyhow::Result<()> {
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&format!("{}/postgres", args.postgres))
-        .await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)")).execute(&admin).await?;
-    sqlx::query(&format!("CREATE DATABASE {DB}")).execute(&admin).await?;
-    admin.close().await;
-    Ok(())
-}
-
-async fn delete_streams(args: &Args, tag: &str) {
-    if let Ok(nats) = async_nats::connect(&args.nats).await {
-        let js = async_nats::jetstream::new(nats);
-        for s in [format!("BENCH_{tag}_EVENTS"), format!("BENCH_{tag}_DLQ")] {
-            let _ = js.delete_stream(s).await;
-        }
-    }
-}
-
 struct Backlog {
     due: usize,
     seconds: f64,
@@ -366,9 +173,9 @@ struct Backlog {
 }
 
 async fn backlog(args: &Args, sims: &Sims, http: &reqwest::Client) -> anyhow::Result<Backlog> {
-    fresh_database(args).await?;
+    fresh_database(&args.postgres, DB).await?;
     let (keys, spec) = VaultKeys::generate("bench");
-    let tag = Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let tag = run_tag();
     let env = environment(sims, args, &spec, &tag);
     let connectors = Connectors::from_env(&Env::from_pairs(env.iter().cloned()))?;
     let pool =
@@ -388,11 +195,12 @@ async fn backlog(args: &Args, sims: &Sims, http: &reqwest::Client) -> anyhow::Re
         Platform::TikTok,
         Platform::Facebook,
     ];
+    let workspace = lifeline_kit::ids::WorkspaceId::new();
     let mut meta_done = None;
     for (i, platform) in order.iter().enumerate() {
         let count = args.due / 7 + usize::from(i < args.due % 7);
-        let seeded = seed_platform(&connectors, *platform, count).await?;
-        store(&pool, &vault, &seeded).await?;
+        let seeded = sim::seed_platform(&connectors, *platform, "b", count).await?;
+        sim::store(&pool, &vault, workspace, &seeded).await?;
         eprintln!("  seeded {count} {platform} accounts ({:.0?})", started.elapsed());
         if *platform == Platform::Threads {
             meta_done = Some(Instant::now());
@@ -404,20 +212,11 @@ async fn backlog(args: &Args, sims: &Sims, http: &reqwest::Client) -> anyhow::Re
         let wait = Duration::from_secs(26).saturating_sub(at.elapsed());
         tokio::time::sleep(wait).await;
     }
-    for sim in [&sims.realtime, &sims.fast] {
-        for p in Platform::ALL {
-            let r = http
-                .post(format!("{sim}/_sim/{}/latency", p.as_str()))
-                .json(&serde_json::json!({"ms": args.latency_ms, "for_seconds": 3600.0}))
-                .send()
-                .await?;
-            if !r.status().is_success() {
-                bail!("setting latency on {p}: {}", r.status());
-            }
-        }
+    for url in [&sims.realtime, &sims.fast] {
+        sim::set_latency(http, url, args.latency_ms).await?;
     }
 
-    let mut refresher = Refresher::start(&env, "bench-backlog")?;
+    let mut refresher = Service::start("token-refresher", &env, "bench-backlog")?;
     refresher.ready(http).await?;
     // Everything due at once: one transaction makes the whole backlog visible together.
     let t0 = Utc::now();
@@ -471,7 +270,7 @@ async fn backlog(args: &Args, sims: &Sims, http: &reqwest::Client) -> anyhow::Re
     peak = peak.max(refresher.rss()?.1);
     refresher.stop();
     pool.close().await;
-    delete_streams(args, &tag).await;
+    delete_streams(&args.nats, &tag).await;
     Ok(Backlog {
         due: args.due,
         seconds,
@@ -496,15 +295,15 @@ struct Idle {
 }
 
 async fn idle(args: &Args, sims: &Sims, http: &reqwest::Client) -> anyhow::Result<Idle> {
-    fresh_database(args).await?;
+    fresh_database(&args.postgres, DB).await?;
     let (keys, spec) = VaultKeys::generate("bench");
-    let tag = Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let tag = run_tag();
     let env = environment(sims, args, &spec, &tag);
     let pool =
         PgPoolOptions::new().max_connections(4).connect(&format!("{}/{DB}", args.postgres)).await?;
     Vault::migrate(&pool).await?;
     // The refresher creates its schema; then the credentials go in, none of them due.
-    let mut refresher = Refresher::start(&env, "bench-idle-migrate")?;
+    let mut refresher = Service::start("token-refresher", &env, "bench-idle-migrate")?;
     refresher.ready(http).await?;
     refresher.stop();
     let keys = Arc::new(keys);
@@ -558,7 +357,7 @@ async fn idle(args: &Args, sims: &Sims, http: &reqwest::Client) -> anyhow::Resul
     }
     sqlx::query("VACUUM ANALYZE refresher.schedule").execute(&pool).await?;
     eprintln!("  stored {} credentials ({:.0?})", args.idle, started.elapsed());
-    let mut refresher = Refresher::start(&env, "bench-idle")?;
+    let mut refresher = Service::start("token-refresher", &env, "bench-idle")?;
     refresher.ready(http).await?;
     tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
     let metrics = refresher.metrics(http).await?;
@@ -567,7 +366,7 @@ async fn idle(args: &Args, sims: &Sims, http: &reqwest::Client) -> anyhow::Resul
     let (rss, peak_rss) = refresher.rss()?;
     refresher.stop();
     pool.close().await;
-    delete_streams(args, &tag).await;
+    delete_streams(&args.nats, &tag).await;
     Ok(Idle {
         stored: args.idle,
         sweeps: sweep.count,
@@ -587,62 +386,13 @@ struct IdleRows {
     probe: Vec<bool>,
 }
 
-/// pgbench's transactions per second with `clients` clients for 10 s: (single-row UPDATE, -N).
-fn pgbench(postgres: &str, pool: u32) -> anyhow::Result<(f64, f64)> {
-    let url = url::Url::parse(postgres)?;
-    let host = url.host_str().unwrap_or("127.0.0.1").to_owned();
-    let port = url.port().unwrap_or(5432).to_string();
-    let user =
-        if url.username().is_empty() { "postgres".to_owned() } else { url.username().to_owned() };
-    let base = |extra: &[&str]| {
-        let mut c = Command::new("pgbench");
-        c.args(["-h", &host, "-p", &port, "-U", &user]).args(extra);
-        c
-    };
-    let admin = |sql: &str| {
-        Command::new("psql")
-            .args(["-h", &host, "-p", &port, "-U", &user, "-d", "postgres", "-qc", sql])
-            .status()
-    };
-    admin("DROP DATABASE IF EXISTS lifeline_pgbench")?;
-    admin("CREATE DATABASE lifeline_pgbench")?;
-    let init = base(&["-i", "-s", "10", "-q", "lifeline_pgbench"]).output()?;
-    if !init.status.success() {
-        bail!("pgbench -i failed: {}", String::from_utf8_lossy(&init.stderr));
-    }
-    let script = std::env::temp_dir().join("lifeline-bench-update.sql");
-    std::fs::write(
-        &script,
-        "\\set aid random(1, 100000 * :scale)\nUPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = :aid;\n",
-    )?;
-    let clients = pool.to_string();
-    let tps = |extra: &[&str]| -> anyhow::Result<f64> {
-        let mut all = vec!["-n", "-c", &clients, "-j", "2", "-T", "10"];
-        all.extend_from_slice(extra);
-        all.push("lifeline_pgbench");
-        let out = base(&all).output()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        text.lines()
-            .find(|l| l.starts_with("tps = "))
-            .and_then(|l| l.split_whitespace().nth(2))
-            .and_then(|v| v.parse().ok())
-            .with_context(|| {
-                format!("no tps in pgbench output: {text} {}", String::from_utf8_lossy(&out.stderr))
-            })
-    };
-    let single = tps(&["-f", script.to_str().unwrap_or_default()])?;
-    let tpcb = tps(&["-N"])?;
-    admin("DROP DATABASE IF EXISTS lifeline_pgbench")?;
-    Ok((single, tpcb))
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let shutdown = CancellationToken::new();
     let sims = Sims {
-        realtime: start_sim(1.0, &shutdown).await?,
-        fast: start_sim(3600.0, &shutdown).await?,
+        realtime: sim::start(1.0, &shutdown).await?,
+        fast: sim::start(3600.0, &shutdown).await?,
         shutdown,
     };
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
@@ -654,7 +404,7 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("pgbench ({} clients, 10 s each)…", args.pool);
         // pgbench runs for about 25 s: off the async workers.
         let (postgres, pool) = (args.postgres.clone(), args.pool);
-        Some(tokio::task::spawn_blocking(move || pgbench(&postgres, pool)).await??)
+        Some(tokio::task::spawn_blocking(move || pgbench(&postgres, pool, true)).await??)
     };
     let backlog = if skip("backlog") {
         None
@@ -677,7 +427,9 @@ async fn main() -> anyhow::Result<()> {
     println!("token-refresher benchmark ({} cores; refresher: release build, pool {}, {} calls per platform, no rate limit)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), args.pool, args.concurrency);
     println!("| measure | value |");
     println!("|---|---|");
-    if let Some((single, tpcb)) = pg {
+    if let Some(lifeline_bench::postgres::Pgbench { single_update: Some(single), tpcb_n: tpcb }) =
+        pg
+    {
         println!(
             "| Postgres raw single-row UPDATE rate (pgbench, {} clients) | {single:.0} tx/s |",
             args.pool
@@ -707,7 +459,7 @@ async fn main() -> anyhow::Result<()> {
             "| backlog: seeding through OAuth flows (not part of the measure) | {:.0} s |",
             b.seed_seconds
         );
-        if let Some((single, _)) = pg {
+        if let Some(single) = pg.and_then(|p| p.single_update) {
             println!(
                 "| backlog refreshes/s ÷ raw UPDATE rate (target ≥ 0.5) | {:.2} |",
                 rate / single
