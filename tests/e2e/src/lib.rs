@@ -580,6 +580,21 @@ impl System {
         self.oauth_in(&self.http, platform, workspace, account, username).await
     }
 
+    /// Connects a new `platform` account of `username` to `workspace` through the whole OAuth
+    /// flow and returns its id; anything but `connected` fails.
+    pub async fn connect(
+        &self,
+        platform: &str,
+        username: &str,
+        workspace: WorkspaceId,
+    ) -> anyhow::Result<String> {
+        let (status, body) = self.oauth_on(platform, workspace, None, username).await?;
+        if status != 200 || body["result"] != "connected" {
+            bail!("connecting {platform} {username} failed: {status} {body}");
+        }
+        Ok(body["account_id"].as_str().context("account_id")?.to_owned())
+    }
+
     /// The whole flow in one browser (`browser`'s cookie jar binds the flow, as a real
     /// browser's does): start, the simulator's consent, the callback and, for a new identity,
     /// the confirmation. Returns the last answer's status and body.

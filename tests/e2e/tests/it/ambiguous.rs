@@ -6,26 +6,13 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use lifeline_e2e::{eventually, System};
 use lifeline_events::{PostDeadLettered, PostFailureKind};
 use lifeline_kit::ids::WorkspaceId;
 use serde_json::{json, Value};
 
 use crate::post_reaches;
-
-async fn connect(
-    system: &System,
-    platform: &str,
-    user: &str,
-    ws: WorkspaceId,
-) -> anyhow::Result<String> {
-    let (status, body) = system.oauth_on(platform, ws, None, user).await?;
-    if status != 200 || body["result"] != "connected" {
-        bail!("connecting {platform} {user} failed: {status} {body}");
-    }
-    Ok(body["account_id"].as_str().context("account_id")?.to_owned())
-}
 
 /// The post's attempts as (outcome, detail), in order.
 async fn attempts(system: &System, post: &str) -> anyhow::Result<Vec<(String, String)>> {
@@ -68,7 +55,7 @@ async fn an_x_post_whose_answer_was_lost_is_found_on_the_platform_not_sent_again
 ) -> anyhow::Result<()> {
     let system = System::start().await?;
     let ws = WorkspaceId::new();
-    let account = connect(&system, "x", "amber", ws).await?;
+    let account = system.connect("x", "amber", ws).await?;
     system.sim_post("/_sim/x/ambiguous", json!({"count": 1})).await?;
     let text = "taken by X, answer lost";
     let post = system.schedule_post(ws, &account, text).await?;
@@ -94,7 +81,7 @@ async fn a_linkedin_post_whose_answer_was_lost_is_dead_lettered_not_sent_twice(
 ) -> anyhow::Result<()> {
     let system = System::start().await?;
     let ws = WorkspaceId::new();
-    let account = connect(&system, "linkedin", "lena", ws).await?;
+    let account = system.connect("linkedin", "lena", ws).await?;
     system.sim_post("/_sim/linkedin/ambiguous", json!({"count": 1})).await?;
     let text = "taken by LinkedIn, answer lost";
     let post = system.schedule_post(ws, &account, text).await?;
@@ -143,7 +130,7 @@ async fn an_operator_replays_a_linkedin_post_that_did_not_go_out_and_it_goes_out
     })
     .await?;
     let ws = WorkspaceId::new();
-    let account = connect(&system, "linkedin", "lars", ws).await?;
+    let account = system.connect("linkedin", "lars", ws).await?;
     let body = json!({"for_seconds": 2.5, "status": 503, "hang": true});
     system.sim_post("/_sim/linkedin/outage", body).await?;
     let text = "LinkedIn never answered";

@@ -4,25 +4,12 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use lifeline_e2e::{Options, System};
 use lifeline_kit::ids::WorkspaceId;
 use serde_json::json;
 
 use crate::post_reaches;
-
-async fn connect(
-    system: &System,
-    platform: &str,
-    user: &str,
-    ws: WorkspaceId,
-) -> anyhow::Result<String> {
-    let (status, body) = system.oauth_on(platform, ws, None, user).await?;
-    if status != 200 || body["result"] != "connected" {
-        bail!("connecting {platform} {user} failed: {status} {body}");
-    }
-    Ok(body["account_id"].as_str().context("account_id")?.to_owned())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn media_urls_into_the_private_network_are_refused_at_scheduling() -> anyhow::Result<()> {
@@ -37,7 +24,7 @@ async fn media_urls_into_the_private_network_are_refused_at_scheduling() -> anyh
     })
     .await?;
     let ws = WorkspaceId::new();
-    let account = connect(&system, "youtube", "yara", ws).await?;
+    let account = system.connect("youtube", "yara", ws).await?;
     for (url, why) in [
         ("http://cdn.example.com/v.mp4", "media URLs must be https"),
         ("https://169.254.169.254/latest/meta-data/", "169.254.169.254"),
@@ -74,7 +61,7 @@ async fn a_publish_longer_than_the_lease_keeps_it() -> anyhow::Result<()> {
     })
     .await?;
     let ws = WorkspaceId::new();
-    let account = connect(&system, "tiktok", "tara", ws).await?;
+    let account = system.connect("tiktok", "tara", ws).await?;
     let body = json!({
         "account_id": account,
         "text": "longer than the lease",

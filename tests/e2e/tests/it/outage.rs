@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use lifeline_e2e::{eventually, Options, System};
 use lifeline_events::{AuthFailed, PostDeadLettered};
 use lifeline_kit::ids::WorkspaceId;
@@ -21,19 +21,6 @@ fn scaled(window: &str) -> Vec<(&'static str, String)> {
         ("LIFELINE_PUBLISH_BREAKER_MIN_CALLS", "3".into()),
         ("LIFELINE_PUBLISH_BREAKER_COOLDOWN", "1s".into()),
     ]
-}
-
-async fn connect(
-    system: &System,
-    platform: &str,
-    user: &str,
-    ws: WorkspaceId,
-) -> anyhow::Result<String> {
-    let (status, body) = system.oauth_on(platform, ws, None, user).await?;
-    if status != 200 || body["result"] != "connected" {
-        bail!("connecting {platform} {user} failed: {status} {body}");
-    }
-    Ok(body["account_id"].as_str().context("account_id")?.to_owned())
 }
 
 /// Publish calls that reached the platform and failed (held posts leave no attempt row).
@@ -65,8 +52,8 @@ async fn an_outage_longer_than_the_old_budget_holds_posts_and_publishes_each_onc
     const OUTAGE: Duration = Duration::from_secs(30);
     let system = System::start_with(Options { env: scaled("5m"), ..Options::default() }).await?;
     let ws = WorkspaceId::new();
-    let x = connect(&system, "x", "ivan", ws).await?;
-    let linkedin = connect(&system, "linkedin", "judy", ws).await?;
+    let x = system.connect("x", "ivan", ws).await?;
+    let linkedin = system.connect("linkedin", "judy", ws).await?;
     let db = system.db().await?;
 
     for platform in ["x", "linkedin"] {
@@ -142,7 +129,7 @@ async fn a_post_kept_back_for_the_whole_window_is_dead_lettered_with_the_reason(
 ) -> anyhow::Result<()> {
     let system = System::start_with(Options { env: scaled("4s"), ..Options::default() }).await?;
     let ws = WorkspaceId::new();
-    let x = connect(&system, "x", "mallory", ws).await?;
+    let x = system.connect("x", "mallory", ws).await?;
     system.sim_post("/_sim/x/outage", json!({"for_seconds": 60.0, "status": 503})).await?;
     let post = system.schedule_post(ws, &x, "never out in time").await?;
 

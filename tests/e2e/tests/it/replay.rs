@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context as _};
+use anyhow::{ensure, Context as _};
 use lifeline_e2e::{eventually, Options, System};
 use lifeline_kit::{
     auth::{JwtKeys, Role},
@@ -15,19 +15,6 @@ use lifeline_kit::{
 use serde_json::{json, Value};
 
 use crate::post_reaches;
-
-async fn connect(
-    system: &System,
-    platform: &str,
-    user: &str,
-    ws: WorkspaceId,
-) -> anyhow::Result<String> {
-    let (status, body) = system.oauth_on(platform, ws, None, user).await?;
-    if status != 200 || body["result"] != "connected" {
-        bail!("connecting {platform} {user} failed: {status} {body}");
-    }
-    Ok(body["account_id"].as_str().context("account_id")?.to_owned())
-}
 
 async fn call(
     system: &System,
@@ -111,9 +98,9 @@ async fn a_filtered_replay_publishes_exactly_its_posts_once_recorded_and_scoped(
     .await?;
     let keys = JwtKeys::new(&system.jwt_secret.clone().into());
     let (ws_a, ws_b) = (WorkspaceId::new(), WorkspaceId::new());
-    let x_a = connect(&system, "x", "rio", ws_a).await?;
-    let li_a = connect(&system, "linkedin", "lena", ws_a).await?;
-    let x_b = connect(&system, "x", "sol", ws_b).await?;
+    let x_a = system.connect("x", "rio", ws_a).await?;
+    let li_a = system.connect("linkedin", "lena", ws_a).await?;
+    let x_b = system.connect("x", "sol", ws_b).await?;
 
     // Rejected content on X (two in A, one in B) and LinkedIn (one in A), then one LinkedIn
     // post whose answer is lost (ambiguous: LinkedIn cannot be checked, so it is dead-lettered).
@@ -304,7 +291,7 @@ async fn the_cli_dry_runs_asks_and_follows_a_replay_to_the_end() -> anyhow::Resu
     })
     .await?;
     let ws = WorkspaceId::new();
-    let account = connect(&system, "x", "cleo", ws).await?;
+    let account = system.connect("x", "cleo", ws).await?;
     system.sim_post("/_sim/x/reject-content", json!({"for_seconds": 60.0})).await?;
     let texts: Vec<String> = (1..=5).map(|i| format!("cleo's post {i}, refused")).collect();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
