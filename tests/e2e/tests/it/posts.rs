@@ -150,7 +150,7 @@ async fn posts_page_filter_edit_reschedule_and_cancel() -> anyhow::Result<()> {
         (json!({}), "at least one of"),
         (json!({"txt": "typo"}), "txt"),
         (json!({"text": "  "}), "must not be empty"),
-        (json!({"media": {"url": "ftp://x/y.jpg", "kind": "image"}}), "http or https"),
+        (json!({"media": {"url": "ftp://x/y.jpg", "kind": "image"}}), "must be https, not ftp"),
     ] {
         let (status, body) = patch(&system, ws, post, bad.clone()).await?;
         assert_eq!(status, 400, "{bad}: {body}");
