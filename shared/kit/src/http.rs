@@ -206,8 +206,9 @@ pub fn rejection(e: impl std::fmt::Display) -> ApiError {
 }
 
 /// A JSON request body that must be an object, read as `T`. serde reads a struct from an array
-/// too (`[null, null]` is a `{account_id, since}` of nulls), which no client means and the API
-/// documents do not allow; this refuses it with the same 400 as any other malformed body.
+/// too (`[null, null]` is a `{account_id, since}` of nulls, `{"filter": []}` an empty filter),
+/// which no client means and the API documents do not allow; this refuses it, at the top level
+/// and in every nested struct, with the same 400 as any other malformed body.
 pub fn json_object<T: serde::de::DeserializeOwned>(
     body: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<T, ApiError> {
@@ -215,7 +216,7 @@ pub fn json_object<T: serde::de::DeserializeOwned>(
     if !value.is_object() {
         return Err(ApiError::bad_request("the body must be a JSON object"));
     }
-    serde_json::from_value(value).map_err(|e| {
+    crate::json_body::from_value(value).map_err(|e| {
         ApiError::bad_request(format!(
             "Failed to deserialize the JSON body into the target type: {e}"
         ))

@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod ids;
+mod json_body;
 pub mod openapi;
 pub mod outbox;
 pub mod readiness;
