@@ -2,8 +2,10 @@
 //! (docs/api/README.md). What every service shares lives here:
 //!
 //! - [`ErrorBody`], the component `Error`: the one body every error answer has ([`ApiError`]);
-//! - the id types of [`crate::ids`] as `string`/`uuid` components, and [`PlatformName`];
-//! - the security schemes ([`BEARER`], and the gateway's page session cookie [`PAGE_SESSION`]);
+//! - the id types of [`crate::ids`] as `string`/`uuid` components, [`PlatformName`] and
+//!   [`Timestamp`];
+//! - the security schemes ([`BEARER`], [`OPERATOR`] where an operation needs that role, and the
+//!   gateway's page session cookie [`PAGE_SESSION`]);
 //! - reusable responses ([`Unauthorized`], [`Forbidden`]);
 //! - [`document`], which completes a service's derived document (title, version, security
 //!   schemes, the ops endpoints, 500 and 503 on every API operation);
@@ -61,8 +63,12 @@ pub const BEARER: &str = "bearer";
 pub const PAGE_SESSION: &str = "page_session";
 /// The tag of `/healthz`, `/readyz`, `/metrics` and `/openapi.json`.
 pub const OPS_TAG: &str = "ops";
-/// The tag of operations that need `role: operator` (the API test gives them an operator token).
+/// The tag of the operator's operations (dead letters across workspaces, replays).
 pub const OPERATOR_TAG: &str = "operator";
+/// The security scheme of operations that only a token with `role: operator` may call: the
+/// same bearer JWT, named apart so that a client (and the API test) knows which token to send.
+/// Use it as `security(("operator" = []))`; the document declares it where it is used.
+pub const OPERATOR: &str = "operator";
 /// The environment variable that makes [`assert_committed`] rewrite the files (`make openapi`).
 pub const WRITE_ENV: &str = "LIFELINE_WRITE_OPENAPI";
 
@@ -124,6 +130,29 @@ impl PartialSchema for PlatformName {
 impl ToSchema for PlatformName {
     fn name() -> Cow<'static, str> {
         Cow::Borrowed("Platform")
+    }
+}
+
+/// A moment in RFC 3339 (`2026-06-01T09:00:00Z`), as a component: `string`, `date-time`. A
+/// request field of type `Option<DateTime<Utc>>` is documented as `"type": ["string", "null"]`
+/// with the format beside it, which schemathesis 4.32.5 fills with `""` when it builds a body
+/// around another field (docs/api/README.md); as `#[schema(value_type = Option<Timestamp>)]` it
+/// is `oneOf: [null, Timestamp]`, which says the same and is generated correctly.
+pub struct Timestamp;
+
+impl PartialSchema for Timestamp {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .description(Some("A moment, in RFC 3339 (`2026-06-01T09:00:00Z`)."))
+            .into()
+    }
+}
+
+impl ToSchema for Timestamp {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Timestamp")
     }
 }
 
@@ -240,6 +269,22 @@ pub fn document(api: OpenApi, service: &str, version: &str) -> OpenApi {
                 .build(),
         ),
     );
+    if uses_scheme(&api, OPERATOR) {
+        let components = api.components.get_or_insert_with(Components::new);
+        components.add_security_scheme(
+            OPERATOR,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "The `bearer` JWT with `role` operator; a member's token is refused (403 \
+                         `forbidden`).",
+                    ))
+                    .build(),
+            ),
+        );
+    }
     if uses_scheme(&api, PAGE_SESSION) {
         let components = api.components.get_or_insert_with(Components::new);
         components.add_security_scheme(
@@ -367,6 +412,7 @@ mod tests {
         assert_eq!(error["properties"]["details"]["type"], "object", "{error}");
         assert_eq!(json["components"]["securitySchemes"][BEARER]["scheme"], "bearer");
         assert!(json["components"]["securitySchemes"].get(PAGE_SESSION).is_none());
+        assert!(json["components"]["securitySchemes"].get(OPERATOR).is_none());
         for path in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
             assert!(json["paths"][path]["get"].is_object(), "{path}");
             assert!(json["paths"][path]["get"]["responses"].get("500").is_none(), "{path}");
