@@ -51,9 +51,12 @@ pub(crate) struct ListQuery {
     /// Only this platform's.
     #[param(value_type = Option<lifeline_kit::openapi::PlatformName>)]
     platform: Option<String>,
-    /// Only this failure kind: `auth`, `rate_limited`, `transient`, `ambiguous` or `rejected`.
+    /// Only this failure kind.
+    #[param(value_type = Option<filter::DeadLetterKind>)]
     kind: Option<String>,
-    /// Only those whose reason contains this text (case-insensitive).
+    /// Only those whose reason contains this text (case-insensitive; spaces, tabs and line
+    /// breaks around it are ignored, and it needs another character; no NUL).
+    #[param(min_length = 1, max_length = 200, pattern = r"^[^\x00]*[^\x00 \t\n\r][^\x00]*$")]
     reason: Option<String>,
     /// Only dead letters from this moment on (RFC 3339).
     since: Option<DateTime<Utc>>,
@@ -143,7 +146,7 @@ pub(crate) async fn list(
     path = "/v1/operator/dead-letters",
     operation_id = "list_all_dead_letters",
     tags = ["dead letters", "operator"],
-    security(("bearer" = [])),
+    security(("operator" = [])),
     params(ListQuery),
     responses(
         (status = 200, description = "A page; pass its `next` as `after` for the next one.", body = DeadLetterPage),
@@ -210,6 +213,7 @@ pub(crate) struct BulkReplay {
     /// Only this account's.
     account_id: Option<AccountId>,
     /// Only dead letters from this moment on.
+    #[schema(value_type = Option<lifeline_kit::openapi::Timestamp>)]
     since: Option<DateTime<Utc>>,
 }
 

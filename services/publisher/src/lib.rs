@@ -213,8 +213,19 @@ struct ApiDoc;
 /// The publisher's OpenAPI document (served at `/openapi.json`, committed as
 /// docs/api/publisher.openapi.json).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    use utoipa::OpenApi as _;
-    lifeline_kit::openapi::document(ApiDoc::openapi(), SERVICE, env!("CARGO_PKG_VERSION"))
+    use utoipa::{
+        openapi::{schema::Schema, RefOr},
+        OpenApi as _,
+    };
+    let mut doc = ApiDoc::openapi();
+    // An edit names at least one field. utoipa-gen 5.5.0 writes `#[schema(min_properties = 1)]`
+    // as `maxProperties: 1`, so the bound is set here.
+    if let Some(RefOr::T(Schema::Object(edit))) =
+        doc.components.as_mut().and_then(|c| c.schemas.get_mut("EditRequest"))
+    {
+        edit.min_properties = Some(1);
+    }
+    lifeline_kit::openapi::document(doc, SERVICE, env!("CARGO_PKG_VERSION"))
 }
 
 #[cfg(test)]
@@ -224,6 +235,43 @@ mod tests {
     #[test]
     fn committed_openapi_document_matches_the_code() {
         lifeline_kit::openapi::assert_committed(&openapi(), SERVICE);
+    }
+
+    /// Every free-text field's `pattern` in the document is the one its handler checks.
+    #[test]
+    fn the_documented_text_patterns_are_the_checked_ones() {
+        use crate::api::input::{KEY_PATTERN, TEXT_PATTERN};
+        let doc = serde_json::to_value(openapi()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        for (schema, field) in [
+            ("ScheduleRequest", "text"),
+            ("EditRequest", "text"),
+            ("FilterInput", "reason"),
+            ("ReplayRequest", "note"),
+            ("ReplayRequest", "idempotency_key"),
+        ] {
+            assert_eq!(
+                schemas[schema]["properties"][field]["pattern"], TEXT_PATTERN,
+                "{schema}.{field}"
+            );
+        }
+        assert_eq!(
+            schemas["ScheduleRequest"]["properties"]["idempotency_key"]["pattern"],
+            KEY_PATTERN
+        );
+        for path in ["/v1/dead-letters", "/v1/operator/dead-letters"] {
+            let params = doc["paths"][path]["get"]["parameters"].as_array().unwrap();
+            let reason = params.iter().find(|p| p["name"] == "reason").unwrap();
+            assert_eq!(reason["schema"]["pattern"], TEXT_PATTERN, "{path}");
+        }
+    }
+
+    #[test]
+    fn an_edit_needs_at_least_one_field_and_may_have_all() {
+        let doc = serde_json::to_value(openapi()).unwrap();
+        let edit = &doc["components"]["schemas"]["EditRequest"];
+        assert_eq!(edit["minProperties"], 1);
+        assert!(edit.get("maxProperties").is_none(), "{edit}");
     }
 
     #[test]

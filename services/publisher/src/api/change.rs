@@ -28,20 +28,26 @@ use crate::{
     AppState,
 };
 
-/// `Some(None)` for an explicit `null`, `None` when the field is absent.
+/// `Some(value)` when the field is there, `None` (its default) when it is absent. `T` says what
+/// `null` is: `media: Option<MediaRequest>` reads it as `Some(None)` (remove the media), `text:
+/// String` refuses it as the wrong type.
 fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
     T::deserialize(d).map(Some)
 }
 
-/// What to change; at least one field.
+/// What to change: at least one field; leave out what stays. Only `media` takes `null` (to
+/// remove it): a post always has a text and a time.
+// `minProperties: 1` is set in `crate::openapi()` (utoipa-gen 5.5.0 misspells it).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(min_properties = 1)]
 pub(crate) struct EditRequest {
-    /// The new text; the platform's rules apply.
-    #[schema(min_length = 1, max_length = 10000)]
+    /// The new text; the platform's rules apply. Not blank (see `ScheduleRequest.text`).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, min_length = 1, max_length = 10000, pattern = r"^[^\x00]*[^\x00 \t\n\r][^\x00]*$")]
     text: Option<String>,
     /// The new publishing time (RFC 3339); only for a post that is still `scheduled`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = lifeline_kit::openapi::Timestamp)]
     scheduled_at: Option<DateTime<Utc>>,
     /// New media, or `null` to remove it.
     #[serde(default, deserialize_with = "present")]
@@ -94,7 +100,7 @@ async fn lock(conn: &mut PgConnection, ws: WorkspaceId, id: &str) -> Result<Post
     request_body = EditRequest,
     responses(
         (status = 200, description = "The post as changed.", body = Post),
-        (status = 400, description = "`bad_request`: nothing to change, an unknown field, empty or too long text, bad media.", body = ErrorBody),
+        (status = 400, description = "`bad_request`: nothing to change, an unknown field, a `null` text or time, blank or too long text, bad media.", body = ErrorBody),
         (status = 401, response = Unauthorized),
         (status = 404, description = "`not_found`: no such post in the workspace (or not an id).", body = ErrorBody),
         (status = 409, description = "`post_not_editable` (it went out, is going out, is dead-lettered or cancelled), `post_waiting_for_reconnect` (its time cannot move) or `post_outcome_unknown`; `details.status` is its status.", body = ErrorBody),
@@ -246,4 +252,37 @@ pub(crate) async fn cancel(
     app.outbox.wake();
     tracing::info!(post = %post.id, was = %post.status, "post cancelled");
     Ok(Json(cancelled))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::Json;
+    use serde_json::json;
+
+    use super::EditRequest;
+
+    fn read(body: serde_json::Value) -> Result<EditRequest, String> {
+        lifeline_kit::http::json_object(Ok(Json(body))).map_err(|e| e.message)
+    }
+
+    #[test]
+    fn null_removes_the_media_and_is_refused_for_the_text_and_the_time() {
+        let edit = read(json!({"media": null})).unwrap();
+        assert!(matches!(edit.media, Some(None)));
+        assert!(edit.text.is_none() && edit.scheduled_at.is_none());
+        let edit = read(json!({"text": "new", "scheduled_at": "2026-06-01T09:00:00Z"})).unwrap();
+        assert_eq!(edit.text.as_deref(), Some("new"));
+        assert!(edit.scheduled_at.is_some() && edit.media.is_none());
+        for body in [json!({"text": null}), json!({"scheduled_at": null, "text": "x"})] {
+            let e = read(body.clone()).map(|_| ()).unwrap_err();
+            assert!(e.contains("invalid type: null"), "{body}: {e}");
+        }
+    }
+
+    #[test]
+    fn media_given_as_an_array_is_refused() {
+        let e =
+            read(json!({"media": ["https://cdn.example/a.jpg", "image"]})).map(|_| ()).unwrap_err();
+        assert!(e.contains("invalid type: sequence, expected struct MediaRequest"), "{e}");
+    }
 }

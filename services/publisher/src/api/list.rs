@@ -39,8 +39,11 @@ pub(crate) struct ListQuery {
     /// Only this account's posts.
     #[param(value_type = Option<AccountId>)]
     account_id: Option<String>,
-    /// One status, or several separated by commas (`failed_auth,retry_requested`).
-    #[param(example = "scheduled,failed_auth")]
+    /// One status, or several separated by commas, without spaces (`failed_auth,retry_requested`).
+    #[param(
+        example = "scheduled,failed_auth",
+        pattern = r"^(scheduled|publishing|published|failed_auth|retry_requested|dead_lettered|cancelled)(,(scheduled|publishing|published|failed_auth|retry_requested|dead_lettered|cancelled))*$"
+    )]
     status: Option<String>,
     /// Only this platform's posts.
     #[param(value_type = Option<lifeline_kit::openapi::PlatformName>)]
@@ -89,7 +92,7 @@ fn filters(q: ListQuery) -> Result<Filters, ApiError> {
     let statuses = match q.status {
         None => None,
         Some(list) => {
-            let wanted: Vec<String> = list.split(',').map(|s| s.trim().to_owned()).collect();
+            let wanted: Vec<String> = list.split(',').map(str::to_owned).collect();
             if let Some(bad) = wanted.iter().find(|s| !STATUSES.contains(&s.as_str())) {
                 return Err(ApiError::bad_request(format!(
                     "unknown status {bad:?}; status must be one or more of {}, separated by commas",
@@ -166,4 +169,66 @@ pub(crate) async fn list(
     let next =
         if more { posts.last().map(|p| crate::cursor::encode(p.created_at, p.id.0)) } else { None };
     Ok(Json(PostList { posts, next }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(s: &str) -> Result<Option<Vec<String>>, String> {
+        let q = ListQuery {
+            account_id: None,
+            status: Some(s.into()),
+            platform: None,
+            scheduled_from: None,
+            scheduled_to: None,
+            after: None,
+            limit: None,
+        };
+        filters(q).map(|f| f.statuses).map_err(|e| e.message)
+    }
+
+    /// The `status` pattern of the document, from the parameter as utoipa describes it.
+    fn documented_pattern() -> regex::Regex {
+        use utoipa::IntoParams as _;
+        let params = ListQuery::into_params(|| None);
+        let p = params.iter().find(|p| p.name == "status").unwrap();
+        let schema = serde_json::to_value(&p.schema).unwrap();
+        regex::Regex::new(schema["pattern"].as_str().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_status_list_is_what_its_documented_pattern_says() {
+        let pattern = documented_pattern();
+        let mut cases: Vec<String> = STATUSES.iter().map(|s| s.to_string()).collect();
+        cases.push(STATUSES.join(","));
+        cases.extend(
+            [
+                "",
+                ",",
+                "scheduled,",
+                ",scheduled",
+                "scheduled, failed_auth",
+                " scheduled",
+                "SCHEDULED",
+                "draft",
+            ]
+            .map(String::from),
+        );
+        for case in cases {
+            let accepted = status(&case).is_ok();
+            assert_eq!(
+                accepted,
+                pattern.is_match(&case),
+                "{case:?}: the handler and the document disagree"
+            );
+        }
+        assert_eq!(
+            status("failed_auth,retry_requested").unwrap().unwrap(),
+            ["failed_auth", "retry_requested"]
+        );
+        assert!(status("scheduled, failed_auth")
+            .unwrap_err()
+            .contains("unknown status \" failed_auth\""));
+    }
 }

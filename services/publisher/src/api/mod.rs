@@ -2,6 +2,7 @@
 //! posts (`list`), and edit, reschedule or cancel a post that has not gone out (`change`).
 
 pub(crate) mod change;
+pub(crate) mod input;
 pub(crate) mod list;
 
 use axum::{
@@ -43,15 +44,17 @@ pub(crate) struct ScheduleRequest {
     /// One of the workspace's accounts.
     #[schema(value_type = AccountId)]
     account_id: String,
-    /// The text; the account's platform's rules apply (422 `post_invalid` names the rule).
-    #[schema(min_length = 1, max_length = 10000)]
+    /// The text; the account's platform's rules apply (422 `post_invalid` names the rule). It
+    /// needs a character other than a space, a tab or a line break, and has no NUL.
+    #[schema(min_length = 1, max_length = 10000, pattern = r"^[^\x00]*[^\x00 \t\n\r][^\x00]*$")]
     text: String,
-    /// When to publish (RFC 3339); now when absent.
+    /// When to publish (RFC 3339); now when absent or null.
+    #[schema(value_type = Option<lifeline_kit::openapi::Timestamp>)]
     scheduled_at: Option<DateTime<Utc>>,
     /// An image or video for platforms that need one: `{"url": "https://…", "kind": "image"|"video"}`.
     media: Option<MediaRequest>,
     /// Makes scheduling safe to retry: the same key in a workspace returns the first post.
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\x00]*$")]
     idempotency_key: Option<String>,
 }
 
@@ -60,30 +63,24 @@ pub(crate) struct ScheduleRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MediaRequest {
-    #[schema(example = "https://cdn.example/launch.jpg")]
+    #[schema(value_type = input::MediaUrl)]
     url: String,
     #[schema(value_type = crate::model::MediaKindName)]
     kind: String,
 }
 
-/// A post body the service stores: not blank, not absurdly long.
+/// A post body the service stores: not blank, no NUL, not absurdly long.
 fn check_text(text: &str) -> Result<(), ApiError> {
-    if text.trim().is_empty() {
-        return Err(ApiError::bad_request("text must not be empty"));
-    }
-    if text.chars().count() > MAX_BODY_CHARS {
-        return Err(ApiError::bad_request(format!(
-            "text is longer than {MAX_BODY_CHARS} characters"
-        )));
-    }
-    Ok(())
+    input::check_words("text", text, MAX_BODY_CHARS).map_err(ApiError::bad_request)
 }
 
 /// An absolute URL the media policy allows (https to a public host unless `LIFELINE_MEDIA_*`
 /// says otherwise; host names are checked again when fetched) and a known kind.
 fn check_media(m: &MediaRequest, policy: &MediaPolicy) -> Result<MediaKind, ApiError> {
-    let url = url::Url::parse(&m.url)
-        .map_err(|_| ApiError::bad_request("media.url must be an absolute URL"))?;
+    let url = Some(&m.url)
+        .filter(|u| input::uri_characters(u))
+        .and_then(|u| url::Url::parse(u).ok())
+        .ok_or_else(|| ApiError::bad_request("media.url must be an absolute URL"))?;
     policy.check(&url).map_err(|why| ApiError::bad_request(format!("media.url: {why}")))?;
     MediaKind::parse(&m.kind)
         .ok_or_else(|| ApiError::bad_request("media.kind must be image or video"))
@@ -125,8 +122,10 @@ pub(crate) async fn schedule(
     let account: AccountId = req.account_id.parse().map_err(|_| ApiError::not_found("account"))?;
     check_text(&req.text)?;
     if let Some(key) = &req.idempotency_key {
-        if key.is_empty() || key.len() > 200 {
-            return Err(ApiError::bad_request("idempotency_key must be 1 to 200 characters"));
+        if key.is_empty() || key.chars().count() > 200 || key.contains('\0') {
+            return Err(ApiError::bad_request(
+                "idempotency_key must be 1 to 200 characters, without NUL",
+            ));
         }
     }
     let media_kind =
@@ -238,4 +237,33 @@ pub(crate) async fn show(
     .fetch_all(&app.pool)
     .await?;
     Ok(Json(PostDetail { post, attempt_log }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn media(url: &str) -> Result<MediaKind, String> {
+        let m = MediaRequest { url: url.into(), kind: "image".into() };
+        check_media(&m, &MediaPolicy::default()).map_err(|e| e.message)
+    }
+
+    #[test]
+    fn a_media_url_is_an_rfc_3986_uri_the_policy_allows() {
+        for ok in ["https://cdn.example/launch.jpg", "https://cdn.example/a%20b.jpg?x=1&y=(2)#top"]
+        {
+            assert_eq!(media(ok), Ok(MediaKind::Image), "{ok}");
+        }
+        for bad in [
+            "",
+            "cdn.example/a.jpg",
+            "https://cdn.example/a b.jpg",
+            "https://cdn.example/é.jpg",
+            "https://cdn.example/a%2",
+        ] {
+            assert_eq!(media(bad), Err("media.url must be an absolute URL".into()), "{bad:?}");
+        }
+        assert!(media("http://cdn.example/a.jpg").unwrap_err().contains("https"));
+        assert!(media("https://127.0.0.1/a.jpg").unwrap_err().contains("loopback"));
+    }
 }

@@ -10,10 +10,32 @@ use lifeline_kit::{
     Platform,
 };
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{
+    openapi::{schema::ObjectBuilder, RefOr, Schema, Type},
+    PartialSchema, ToSchema,
+};
 
 /// How a dead letter's last attempt failed, as the API names it.
 pub(crate) const KINDS: [&str; 5] = ["auth", "rate_limited", "transient", "ambiguous", "rejected"];
+
+/// The schema of a failure kind: one of [`KINDS`].
+pub(crate) struct DeadLetterKind;
+
+impl PartialSchema for DeadLetterKind {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(KINDS))
+            .description(Some("How a dead letter's last attempt failed."))
+            .into()
+    }
+}
+
+impl ToSchema for DeadLetterKind {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "DeadLetterKind".into()
+    }
+}
 
 /// Longest `reason` text searched for.
 const MAX_REASON: usize = 200;
@@ -31,17 +53,22 @@ pub(crate) struct FilterInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<lifeline_kit::openapi::PlatformName>)]
     pub platform: Option<String>,
-    /// Only this failure kind: `auth`, `rate_limited`, `transient`, `ambiguous` or `rejected`.
+    /// Only this failure kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<DeadLetterKind>)]
     pub kind: Option<String>,
-    /// Only dead letters whose reason contains this text (case-insensitive).
+    /// Only dead letters whose reason contains this text (case-insensitive; spaces, tabs and
+    /// line breaks around it are ignored, and it needs another character; no NUL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\x00]*[^\x00 \t\n\r][^\x00]*$")]
     pub reason: Option<String>,
     /// Only dead letters from this moment on (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<lifeline_kit::openapi::Timestamp>)]
     pub since: Option<DateTime<Utc>>,
     /// Only dead letters before this moment (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<lifeline_kit::openapi::Timestamp>)]
     pub until: Option<DateTime<Utc>>,
     /// Only this post.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -117,14 +144,13 @@ pub(crate) fn scope(
             KINDS.join(", ")
         )));
     }
-    let reason = match input.reason.as_deref().map(str::trim) {
-        Some("") => return Err(FilterError::Invalid("reason must not be empty".into())),
-        Some(r) if r.chars().count() > MAX_REASON => {
-            return Err(FilterError::Invalid(format!(
-                "reason is longer than {MAX_REASON} characters"
-            )))
+    let reason = match input.reason.as_deref() {
+        Some(r) => {
+            crate::api::input::check_words("reason", r, MAX_REASON)
+                .map_err(FilterError::Invalid)?;
+            Some(r.trim_matches([' ', '\t', '\n', '\r']).to_owned())
         }
-        r => r.map(str::to_owned),
+        None => None,
     };
     Ok(Filter {
         workspace,
@@ -182,6 +208,10 @@ mod tests {
             (FilterInput { platform: Some("myspace".into()), ..Default::default() }, "myspace"),
             (FilterInput { kind: Some("boom".into()), ..Default::default() }, "kind"),
             (FilterInput { reason: Some("  ".into()), ..Default::default() }, "reason"),
+            (FilterInput { reason: Some(" \t\r\n".into()), ..Default::default() }, "reason"),
+            (FilterInput { reason: Some(String::new()), ..Default::default() }, "reason"),
+            (FilterInput { reason: Some("a\0".into()), ..Default::default() }, "NUL"),
+            (FilterInput { kind: Some(String::new()), ..Default::default() }, "kind"),
             (FilterInput { reason: Some("x".repeat(201)), ..Default::default() }, "reason"),
         ] {
             match scope(&input, Role::Operator, ws()) {
@@ -196,6 +226,29 @@ mod tests {
             ..Default::default()
         };
         assert!(scope(&inverted, Role::Operator, ws()).is_ok());
+    }
+
+    #[test]
+    fn a_filter_given_as_an_array_is_refused() {
+        use axum::Json;
+        for filter in [serde_json::json!([]), serde_json::json!([null, null])] {
+            let body = serde_json::json!({ "filter": filter, "dry_run": true });
+            let read =
+                lifeline_kit::http::json_object::<super::super::ReplayRequest>(Ok(Json(body)));
+            let e = read.map(|_| ()).unwrap_err();
+            assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
+            assert!(e.message.contains("expected struct FilterInput"), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn the_kinds_documented_are_the_kinds_accepted() {
+        let schema = serde_json::to_value(DeadLetterKind::schema()).unwrap();
+        assert_eq!(schema["enum"], serde_json::json!(KINDS));
+        for kind in KINDS {
+            let input = FilterInput { kind: Some(kind.into()), ..Default::default() };
+            assert!(scope(&input, Role::Operator, ws()).is_ok(), "{kind}");
+        }
     }
 
     #[test]

@@ -60,11 +60,13 @@ pub(crate) struct ReplayRequest {
     /// Only answer how many match, a sample and counts per platform and kind; change nothing.
     #[serde(default)]
     dry_run: bool,
-    /// Why, in words; kept with the replay.
+    /// Why, in words; kept with the replay. It needs a character other than a space, a tab or a
+    /// line break, and has no NUL.
+    #[schema(min_length = 1, max_length = 1000, pattern = r"^[^\x00]*[^\x00 \t\n\r][^\x00]*$")]
     note: Option<String>,
     /// Makes the replay safe to repeat: the same key again answers the first replay and queues
-    /// nothing (409 `idempotency_key_reused` if the filter or note differ).
-    #[schema(min_length = 1, max_length = 200)]
+    /// nothing (409 `idempotency_key_reused` if the filter or note differ). Not blank, no NUL.
+    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\x00]*[^\x00 \t\n\r][^\x00]*$")]
     idempotency_key: Option<String>,
 }
 
@@ -125,14 +127,13 @@ pub(crate) async fn create(
     Ok((status, Json(answer)))
 }
 
-/// An optional text that, when given, is 1 to `max` characters.
+/// An optional text that, when given, is 1 to `max` characters, not blank and without NUL, as
+/// the document's `minLength`, `maxLength` and `pattern` say.
 fn checked(v: Option<String>, name: &str, max: usize) -> Result<Option<String>, ApiError> {
-    match v {
-        Some(s) if s.trim().is_empty() || s.chars().count() > max => {
-            Err(ApiError::bad_request(format!("{name} must be 1 to {max} characters")))
-        }
-        v => Ok(v),
+    if let Some(s) = &v {
+        crate::api::input::check_words(name, s, max).map_err(ApiError::bad_request)?;
     }
+    Ok(v)
 }
 
 /// Records a replay and takes its posts in one transaction; with a key used before, answers
