@@ -176,7 +176,9 @@ struct ApiDoc;
 /// docs/api/notifier.openapi.json).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     use utoipa::OpenApi as _;
-    lifeline_kit::openapi::document(ApiDoc::openapi(), SERVICE, env!("CARGO_PKG_VERSION"))
+    let mut doc = ApiDoc::openapi();
+    channels::api::complete_schema(&mut doc);
+    lifeline_kit::openapi::document(doc, SERVICE, env!("CARGO_PKG_VERSION"))
 }
 
 #[cfg(test)]
@@ -184,5 +186,33 @@ mod tests {
     #[test]
     fn committed_openapi_document_matches_the_code() {
         lifeline_kit::openapi::assert_committed(&super::openapi(), super::SERVICE);
+    }
+
+    /// Each kind of a new channel refuses other properties, and the document says so.
+    #[test]
+    fn new_channels_refuse_unknown_properties_as_documented() {
+        let doc = serde_json::to_value(super::openapi()).unwrap();
+        let kinds = doc["components"]["schemas"]["NewChannel"]["oneOf"].as_array().unwrap();
+        assert_eq!(kinds.len(), 3);
+        for kind in kinds {
+            assert_eq!(kind["additionalProperties"], false, "{kind}");
+        }
+        let email = kinds.iter().find(|k| k["properties"]["address"].is_object()).unwrap();
+        assert_eq!(
+            email["properties"]["address"]["pattern"],
+            crate::channels::target::EMAIL_PATTERN
+        );
+        assert_eq!(email["properties"]["address"]["maxLength"], 254);
+        for body in [
+            serde_json::json!({"kind": "webhook", "url": "https://hooks.example/x", "secret": "x"}),
+            serde_json::json!({"kind": "slack", "url": "https://hooks.example/x", "channel": "#ops"}),
+            serde_json::json!({"kind": "email", "address": "ops@acme.example", "name": "Ops"}),
+        ] {
+            let read = lifeline_kit::http::json_object::<crate::channels::api::NewChannel>(Ok(
+                axum::Json(body.clone()),
+            ));
+            let e = read.map(|_| ()).unwrap_err();
+            assert!(e.message.contains("unknown field"), "{body}: {}", e.message);
+        }
     }
 }

@@ -52,9 +52,34 @@ pub(crate) enum NewChannel {
     },
     /// Email to `address` through the configured SMTP server.
     Email {
-        /// The email address.
+        /// The email address, as given (not trimmed): one `@`, a local part of 1 to 64
+        /// characters, a domain with a dot inside it, no whitespace, control characters, angle
+        /// brackets or `,;"()[]\` (`target::parse_email`).
         address: String,
     },
+}
+
+/// What the derived schema of [`NewChannel`] cannot say: each variant refuses other properties
+/// (`deny_unknown_fields`), and an email address is [`target::EMAIL_PATTERN`], at most 254
+/// characters. Called by `crate::openapi()`.
+pub(crate) fn complete_schema(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{
+        schema::{AdditionalProperties, Schema},
+        RefOr,
+    };
+    let Some(RefOr::T(Schema::OneOf(kinds))) =
+        doc.components.as_mut().and_then(|c| c.schemas.get_mut("NewChannel"))
+    else {
+        panic!("NewChannel is a oneOf of its kinds");
+    };
+    for kind in &mut kinds.items {
+        let RefOr::T(Schema::Object(kind)) = kind else { panic!("a kind is an object") };
+        kind.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+        if let Some(RefOr::T(Schema::Object(address))) = kind.properties.get_mut("address") {
+            address.pattern = Some(target::EMAIL_PATTERN.to_owned());
+            address.max_length = Some(254);
+        }
+    }
 }
 
 /// The channel created; `secret` only for a webhook, and only now.

@@ -87,25 +87,32 @@ pub async fn check_resolved(url: &Url, allow_private: bool) -> Result<(), Target
     }
 }
 
-/// A deliberately plain check: one `@`, a non-empty local part, a dotted domain, no spaces or
-/// angle brackets (the SMTP server is the final judge).
+/// A deliberately plain check (the SMTP server is the final judge): one `@`, a local part of 1
+/// to 64 characters, a domain with a dot that neither starts nor ends it, at most 254
+/// characters, and no whitespace, control characters, angle brackets or `,;"()[]\\` anywhere.
+/// Taken as given (not trimmed). It is [`EMAIL_PATTERN`] with `maxLength: 254`, word for word.
 pub fn parse_email(raw: &str) -> Result<String, TargetError> {
-    let s = raw.trim();
-    let (local, domain) = s.split_once('@').ok_or(TargetError::Email)?;
+    let (local, domain) = raw.split_once('@').ok_or(TargetError::Email)?;
     let bad = |c: char| c.is_whitespace() || c.is_control() || "<>,;\"()[]\\".contains(c);
     if local.is_empty()
-        || local.len() > 64
-        || s.len() > 254
+        || local.chars().count() > 64
+        || raw.chars().count() > 254
         || domain.contains('@')
         || !domain.contains('.')
         || domain.starts_with('.')
         || domain.ends_with('.')
-        || s.chars().any(bad)
+        || raw.chars().any(bad)
     {
         return Err(TargetError::Email);
     }
-    Ok(s.to_owned())
+    Ok(raw.to_owned())
 }
+
+/// [`parse_email`] as the document's `pattern` (with `maxLength: 254`). The characters it
+/// refuses are spelled out (Rust's whitespace and control characters, the brackets and
+/// separators, `@`) rather than `\s`, which ECMA-262, Python and Rust each read differently.
+/// The attribute on `NewChannel::Email` repeats it; a unit test keeps the two equal.
+pub const EMAIL_PATTERN: &str = r#"^[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000<>,;"()\[\]\\@]{1,64}@[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000<>,;"()\[\]\\@.][^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000<>,;"()\[\]\\@]*\.[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000<>,;"()\[\]\\@]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000<>,;"()\[\]\\@.]$"#;
 
 #[cfg(test)]
 mod tests {
@@ -152,11 +159,64 @@ mod tests {
 
     #[test]
     fn email_addresses() {
-        assert_eq!(parse_email(" ops@acme.example ").as_deref(), Ok("ops@acme.example"));
-        for bad in
-            ["", "ops", "@acme.example", "ops@acme", "a b@acme.example", "a@b@c.d", "<a@b.c>"]
-        {
+        assert_eq!(parse_email("ops@acme.example").as_deref(), Ok("ops@acme.example"));
+        for bad in [
+            "",
+            "ops",
+            "@acme.example",
+            "ops@acme",
+            "a b@acme.example",
+            "a@b@c.d",
+            "<a@b.c>",
+            " ops@acme.example ",
+        ] {
             assert_eq!(parse_email(bad), Err(TargetError::Email), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_email_pattern_is_parse_email() {
+        let pattern = regex::Regex::new(EMAIL_PATTERN).unwrap();
+        let long_local = format!("{}@acme.example", "a".repeat(64));
+        let too_long_local = format!("{}@acme.example", "a".repeat(65));
+        let long = format!("ops@{}.example", "d".repeat(240));
+        let too_long = format!("ops@{}.example", "d".repeat(250));
+        let cases = [
+            "ops@acme.example",
+            "o.p+s!#$%&'*/=?^_`{|}~@sub.acme.example",
+            "é@ü.example",
+            "ops@a..b",
+            "a@b.c",
+            long_local.as_str(),
+            too_long_local.as_str(),
+            long.as_str(),
+            too_long.as_str(),
+            "",
+            "ops",
+            "@acme.example",
+            "ops@",
+            "ops@acme",
+            "ops@.acme",
+            "ops@acme.",
+            "a b@acme.example",
+            "a@b@c.d",
+            "<a@b.c>",
+            " ops@acme.example",
+            "ops@acme.example\n",
+            "ops\u{85}@acme.example",
+            "ops\u{a0}@acme.example",
+            "ops\u{3000}@acme.example",
+            "ops\u{1c}@acme.example",
+            "ops\u{7f}@acme.example",
+            "ops\u{feff}@acme.example",
+            "ops(x)@acme.example",
+            "ops@[127.0.0.1]",
+            "a\\b@acme.example",
+            "a\"b@acme.example",
+        ];
+        for case in cases {
+            let documented = pattern.is_match(case) && case.chars().count() <= 254;
+            assert_eq!(parse_email(case).is_ok(), documented, "{case:?}");
         }
     }
 }
