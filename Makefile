@@ -106,7 +106,7 @@ openapi: ## Rewrite docs/api/*.openapi.json from the code (commit them with the 
 	LIFELINE_WRITE_OPENAPI=1 cargo test --workspace --lib committed_openapi_document_matches_the_code
 
 # `make test-api`: schemathesis (PyPI, pinned in scripts/api/requirements.txt) against the
-# running gateway and notifier, driven by their /openapi.json, on a workspace with real data.
+# running gateway, publisher and notifier, driven by their /openapi.json, on a workspace with real data.
 .PHONY: test-api
 test-api: infra ## Fuzz the HTTP APIs against their OpenAPI documents with schemathesis (needs python3)
 	bash scripts/api/setup.sh
