@@ -467,7 +467,7 @@ pub async fn ambiguous(p: Platform) {
     let got = look(post.clone()).await;
     match reconciliation {
         Reconciliation::Lists => {
-            let want = Published { platform_post_id: stored.clone() };
+            let want = Published::new(stored.clone());
             assert_eq!(got, Ok(Some(want)), "{p:?}: the post the platform stored is found");
             let got = look(never).await;
             assert_eq!(got, Ok(None), "{p:?}: still, a post never sent is not found");
