@@ -11,8 +11,13 @@ CREATE TABLE rate_budgets (
     window_started timestamptz,
     reset_at timestamptz,
     last_reset timestamptz,
-    -- Calls made while nothing was known and not answered yet.
-    unknown_calls integer NOT NULL DEFAULT 0,
+    -- Calls reserved and not answered yet, and the lowest remaining the platform reported in the
+    -- current window (its freshest count).
+    in_flight integer NOT NULL DEFAULT 0,
+    lowest_seen integer,
+    -- The last answer (or the first call of a burst): calls unanswered for longer than a lease are
+    -- dead.
+    answered_at timestamptz,
     -- The latest window posts were held for, and how many were held for it.
     booked_at timestamptz,
     booked integer NOT NULL DEFAULT 0,

@@ -44,12 +44,12 @@ impl Batches {
         pool: &sqlx::PgPool,
         outbox: &lifeline_kit::outbox::Outbox,
         owner: &str,
-        lease: Duration,
+        lease_for: Duration,
     ) -> Self {
         let (p, o) = (pool.clone(), owner.to_owned());
         let lease = batch::GroupCommit::spawn(move |requests| {
             let (p, o) = (p.clone(), o.clone());
-            async move { batch::lease_for_retry(&p, &o, lease.as_secs_f64(), requests).await }
+            async move { batch::lease_for_retry(&p, &o, lease_for.as_secs_f64(), requests).await }
         });
         let (p, o, outbox) = (pool.clone(), owner.to_owned(), outbox.clone());
         let published = batch::GroupCommit::spawn(move |records| {
@@ -59,7 +59,8 @@ impl Batches {
         let p = pool.clone();
         let pace = batch::GroupCommit::spawn(move |accounts| {
             let p = p.clone();
-            async move { crate::pacing::store::reserve(&p, accounts).await }
+            // A call unanswered for a lease is dead: the lease outlives any call twice over.
+            async move { crate::pacing::store::reserve(&p, lease_for, accounts).await }
         });
         Batches { lease, published, pace }
     }

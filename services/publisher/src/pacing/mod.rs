@@ -9,11 +9,17 @@
 //! the pure part: what a reservation gets ([`reserve`]) and what an answer teaches
 //! ([`observe`]), as functions of the row and the time.
 //!
-//! The count is ours, corrected by the platform: a reservation takes one call off `remaining`;
-//! each answer's `remaining` can only lower it (it cannot know of calls still in flight). When a
-//! window ends, the next one is assumed whole (`window_limit`) until an answer tells its end.
-//! Before any answer has told anything (a new account), calls go out, and the first budget heard
-//! is reduced by the calls still in flight then, so none of them overdraws the window.
+//! The count is ours, corrected by the platform. A reservation takes one call off `remaining`
+//! and counts it in flight until its answer. An answer's `remaining` can lower the count (someone
+//! else posted too), and the freshest answer (the lowest `remaining` heard in the window) minus
+//! the calls still in flight is a count that cannot overdraw the window: the count is raised to
+//! it when it is higher (that also gives back a reservation whose call was not made). That is how
+//! a new account's first window, whose calls went out before anything was known, is counted:
+//! calls go out, and the first answers tell what is left. Calls unanswered for longer than a
+//! lease are dead (their replica died) and no longer count as in flight. When a window ends, the
+//! next one is assumed whole (`window_limit`) until an answer tells its end. A post held while
+//! calls are in flight is looked at again a moment later ([`RECHECK`]): their answers may show
+//! room the count does not.
 
 pub(crate) mod store;
 #[cfg(test)]
@@ -44,8 +50,13 @@ pub(crate) struct Budget {
     pub reset_at: Option<DateTime<Utc>>,
     /// The previous window's end: an answer naming it (or earlier) is stale.
     pub last_reset: Option<DateTime<Utc>>,
-    /// Calls made while nothing was known and not answered yet.
-    pub unknown_calls: i32,
+    /// Calls reserved and not answered yet.
+    pub in_flight: i32,
+    /// The lowest `remaining` the platform reported in the current window: the freshest count.
+    pub lowest_seen: Option<i32>,
+    /// The last answer, or the first call of a burst that went out with none in flight: calls
+    /// in flight with no answer for longer than a lease are dead (their replica died).
+    pub answered_at: Option<DateTime<Utc>>,
     /// The latest window posts were held for, and how many were held for it.
     pub booked_at: Option<DateTime<Utc>>,
     pub booked: i32,
@@ -87,6 +98,10 @@ impl Budget {
         let Some(reset) = self.reset_at.filter(|r| *r <= now) else { return };
         self.last_reset = Some(reset);
         self.reset_at = None;
+        self.lowest_seen = None;
+        // Calls still out count in the window they were made in; this also bounds what a replica
+        // that died mid-call leaves counted as in flight to one window.
+        self.in_flight = 0;
         match self.window_limit {
             Some(limit) => {
                 self.remaining = limit;
@@ -97,7 +112,6 @@ impl Budget {
             None => {
                 self.remaining = 0;
                 self.window_started = None;
-                self.unknown_calls = 0;
             }
         }
     }
@@ -107,6 +121,11 @@ impl Budget {
     /// (and the time says roughly when the last of it goes out).
     fn book(&mut self, now: DateTime<Utc>) -> DateTime<Utc> {
         let recheck = now + chrono::Duration::from_std(RECHECK).unwrap_or_default();
+        // The count may be short while calls are out (their answers can raise it): look again
+        // soon rather than a window later.
+        if self.in_flight > 0 {
+            return recheck;
+        }
         let Some(next) = self.reset_at else { return recheck };
         let (Some(limit), Some(len)) = (self.window_limit.filter(|l| *l > 0), self.window_len())
         else {
@@ -130,21 +149,34 @@ impl Budget {
 }
 
 /// Reserves `wanted` calls of one account at `now`: one verdict each, in order, and the budget
-/// to store.
+/// to store. `dead_after`: a call unanswered for this long will never be (the publish lease,
+/// which outlives any platform call twice over).
 pub(crate) fn reserve(
     budget: &Budget,
     wanted: usize,
     now: DateTime<Utc>,
+    dead_after: Duration,
 ) -> (Budget, Vec<Verdict>) {
     let mut b = budget.clone();
     b.roll(now);
+    let silent =
+        b.answered_at.is_none_or(|at| (now - at).to_std().unwrap_or_default() > dead_after);
+    if b.in_flight > 0 && silent {
+        // Their replica died mid-call: they will not answer, and may not have been made.
+        b.in_flight = 0;
+        b.settle();
+    }
+    if b.in_flight == 0 {
+        b.answered_at = Some(now);
+    }
     let verdicts = (0..wanted)
         .map(|_| {
             if b.unknown() {
-                b.unknown_calls += 1;
+                b.in_flight += 1;
                 Verdict::Go
             } else if b.remaining > 0 {
                 b.remaining -= 1;
+                b.in_flight += 1;
                 Verdict::Go
             } else {
                 Verdict::Wait(b.book(now))
@@ -154,69 +186,82 @@ pub(crate) fn reserve(
     (b, verdicts)
 }
 
-/// What `heard` after a call teaches about the budget: the budget to store.
+/// What `heard` after a reserved call teaches about the budget: the budget to store.
 pub(crate) fn observe(budget: &Budget, heard: Heard, now: DateTime<Utc>) -> Budget {
     let mut b = budget.clone();
-    let (seen, rate_limited) = match heard {
-        Heard::Nothing => {
-            if b.unknown() {
-                b.unknown_calls = (b.unknown_calls - 1).max(0);
-            }
-            return b;
-        }
-        Heard::Budget { budget, rate_limited } => (budget, rate_limited),
-    };
-    let near = |a: DateTime<Utc>, c: DateTime<Utc>| {
-        (a - c).abs().to_std().unwrap_or_default() <= SAME_WINDOW
+    // This call is out no more.
+    b.in_flight = (b.in_flight - 1).max(0);
+    b.answered_at = Some(now);
+    let Heard::Budget { budget: seen, rate_limited } = heard else {
+        b.settle();
+        return b;
     };
     let limit = seen.limit.and_then(|l| i32::try_from(l).ok());
     let left = i32::try_from(seen.remaining).unwrap_or(i32::MAX);
     let t = seen.reset_at;
     if t <= now {
         // Its window is over already.
-        if b.unknown() {
-            b.unknown_calls = (b.unknown_calls - 1).max(0);
-        }
         return b;
     }
     if rate_limited {
         // Refused for the budget: nothing is left until the platform's reset.
         b.remaining = 0;
+        b.lowest_seen = Some(0);
         b.reset_at = Some(b.reset_at.map_or(t, |s| s.max(t)));
         b.window_limit = limit.or(b.window_limit);
-        b.unknown_calls = 0;
         return b;
     }
+    let near = |a: DateTime<Utc>, c: DateTime<Utc>| {
+        (a - c).abs().to_std().unwrap_or_default() <= SAME_WINDOW
+    };
     match b.reset_at {
-        Some(s) if near(t, s) => b.remaining = b.remaining.min(left),
+        Some(s) if near(t, s) => b.count(left),
         // An earlier window than ours: stale.
-        Some(s) if t < s => {}
-        // A later window than ours (the platform's began before we rolled ours): the
-        // platform's count is the best there is.
+        Some(s) if t < s => return b,
+        // A later window than ours (the platform's began before we rolled ours).
         Some(s) => {
             let len = b.window_len();
             b.last_reset = Some(s);
             b.reset_at = Some(t);
             b.window_started = len.map(|len| t - len).or(Some(now));
-            b.remaining = left;
+            b.lowest_seen = None;
+            b.remaining = 0;
+            b.count(left);
         }
-        None if b.last_reset.is_some_and(|l| t <= l || near(t, l)) => {}
-        None if b.unknown() => {
-            // The first budget heard: the calls still in flight will count too.
-            let in_flight = (b.unknown_calls - 1).max(0);
-            b.remaining = (left - in_flight).max(0);
-            b.reset_at = Some(t);
-            b.window_started = Some(now);
-            b.unknown_calls = 0;
-        }
-        // The end of a window we rolled into.
+        None if b.last_reset.is_some_and(|l| t <= l || near(t, l)) => return b,
         None => {
-            b.remaining = b.remaining.min(left);
+            if b.unknown() {
+                b.window_started = Some(now);
+                b.remaining = 0;
+            }
             b.reset_at = Some(t);
+            b.count(left);
         }
     }
     b.window_limit = limit.or(b.window_limit);
     b
+}
+
+impl Budget {
+    /// Takes in the platform's count of what is left in the current window.
+    fn count(&mut self, left: i32) {
+        // Someone else may have posted too: the platform's count can lower ours.
+        self.remaining = self.remaining.min(left);
+        if self.lowest_seen.is_none_or(|l| left <= l) {
+            self.lowest_seen = Some(left);
+        }
+        self.settle();
+    }
+
+    /// Raises our count to the platform's freshest one less the calls still in flight: a call
+    /// the platform counted after it is in flight (or its answer would be fresher). This gives
+    /// back reservations whose call was not made (the breaker held it, the post was found
+    /// already out) or that counted nothing.
+    fn settle(&mut self) {
+        if let (Some(l), Some(_)) = (self.lowest_seen, self.reset_at) {
+            self.remaining = self.remaining.max(l - self.in_flight).max(0);
+        }
+    }
 }
 
 /// What a failed call tells of the budget: a rate limit's reset (the window is spent until

@@ -11,7 +11,7 @@ use sqlx::{PgConnection, PgPool};
 
 use super::{Budget, Heard, Verdict};
 
-const COLUMNS: &str = "window_limit, remaining, window_started, reset_at, last_reset, unknown_calls, booked_at, booked";
+const COLUMNS: &str = "window_limit, remaining, window_started, reset_at, last_reset, in_flight, lowest_seen, answered_at, booked_at, booked";
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -20,18 +20,22 @@ struct Row {
     budget: Budget,
 }
 
-/// Locks the budgets of `accounts` (created as "nothing known" where missing).
+/// Locks the budgets of `accounts`; with `create`, those missing are created as "nothing
+/// known" first.
 async fn lock(
     tx: &mut PgConnection,
     accounts: &[AccountId],
+    create: bool,
 ) -> Result<BTreeMap<AccountId, Budget>, sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO publisher.rate_budgets (account_id) SELECT * FROM unnest($1::uuid[])
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(accounts)
-    .execute(&mut *tx)
-    .await?;
+    if create {
+        sqlx::query(
+            "INSERT INTO publisher.rate_budgets (account_id) SELECT * FROM unnest($1::uuid[])
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(accounts)
+        .execute(&mut *tx)
+        .await?;
+    }
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "SELECT account_id, {COLUMNS} FROM publisher.rate_budgets WHERE account_id = ANY($1)
          ORDER BY account_id FOR UPDATE"
@@ -56,16 +60,19 @@ async fn store(
     let ids: Vec<AccountId> = budgets.keys().copied().collect();
     let limits: Vec<Option<i32>> = budgets.values().map(|b| b.window_limit).collect();
     let remaining: Vec<i32> = budgets.values().map(|b| b.remaining).collect();
-    let unknown: Vec<i32> = budgets.values().map(|b| b.unknown_calls).collect();
+    let in_flight: Vec<i32> = budgets.values().map(|b| b.in_flight).collect();
+    let lowest: Vec<Option<i32>> = budgets.values().map(|b| b.lowest_seen).collect();
     let booked: Vec<i32> = budgets.values().map(|b| b.booked).collect();
     sqlx::query(
         "UPDATE publisher.rate_budgets b SET window_limit = u.window_limit, remaining = u.remaining,
              window_started = u.window_started, reset_at = u.reset_at, last_reset = u.last_reset,
-             unknown_calls = u.unknown_calls, booked_at = u.booked_at, booked = u.booked, updated_at = now()
+             in_flight = u.in_flight, lowest_seen = u.lowest_seen, answered_at = u.answered_at,
+             booked_at = u.booked_at, booked = u.booked, updated_at = now()
          FROM unnest($1::uuid[], $2::int[], $3::int[], $4::timestamptz[], $5::timestamptz[],
-                     $6::timestamptz[], $7::int[], $8::timestamptz[], $9::int[])
+                     $6::timestamptz[], $7::int[], $8::int[], $9::timestamptz[], $10::timestamptz[],
+                     $11::int[])
              AS u(account_id, window_limit, remaining, window_started, reset_at, last_reset,
-                  unknown_calls, booked_at, booked)
+                  in_flight, lowest_seen, answered_at, booked_at, booked)
          WHERE b.account_id = u.account_id",
     )
     .bind(&ids)
@@ -74,7 +81,9 @@ async fn store(
     .bind(col(|b| b.window_started))
     .bind(col(|b| b.reset_at))
     .bind(col(|b| b.last_reset))
-    .bind(&unknown)
+    .bind(&in_flight)
+    .bind(&lowest)
+    .bind(col(|b| b.answered_at))
     .bind(col(|b| b.booked_at))
     .bind(&booked)
     .execute(&mut *tx)
@@ -86,6 +95,7 @@ async fn store(
 /// transaction; answers each request's verdict, in order.
 pub(crate) async fn reserve(
     pool: &PgPool,
+    dead_after: std::time::Duration,
     requests: Vec<AccountId>,
 ) -> Result<Vec<Verdict>, sqlx::Error> {
     let mut wanted: BTreeMap<AccountId, usize> = BTreeMap::new();
@@ -94,12 +104,12 @@ pub(crate) async fn reserve(
     }
     let accounts: Vec<AccountId> = wanted.keys().copied().collect();
     let mut tx = pool.begin().await?;
-    let mut budgets = lock(&mut tx, &accounts).await?;
+    let mut budgets = lock(&mut tx, &accounts, true).await?;
     let now = Utc::now();
     let mut verdicts: BTreeMap<AccountId, std::vec::IntoIter<Verdict>> = BTreeMap::new();
     for (account, n) in wanted {
         let (after, v) =
-            super::reserve(&budgets.get(&account).cloned().unwrap_or_default(), n, now);
+            super::reserve(&budgets.get(&account).cloned().unwrap_or_default(), n, now, dead_after);
         budgets.insert(account, after);
         verdicts.insert(account, v.into_iter());
     }
@@ -124,11 +134,14 @@ pub(crate) async fn observe(
     let mut accounts: Vec<AccountId> = heard.iter().map(|(a, _)| *a).collect();
     accounts.sort();
     accounts.dedup();
-    let mut budgets = lock(tx, &accounts).await?;
+    // The reservation created each row; one deleted since has nothing to learn.
+    let mut budgets = lock(tx, &accounts, false).await?;
     let now = Utc::now();
     for (account, h) in heard {
-        let before = budgets.get(account).cloned().unwrap_or_default();
-        budgets.insert(*account, super::observe(&before, *h, now));
+        if let Some(before) = budgets.get(account) {
+            let after = super::observe(before, *h, now);
+            budgets.insert(*account, after);
+        }
     }
     store(tx, &budgets).await
 }
