@@ -70,6 +70,15 @@ struct AccountRow {
     waiting_posts: i64,
     /// Posts retried after the last reconnect that have not gone out yet.
     retrying_posts: i64,
+    /// Posts queued because the account's posting limit on its platform is spent (X allows 100
+    /// posts per user per 15 minutes): they go out as the platform's windows reopen, none is
+    /// dropped. Paced by the platform's own rate-limit headers.
+    queued_posts: i64,
+    /// Roughly when the last queued post will have gone out: the start of the last window the
+    /// queue was spread over (the windows still needed × the platform's window length). Null
+    /// when nothing is queued.
+    #[schema(required = true)]
+    queued_until: Option<DateTime<Utc>>,
     /// Posts that had waited and were published since the last reconnect.
     published_since_reconnect: i64,
     /// Times the account went from healthy to needing a reconnect in the last 30 days.
@@ -193,6 +202,9 @@ const SELECT: &str = "SELECT a.id, a.platform, a.platform_user_id, a.username, a
     a.last_error, a.last_error_at, a.expiring_reason,
     (SELECT count(*) FROM gateway.account_posts p WHERE p.account_id = a.id AND p.state = 'waiting') AS waiting_posts,
     (SELECT count(*) FROM gateway.account_posts p WHERE p.account_id = a.id AND p.state = 'retrying') AS retrying_posts,
+    (SELECT count(*) FROM gateway.account_posts p WHERE p.account_id = a.id AND p.state = 'queued') AS queued_posts,
+    (SELECT max(p.next_attempt_at) FROM gateway.account_posts p WHERE p.account_id = a.id AND p.state = 'queued')
+        AS queued_until,
     (SELECT count(*) FROM gateway.account_posts p WHERE p.account_id = a.id AND p.state = 'published'
         AND p.parked_at IS NOT NULL AND a.reconnected_at IS NOT NULL AND p.changed_at >= a.reconnected_at)
         AS published_since_reconnect,
@@ -382,6 +394,8 @@ mod tests {
             last_error_at: None,
             expiring_reason: None,
             waiting_posts: 0,
+            queued_posts: 0,
+            queued_until: None,
             retrying_posts: 0,
             published_since_reconnect: 0,
             disconnects_30d: 0,

@@ -170,12 +170,27 @@ async fn set_post_state(
     at: DateTime<Utc>,
     parked: bool,
 ) -> Result<(), HandlerError> {
+    set_post_state_due(app, about, post, state, at, parked, None).await
+}
+
+/// [`set_post_state`] with the time the post is due next (a queued post's window).
+async fn set_post_state_due(
+    app: &AppState,
+    about: &lifeline_kit::events::Subject,
+    post: uuid::Uuid,
+    state: &str,
+    at: DateTime<Utc>,
+    parked: bool,
+    due: Option<DateTime<Utc>>,
+) -> Result<(), HandlerError> {
     sqlx::query(
-        "INSERT INTO gateway.account_posts (post_id, account_id, state, changed_at, parked_at)
-         VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN $4 END)
+        "INSERT INTO gateway.account_posts (post_id, account_id, state, changed_at, parked_at, next_attempt_at)
+         VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN $4 END, $6)
          ON CONFLICT (post_id) DO UPDATE SET
              state = CASE WHEN account_posts.changed_at <= EXCLUDED.changed_at THEN EXCLUDED.state
                           ELSE account_posts.state END,
+             next_attempt_at = CASE WHEN account_posts.changed_at <= EXCLUDED.changed_at
+                                    THEN EXCLUDED.next_attempt_at ELSE account_posts.next_attempt_at END,
              changed_at = GREATEST(account_posts.changed_at, EXCLUDED.changed_at),
              parked_at = CASE WHEN $5 THEN LEAST(account_posts.parked_at, EXCLUDED.parked_at)
                               ELSE account_posts.parked_at END",
@@ -185,18 +200,26 @@ async fn set_post_state(
     .bind(state)
     .bind(at)
     .bind(parked)
+    .bind(due)
     .execute(&app.pool)
     .await?;
     Ok(())
 }
 
-/// A post parked after an auth failure waits for the account to be reconnected.
+/// A post parked after an auth failure waits for the account to be reconnected; one held for
+/// the account's posting limit (rate limited, will retry) is queued until its window.
 async fn on_post_failed(app: AppState, e: PostFailed, d: Delivery) -> Result<(), HandlerError> {
+    let at = occurred_at(e.envelope.as_ref());
+    if e.kind == PostFailureKind::RateLimited as i32 && e.will_retry {
+        let post = post_id(&e.post_id)?;
+        let due = e.next_attempt_at.as_ref().and_then(lifeline_kit::events::from_timestamp);
+        return set_post_state_due(&app, &d.about, post, "queued", at, false, due).await;
+    }
     if e.kind != PostFailureKind::Auth as i32 || e.will_retry {
         return Ok(());
     }
     let post = post_id(&e.post_id)?;
-    set_post_state(&app, &d.about, post, "waiting", occurred_at(e.envelope.as_ref()), true).await
+    set_post_state(&app, &d.about, post, "waiting", at, true).await
 }
 
 /// A reconnect's retry: the post is on its way out.

@@ -12,6 +12,7 @@ mod consumers;
 mod cursor;
 mod dlq;
 mod model;
+mod pacing;
 mod reconcile;
 mod replays;
 pub mod retry;

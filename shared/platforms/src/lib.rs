@@ -119,6 +119,29 @@ impl MediaKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
     pub platform_post_id: String,
+    /// What the platform said is left of the account's posting limit, where it says so.
+    pub rate_budget: Option<RateBudget>,
+}
+
+impl Published {
+    /// A post the platform accepted, with nothing said about its limits.
+    pub fn new(platform_post_id: impl Into<String>) -> Self {
+        Published { platform_post_id: platform_post_id.into(), rate_budget: None }
+    }
+}
+
+/// An account's posting budget as the platform reported it with an answer (X's
+/// `x-rate-limit-limit`, `-remaining` and `-reset`): how many more calls the current window
+/// allows, and when the next window opens. A platform that reports its limits adds it to its
+/// publish results; the publisher paces the account's posts by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateBudget {
+    /// Calls a whole window allows, when the platform says.
+    pub limit: Option<u32>,
+    /// Calls left in the current window.
+    pub remaining: u32,
+    /// When the current window ends and a full one begins.
+    pub reset_at: DateTime<Utc>,
 }
 
 /// How a connector can tell whether a publish whose answer was lost went out.
@@ -166,6 +189,13 @@ pub trait Connector: Send + Sync {
         user_id: &str,
         post: &PostDraft,
     ) -> Result<Published, Failure>;
+
+    /// Whether this platform reports the account's posting budget with every publish answer
+    /// ([`Published::rate_budget`], and the reset of a rate limit): the publisher then paces the
+    /// account's posts to fit it instead of running into rate limits.
+    fn reports_rate_budget(&self) -> bool {
+        false
+    }
 
     /// Whether [`find_published`](Connector::find_published) can tell if an ambiguous publish
     /// went out. Most platforms list the account's recent posts.

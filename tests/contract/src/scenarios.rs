@@ -205,13 +205,27 @@ pub async fn publish(p: Platform) {
     let since = chrono::Utc::now();
     let published = c.publish(&post).await.unwrap_or_else(|e| panic!("{p:?}: publish: {e:?}"));
     assert_logged_once(&sim, &c, &post, &published.platform_post_id).await;
+    // A connector that reports the account's posting budget reports it with the publish: one
+    // call of the window spent, its reset ahead.
+    if c.connector.reports_rate_budget() {
+        let budget = published.rate_budget.unwrap_or_else(|| panic!("{p:?}: no rate budget"));
+        assert!(budget.reset_at > since, "{p:?}: {budget:?}");
+        assert!(budget.limit.is_some_and(|l| budget.remaining + 1 == l), "{p:?}: {budget:?}");
+    } else {
+        assert_eq!(published.rate_budget, None, "{p:?}");
+    }
     if facts(p).reconciles {
         let found = c
             .connector
             .find_published(&c.token, &c.user.id, &post, since)
             .await
             .unwrap_or_else(|e| panic!("{p:?}: find_published: {e:?}"));
-        assert_eq!(found, Some(published.clone()), "{p:?}: reconciliation finds the post");
+        let found = found.map(|f| f.platform_post_id);
+        assert_eq!(
+            found.as_deref(),
+            Some(published.platform_post_id.as_str()),
+            "{p:?}: reconciliation finds the post"
+        );
         let other = sim.draft(p, "never published");
         let found = c
             .connector
@@ -467,7 +481,7 @@ pub async fn ambiguous(p: Platform) {
     let got = look(post.clone()).await;
     match reconciliation {
         Reconciliation::Lists => {
-            let want = Published { platform_post_id: stored.clone() };
+            let want = Published::new(stored.clone());
             assert_eq!(got, Ok(Some(want)), "{p:?}: the post the platform stored is found");
             let got = look(never).await;
             assert_eq!(got, Ok(None), "{p:?}: still, a post never sent is not found");

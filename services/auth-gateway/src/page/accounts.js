@@ -154,6 +154,10 @@ function waitingText(a) {
   const parts = [];
   if (a.waiting_posts > 0) parts.push(`${plural(a.waiting_posts, "post", "posts")} waiting for a reconnect`);
   if (a.retrying_posts > 0) parts.push(`${a.retrying_posts} being published now`);
+  if (a.queued_posts > 0) {
+    const until = a.queued_until ? `, all out by about ${when(a.queued_until)}` : "";
+    parts.push(`${a.queued_posts} queued within ${a.platform_name}'s posting limit${until}`);
+  }
   if (a.published_since_reconnect > 0) parts.push(`${a.published_since_reconnect} published since the reconnect`);
   return parts.length ? parts.join("; ") : "None";
 }
@@ -221,7 +225,7 @@ function tellOutcome() {
     announce(`${label(a)} is connected.`);
     return false;
   }
-  const pending = a.waiting_posts + a.retrying_posts;
+  const pending = a.waiting_posts + a.retrying_posts + a.queued_posts;
   const total = pending + a.published_since_reconnect;
   let text = `${label(a)} is reconnected`;
   if (total === 0) text += "; no posts were waiting.";
@@ -239,7 +243,7 @@ async function poll() {
     const j = await api("GET", "/v1/accounts");
     if (!j) return;
     render(j.accounts);
-    busy = tellOutcome() || j.accounts.some((a) => a.retrying_posts > 0);
+    busy = tellOutcome() || j.accounts.some((a) => a.retrying_posts > 0 || a.queued_posts > 0);
     if (focusAccount) {
       const v = views.get(focusAccount);
       if (v) {

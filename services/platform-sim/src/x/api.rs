@@ -1,6 +1,8 @@
 //! X API v2 endpoints used by Lifeline: `users/me`, posting a tweet and a
 //! user's recent tweets (for reconciling ambiguous publishes). Every answer
-//! to an admitted caller carries X's `x-rate-limit-*` headers.
+//! to an admitted caller carries X's `x-rate-limit-*` headers, and posting
+//! past X's per-user limit (100 tweets per 15 minutes) is refused with X's
+//! 429.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -21,8 +23,9 @@ use crate::support::{bearer, parse_form};
 /// X counts weighted characters; plain chars are a close enough model here.
 const MAX_TWEET_CHARS: usize = 280;
 
-/// Per-user 15-minute limits X documents for these endpoints (reported in
-/// headers only; see `count_call`).
+/// Per-user 15-minute limits X documents for these endpoints. Posting past
+/// `CREATE_TWEET_LIMIT` is refused; the read limits are reported in headers
+/// only (see `count_call`).
 const USERS_ME_LIMIT: u32 = 75;
 const CREATE_TWEET_LIMIT: u32 = 100;
 const USER_TWEETS_LIMIT: u32 = 900;
@@ -47,8 +50,9 @@ pub(crate) struct Window {
 }
 
 /// Counts one call against the caller's 15-minute window for `endpoint`.
-/// Only reported in headers: organic limits are not enforced, so only
-/// injected rate limits produce a 429 (tests stay deterministic).
+/// A window starts with the first call after the last one ended, as X's
+/// per-user windows do. A call past the limit is counted too (X counts
+/// refused calls); whether it is refused is the endpoint's choice.
 fn count_call(
     store: &mut Store,
     endpoint: &'static str,
@@ -66,7 +70,12 @@ fn count_call(
         *w = Window { started: now, used: 0 };
     }
     w.used = w.used.saturating_add(1);
-    RateInfo { limit, remaining: limit.saturating_sub(w.used), reset_at: w.started + len }
+    RateInfo {
+        limit,
+        remaining: limit.saturating_sub(w.used),
+        reset_at: w.started + len,
+        exceeded: w.used > limit,
+    }
 }
 
 /// A caller let through to an endpoint, and the rate-limit headers owed.
@@ -121,6 +130,12 @@ pub(crate) async fn create_tweet(
 ) -> Answer {
     let scopes = ["tweet.read", "tweet.write", "users.read"];
     let a = admit(&ctx, &headers, &scopes, "create_tweet", CREATE_TWEET_LIMIT)?;
+    if a.rate.exceeded {
+        // X's per-user posting limit: refused until the window resets.
+        ctx.store().rate_limited += 1;
+        tracing::info!(platform = PLATFORM, user_id = %a.user.id, "tweet refused: per-user rate limit");
+        return Ok(wire::with_rate_headers(wire::rate_limit_exceeded(), a.rate, &ctx.common.clock));
+    }
     // A malformed body is refused before the call counts for the headers.
     let text = parse_tweet_text(&body)?;
     if ctx.common.content_rejected(PLATFORM) {
@@ -280,6 +295,35 @@ mod tests {
         let a = post_tweet(&mut s, "u", "a", &clock).expect("ok");
         let b = post_tweet(&mut s, "u", "b", &clock).expect("ok");
         assert!(b.id.parse::<u64>().expect("numeric") > a.id.parse::<u64>().expect("numeric"));
+    }
+
+    #[test]
+    fn the_hundred_and_first_tweet_in_a_window_is_past_the_limit() {
+        let clock = Clock::new(1.0);
+        let mut s = Store::default();
+        for n in 1..=CREATE_TWEET_LIMIT {
+            let r = count_call(&mut s, "create_tweet", "u", CREATE_TWEET_LIMIT, &clock);
+            assert!(!r.exceeded, "call {n}");
+            assert_eq!(r.remaining, CREATE_TWEET_LIMIT - n);
+        }
+        let r = count_call(&mut s, "create_tweet", "u", CREATE_TWEET_LIMIT, &clock);
+        assert!(r.exceeded && r.remaining == 0);
+        // Another user has a window of its own.
+        assert!(!count_call(&mut s, "create_tweet", "v", CREATE_TWEET_LIMIT, &clock).exceeded);
+    }
+
+    #[test]
+    fn a_window_reopens_after_fifteen_platform_minutes() {
+        // 15 platform minutes are 9 ms at this scale.
+        let clock = Clock::new(100_000.0);
+        let mut s = Store::default();
+        for _ in 0..=CREATE_TWEET_LIMIT {
+            count_call(&mut s, "create_tweet", "u", CREATE_TWEET_LIMIT, &clock);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        let r = count_call(&mut s, "create_tweet", "u", CREATE_TWEET_LIMIT, &clock);
+        assert!(!r.exceeded);
+        assert_eq!(r.remaining, CREATE_TWEET_LIMIT - 1);
     }
 
     #[test]

@@ -36,6 +36,8 @@ struct Store {
     windows: HashMap<(&'static str, String), api::Window>,
     /// The last tweet id handed out: ids only ever increase.
     last_tweet_id: u64,
+    /// Tweets refused because their user was past X's per-user limit.
+    rate_limited: u64,
 }
 
 /// The X simulator's state.
@@ -89,9 +91,12 @@ impl PlatformSim for XSim {
     }
 
     fn stats(&self) -> serde_json::Value {
-        let mut stats = lock(&self.store).accounts.stats_json();
+        let store = lock(&self.store);
+        let mut stats = store.accounts.stats_json();
         // X refuses duplicates (403) instead of accepting them twice.
         stats["duplicate_posts"] = json!(0);
+        // Posts refused with a 429 for being past the per-user limit (not injected ones).
+        stats["rate_limited_posts"] = json!(store.rate_limited);
         stats
     }
 }

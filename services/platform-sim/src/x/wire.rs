@@ -138,6 +138,13 @@ pub(crate) fn too_many_requests(limit: u32, reset_epoch: u64) -> Response {
     resp
 }
 
+/// X's answer to a user past its own limit (an organic one, not injected):
+/// 429 with code 88, as PLATFORMS.md records it.
+pub(crate) fn rate_limit_exceeded() -> Response {
+    let body = json!({ "errors": [{ "code": 88, "message": "Rate limit exceeded" }] });
+    (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response()
+}
+
 /// Injected outage: the status asked for, with its canonical title.
 pub(crate) fn outage(status: StatusCode) -> Response {
     let detail = status.canonical_reason().unwrap_or("Service Unavailable");
@@ -150,6 +157,8 @@ pub(crate) struct RateInfo {
     pub limit: u32,
     pub remaining: u32,
     pub reset_at: Instant,
+    /// This call was past the limit.
+    pub exceeded: bool,
 }
 
 fn set_rate_headers(headers: &mut HeaderMap, limit: u32, remaining: u32, reset_epoch: u64) {

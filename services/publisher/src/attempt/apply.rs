@@ -14,7 +14,29 @@ use lifeline_platforms::{Failure, Reconciliation};
 use sqlx::PgConnection;
 
 use super::decide::{self, Action, Decision, Facts, Outcome};
-use crate::{model::Post, AppState};
+use crate::{model::Post, pacing, AppState};
+
+/// What the attempt did: its outcome, the credential version it used, and whether its call was
+/// reserved against the account's posting budget (then what the answer said of the budget is
+/// recorded with the outcome).
+pub(super) struct Call {
+    pub outcome: Outcome,
+    pub credential_version: i64,
+    pub reserved: bool,
+}
+
+/// What the answer told of the account's budget, for a reserved call.
+fn heard(post: &Post, call: &Call) -> Option<(lifeline_kit::ids::AccountId, pacing::Heard)> {
+    if !call.reserved {
+        return None;
+    }
+    let heard = match &call.outcome {
+        Outcome::Published(p, _) => pacing::heard_from_published(p),
+        Outcome::Failed(f) => pacing::heard_from_failure(f, Utc::now()),
+        _ => pacing::Heard::Nothing,
+    };
+    Some((post.account_id, heard))
+}
 
 /// The post an attempt was for, as every write of its outcome needs it.
 struct Attempt<'a> {
@@ -60,11 +82,12 @@ pub(super) async fn record(
     app: &AppState,
     post: &Post,
     platform: Platform,
-    outcome: Outcome,
-    credential_version: i64,
+    call: Call,
     cause: Option<&Envelope>,
 ) -> Result<(), sqlx::Error> {
     let owner = &app.config.common.instance_id;
+    let heard = heard(post, &call);
+    let Call { outcome, credential_version, .. } = call;
     let about = events::Subject {
         workspace_id: post.workspace_id.0,
         account_id: post.account_id.0,
@@ -76,8 +99,14 @@ pub(super) async fn record(
         let facts = facts(app, post, platform, &outcome, false);
         let decision = decide::decide(&facts, spread);
         if let Action::Publish { .. } = decision.action {
-            return record_published(&attempt, &found.platform_post_id, *reconciled, decision)
-                .await;
+            return record_published(
+                &attempt,
+                &found.platform_post_id,
+                *reconciled,
+                decision,
+                heard,
+            )
+            .await;
         }
     }
     let mut tx = app.pool.begin().await?;
@@ -94,6 +123,9 @@ pub(super) async fn record(
         tracing::warn!(post = %post.id, "lease lost before the outcome was recorded; leaving it to the new holder");
         return Ok(());
     }
+    if let Some(heard) = heard {
+        pacing::store::observe(&mut tx, &[heard]).await?;
+    }
 
     let credential_replaced = matches!(outcome, Outcome::Failed(Failure::Auth { .. }))
         && replaced_since(&mut tx, post.account_id, credential_version).await?;
@@ -103,7 +135,7 @@ pub(super) async fn record(
         tracing::warn!(post = %post.id, %platform, %reason, "outcome unknown on a platform that cannot be checked; not sending it again");
     }
     apply(&attempt, &mut tx, &decision).await?;
-    if let Action::Hold { .. } = decision.action {
+    if let Action::Hold { .. } | Action::Pace { .. } = decision.action {
         // Not an attempt: `hold` removed its row.
         tx.commit().await?;
         return Ok(());
@@ -150,8 +182,10 @@ async fn record_published(
     platform_post_id: &str,
     reconciled: bool,
     decision: Decision,
+    heard: Option<(lifeline_kit::ids::AccountId, pacing::Heard)>,
 ) -> Result<(), sqlx::Error> {
     let record = super::batch::PublishedRecord {
+        heard,
         post: a.post.id,
         attempt: a.post.attempts,
         platform_post_id: platform_post_id.to_owned(),
@@ -237,7 +271,21 @@ async fn apply(
             }
             Ok(())
         }
-        Action::Hold { at, unavailable_since } => hold(a, tx, *at, *unavailable_since).await,
+        Action::Hold { at, unavailable_since } => {
+            hold(a, tx, *at, Some(*unavailable_since)).await?;
+            tracing::debug!(post = %a.post.id, platform = %a.platform, %at, "circuit breaker open; post held until its next trial");
+            Ok(())
+        }
+        Action::Pace { at } => {
+            hold(a, tx, *at, None).await?;
+            let queued = PostFailed {
+                attempt: a.number().saturating_sub(1),
+                ..a.failed_event(PostFailureKind::RateLimited, detail, Some(*at))
+            };
+            a.app.outbox.enqueue(tx, &queued).await?;
+            tracing::debug!(post = %a.post.id, platform = %a.platform, %at, "account's posting limit spent; post queued for its window");
+            Ok(())
+        }
         Action::Park { cause } => park(a, tx, *cause, detail).await,
         Action::DeadLetter { kind, reason, announce } => {
             if *announce {
@@ -298,12 +346,13 @@ async fn publish(
 }
 
 /// Gives the post back as if it had not been leased (its attempt row and number are undone), to
-/// be taken again at the breaker's next trial: no call was made, so nothing failed.
+/// be taken again at `at` (the breaker's next trial, or the window pacing holds it for): no call
+/// was made, so nothing failed. `unavailable_since`: the breaker's mark, kept as it was if `None`.
 async fn hold(
     a: &Attempt<'_>,
     tx: &mut PgConnection,
     at: DateTime<Utc>,
-    unavailable_since: DateTime<Utc>,
+    unavailable_since: Option<DateTime<Utc>>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM publisher.attempts WHERE post_id = $1 AND attempt = $2")
         .bind(a.post.id)
@@ -312,7 +361,8 @@ async fn hold(
         .await?;
     sqlx::query(
         "UPDATE publisher.posts SET status = 'scheduled', next_attempt_at = $2, attempts = attempts - 1,
-             unavailable_since = $3, lease_owner = NULL, lease_until = NULL, updated_at = now()
+             unavailable_since = COALESCE($3, unavailable_since), lease_owner = NULL, lease_until = NULL,
+             updated_at = now()
          WHERE id = $1",
     )
     .bind(a.post.id)
@@ -320,7 +370,6 @@ async fn hold(
     .bind(unavailable_since)
     .execute(&mut *tx)
     .await?;
-    tracing::debug!(post = %a.post.id, platform = %a.platform, %at, "circuit breaker open; post held until its next trial");
     Ok(())
 }
 

@@ -136,6 +136,8 @@ pub(crate) struct PublishedRecord {
     pub detail: String,
     pub credential_version: i64,
     pub event: PostPublished,
+    /// What the answer told of the account's posting budget, for a call reserved against it.
+    pub heard: Option<(lifeline_kit::ids::AccountId, crate::pacing::Heard)>,
     /// The handler's span: the event's outbox row carries its trace, as on the per-post path.
     pub span: tracing::Span,
 }
@@ -182,6 +184,9 @@ pub(crate) async fn record_published(
     .fetch_all(&mut *tx)
     .await?;
     let written: std::collections::HashSet<PostId> = written.into_iter().collect();
+    // Budgets after the posts: every writer locks post rows before budget rows.
+    let heard: Vec<_> = records.iter().filter_map(|r| r.heard).collect();
+    crate::pacing::store::observe(&mut tx, &heard).await?;
     let mut events = outbox.stage();
     for r in records.iter().filter(|r| written.contains(&r.post)) {
         r.span.in_scope(|| events.add(&r.event))?;

@@ -23,6 +23,10 @@ pub(super) enum Outcome {
     Held {
         until: DateTime<Utc>,
     },
+    /// No call was made: the account's posting budget is spent until `until` (`pacing`).
+    Paced {
+        until: DateTime<Utc>,
+    },
     /// No call was made: the last attempt's outcome is unknown (`last`: what is known of it)
     /// and the platform offers no way to check whether it went out, so sending again could
     /// double it.
@@ -95,6 +99,10 @@ pub(super) enum Action {
     /// No call was made: back to `scheduled` at `at`, as if it had not been leased (not an
     /// attempt, not a failure); nothing is told.
     Hold { at: DateTime<Utc>, unavailable_since: DateTime<Utc> },
+    /// No call was made: the account's posting budget is spent. Back to `scheduled` at `at` (the
+    /// window it was held for), not an attempt and not a failure; PostFailed (rate limited, will
+    /// retry at `at`) tells that it is queued.
+    Pace { at: DateTime<Utc> },
     /// Park as `failed_auth` until the account is reconnected; tell AuthFailed and PostFailed.
     Park { cause: AuthFailureCause },
     /// Give up: dead-letter the post (PostDeadLettered), after PostFailed when `announce`.
@@ -143,6 +151,17 @@ pub(super) fn decide(facts: &Facts<'_>, jitter: impl FnOnce(Duration) -> Duratio
             };
         }
         Outcome::Held { until } => return held(facts, *until),
+        Outcome::Paced { until } => {
+            let at = (*until).max(facts.now);
+            return Decision {
+                action: Action::Pace { at },
+                outcome: "paced",
+                detail: format!(
+                    "queued: the account's posting limit is spent until {}; no call was made",
+                    at.format("%Y-%m-%d %H:%M:%S UTC")
+                ),
+            };
+        }
         Outcome::Unknown { last } => {
             // Only a platform that cannot be checked gives this outcome.
             let unchecked =

@@ -57,7 +57,7 @@ fn decide_failure(failure: Failure, replaced: bool, retryable: i32) -> (Decision
 }
 
 fn published(id: &str) -> Published {
-    Published { platform_post_id: id.to_owned() }
+    Published::new(id.to_owned())
 }
 
 #[test]
@@ -405,4 +405,44 @@ fn only_ambiguous_failures_are_handed_over_where_nothing_can_check() {
     assert!(matches!(d.action, Action::DeadLetter { .. }), "{d:?}");
     let d = decide_unchecked(Outcome::Published(published("urn:li:share:1"), false));
     assert!(matches!(d.action, Action::Publish { .. }), "{d:?}");
+}
+
+#[test]
+fn a_paced_post_is_queued_for_its_window_without_a_failure_however_long_it_waited() {
+    let until = now() + chrono::Duration::seconds(600);
+    // Even a post the platform kept back for longer than the retry window is only paced.
+    for since in [None, Some(7200)] {
+        let d = decide_at(Outcome::Paced { until }, 2, since, &policy());
+        assert_eq!(d.action, Action::Pace { at: until });
+        assert_eq!(d.outcome, "paced");
+        assert!(d.detail.contains("posting limit is spent"), "{}", d.detail);
+    }
+    // A window that has begun already means now.
+    let d = decide_at(
+        Outcome::Paced { until: now() - chrono::Duration::seconds(1) },
+        0,
+        None,
+        &policy(),
+    );
+    assert_eq!(d.action, Action::Pace { at: now() });
+}
+
+#[test]
+fn a_rate_limit_that_still_happens_is_retried_at_the_reset_and_not_counted() {
+    let retry = policy();
+    let d = decide_at(
+        Outcome::Failed(Failure::RateLimited {
+            retry_after: Some(Duration::from_secs(300)),
+            detail: "X 429: Rate limit exceeded".into(),
+        }),
+        4,
+        Some(7200),
+        &retry,
+    );
+    match d.action {
+        Action::Retry { at, retryable_failures: None, unavailable_since: None, .. } => {
+            assert_eq!(at, now() + chrono::Duration::seconds(300))
+        }
+        other => panic!("expected a retry at the reset, got {other:?}"),
+    }
 }

@@ -1,4 +1,5 @@
-//! One publish attempt of a leased post: load the credential, ask the platform's circuit
+//! One publish attempt of a leased post: load the credential, reserve the call against the
+//! account's posting budget where the platform reports one (`pacing`), ask the platform's circuit
 //! breaker, reconcile if the last attempt's outcome is unknown (or, on a platform that cannot be
 //! checked, hand the post to an operator without a call), call the platform, and record the
 //! outcome and its events in one transaction guarded by the lease. What the outcome means for the post is decided in
@@ -10,7 +11,7 @@ mod decide;
 
 use std::time::{Duration, Instant};
 
-use lifeline_kit::{breaker::Admit, events::Envelope, Platform};
+use lifeline_kit::{breaker::Admit, events::Envelope, ids::AccountId, Platform};
 use lifeline_platforms::{AccessToken, Failure, Reconciliation};
 use tracing::Instrument;
 
@@ -18,6 +19,7 @@ use self::decide::{failure_kind_name, Outcome};
 use crate::{
     breakers::{wall_time, Breakers},
     model::Post,
+    pacing::Verdict,
     AppState,
 };
 
@@ -33,6 +35,8 @@ pub(crate) async fn run(app: &AppState, post: Post, cause: Option<&Envelope>) {
 pub(crate) struct Batches {
     pub lease: batch::GroupCommit<batch::LeaseRequest, Option<Post>>,
     pub published: batch::GroupCommit<batch::PublishedRecord, bool>,
+    /// Reservations against accounts' posting budgets (`pacing::store::reserve`).
+    pub pace: batch::GroupCommit<AccountId, Verdict>,
 }
 
 impl Batches {
@@ -40,19 +44,25 @@ impl Batches {
         pool: &sqlx::PgPool,
         outbox: &lifeline_kit::outbox::Outbox,
         owner: &str,
-        lease: Duration,
+        lease_for: Duration,
     ) -> Self {
         let (p, o) = (pool.clone(), owner.to_owned());
         let lease = batch::GroupCommit::spawn(move |requests| {
             let (p, o) = (p.clone(), o.clone());
-            async move { batch::lease_for_retry(&p, &o, lease.as_secs_f64(), requests).await }
+            async move { batch::lease_for_retry(&p, &o, lease_for.as_secs_f64(), requests).await }
         });
         let (p, o, outbox) = (pool.clone(), owner.to_owned(), outbox.clone());
         let published = batch::GroupCommit::spawn(move |records| {
             let (p, o, outbox) = (p.clone(), o.clone(), outbox.clone());
             async move { batch::record_published(&p, &outbox, &o, records).await }
         });
-        Batches { lease, published }
+        let p = pool.clone();
+        let pace = batch::GroupCommit::spawn(move |accounts| {
+            let p = p.clone();
+            // A call unanswered for a lease is dead: the lease outlives any call twice over.
+            async move { crate::pacing::store::reserve(&p, lease_for, accounts).await }
+        });
+        Batches { lease, published, pace }
     }
 }
 
@@ -94,20 +104,27 @@ async fn call_and_record(app: &AppState, post: Post, cause: Option<&Envelope>) {
             return;
         }
     };
-    let (outcome, credential_version) = call_platform(app, &post, platform).await;
+    let (outcome, credential_version, reserved) = call_platform(app, &post, platform).await;
     let kind = match &outcome {
         Outcome::Published(..) => "published",
         Outcome::NoCredentials => "no_credentials",
         Outcome::Failed(f) => failure_kind_name(f),
         Outcome::Held { .. } => "held",
+        Outcome::Paced { .. } => "paced",
         Outcome::Unknown { .. } => "outcome_unknown",
     };
-    if kind == "held" {
-        Breakers::skipped(platform, 1);
-    } else {
-        metrics::counter!("lifeline_publish_attempts_total", "platform" => platform.as_str(), "outcome" => kind).increment(1);
+    match kind {
+        "held" => Breakers::skipped(platform, 1),
+        "paced" => {
+            metrics::counter!("lifeline_publish_paced_total", "platform" => platform.as_str())
+                .increment(1);
+        }
+        _ => {
+            metrics::counter!("lifeline_publish_attempts_total", "platform" => platform.as_str(), "outcome" => kind).increment(1);
+        }
     }
-    if let Err(e) = apply::record(app, &post, platform, outcome, credential_version, cause).await {
+    let call = apply::Call { outcome, credential_version, reserved };
+    if let Err(e) = apply::record(app, &post, platform, call, cause).await {
         // The lease will expire and the sweep will take the post again, reconciling first.
         tracing::error!(post = %post.id, error = %e, "cannot record the attempt's outcome");
     }
@@ -127,13 +144,16 @@ async fn renew_lease(app: &AppState, post: &Post) -> Result<bool, sqlx::Error> {
     Ok(renewed.rows_affected() == 1)
 }
 
-async fn call_platform(app: &AppState, post: &Post, platform: Platform) -> (Outcome, i64) {
+/// Makes the call (or decides not to): the outcome, the credential version used, and whether a
+/// call was reserved against the account's posting budget (its answer then tells the budget).
+async fn call_platform(app: &AppState, post: &Post, platform: Platform) -> (Outcome, i64, bool) {
     let Some(connector) = app.connectors.get(platform) else {
         return (
             Outcome::Failed(Failure::transient(format!(
                 "{platform} is not configured on this publisher"
             ))),
             0,
+            false,
         );
     };
     if post.needs_reconcile
@@ -145,20 +165,37 @@ async fn call_platform(app: &AppState, post: &Post, platform: Platform) -> (Outc
             (Some("ambiguous"), Some(error)) => error.clone(),
             _ => "the last attempt was abandoned mid-call (the lease expired)".to_owned(),
         };
-        return (Outcome::Unknown { last }, 0);
+        return (Outcome::Unknown { last }, 0, false);
     }
     let credential = match app.vault.load(post.account_id).await {
         Ok(Some(c)) => c,
-        Ok(None) => return (Outcome::NoCredentials, 0),
-        Err(e) => return (Outcome::Failed(Failure::transient(format!("vault: {e}"))), 0),
+        Ok(None) => return (Outcome::NoCredentials, 0, false),
+        Err(e) => return (Outcome::Failed(Failure::transient(format!("vault: {e}"))), 0, false),
     };
+    let reserved = connector.reports_rate_budget();
+    if reserved {
+        let until = match app.batches.pace.call(post.account_id).await {
+            Ok(Verdict::Go) => None,
+            Ok(Verdict::Wait(until)) => Some(until),
+            Err(e) => {
+                // Without the budget there is no telling whether a call fits: hold briefly.
+                tracing::warn!(post = %post.id, error = %e, "cannot reserve the call; holding the post");
+                let recheck =
+                    chrono::Duration::from_std(crate::pacing::RECHECK).unwrap_or_default();
+                Some(chrono::Utc::now() + recheck)
+            }
+        };
+        if let Some(until) = until {
+            return (Outcome::Paced { until }, credential.version, false);
+        }
+    }
     let token = AccessToken {
         secret: credential.tokens.access_token.clone(),
         expires_at: credential.tokens.access_expires_at,
     };
     let admitted = app.breakers.admit(platform);
     if let Admit::Defer(until) = admitted {
-        return (Outcome::Held { until: wall_time(until) }, credential.version);
+        return (Outcome::Held { until: wall_time(until) }, credential.version, reserved);
     }
     let call = reconcile_or_publish(connector.as_ref(), post, &token, &credential);
     let outcome = keeping_lease(app, post, call).await;
@@ -167,7 +204,7 @@ async fn call_platform(app: &AppState, post: &Post, platform: Platform) -> (Outc
     let platform_failed =
         matches!(outcome, Outcome::Failed(Failure::Transient { .. } | Failure::Ambiguous { .. }));
     app.breakers.record(platform, admitted, platform_failed);
-    (outcome, credential.version)
+    (outcome, credential.version, reserved)
 }
 
 /// Runs a platform call while renewing the post's lease every third of its length. A

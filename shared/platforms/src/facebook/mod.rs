@@ -239,7 +239,7 @@ impl Connector for FacebookConnector {
             return Err(classify_api(a.status, &a.headers, &a.body, expired, true));
         }
         match serde_json::from_slice::<wire::Created>(&a.body) {
-            Ok(c) => Ok(Published { platform_post_id: c.post_id.unwrap_or(c.id) }),
+            Ok(c) => Ok(Published::new(c.post_id.unwrap_or(c.id))),
             Err(_) => {
                 Err(Failure::ambiguous("Facebook accepted the post but its answer did not parse"))
             }
@@ -271,6 +271,6 @@ impl Connector for FacebookConnector {
                         .and_then(graph::parse_time)
                         .is_none_or(|t| t >= since)
             })
-            .map(|p| Published { platform_post_id: p.id }))
+            .map(|p| Published::new(p.id)))
     }
 }

@@ -215,7 +215,7 @@ impl Connector for LinkedInConnector {
         }
         // 201 Created; the post's URN is in `x-restli-id` (the body is empty).
         match a.headers.get("x-restli-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) {
-            Some(id) => Ok(Published { platform_post_id: id.to_owned() }),
+            Some(id) => Ok(Published::new(id.to_owned())),
             None => Err(Failure::ambiguous("LinkedIn accepted the post but named no post id")),
         }
     }

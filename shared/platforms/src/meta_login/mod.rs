@@ -313,7 +313,7 @@ impl Connector for MetaLoginConnector {
         let path = format!("{user_id}/{}", self.cfg.publish_edge);
         let published =
             self.api_post(token, &path, &[("creation_id", container.id.as_str())], true).await?;
-        Ok(Published { platform_post_id: published.id })
+        Ok(Published::new(published.id))
     }
 
     /// The user's recent media whose text is this post's.
@@ -346,6 +346,6 @@ impl Connector for MetaLoginConnector {
                 text == Some(post.text.as_str())
                     && m.timestamp.as_deref().and_then(graph::parse_time).is_none_or(|t| t >= since)
             })
-            .map(|m| Published { platform_post_id: m.id }))
+            .map(|m| Published::new(m.id)))
     }
 }

@@ -192,9 +192,7 @@ impl TikTokConnector {
                             other => other.to_string(),
                         });
                     // Private posts get no public id; the publish id names the post then.
-                    return Ok(Published {
-                        platform_post_id: post_id.unwrap_or_else(|| publish_id.to_owned()),
-                    });
+                    return Ok(Published::new(post_id.unwrap_or_else(|| publish_id.to_owned())));
                 }
                 "FAILED" => {
                     return Err(classify_fail_reason(

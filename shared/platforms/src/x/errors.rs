@@ -70,6 +70,16 @@ pub fn classify_api(
     }
 }
 
+/// The `x-rate-limit-*` headers of an answer: the posting budget left in the user's window.
+/// `None` unless `remaining` and `reset` are both there and readable.
+pub fn rate_budget(headers: &HeaderMap) -> Option<crate::RateBudget> {
+    let header = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<i64>().ok();
+    let remaining = u32::try_from(header("x-rate-limit-remaining")?.max(0)).ok()?;
+    let reset_at = chrono::DateTime::from_timestamp(header("x-rate-limit-reset")?, 0)?;
+    let limit = header("x-rate-limit-limit").and_then(|l| u32::try_from(l).ok()).filter(|l| *l > 0);
+    Some(crate::RateBudget { limit, remaining, reset_at })
+}
+
 /// `x-rate-limit-reset` is the epoch second the window reopens.
 fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
     let reset: i64 = headers.get("x-rate-limit-reset")?.to_str().ok()?.trim().parse().ok()?;
@@ -159,6 +169,26 @@ mod tests {
             }
             other => panic!("expected rate limit, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_budget_is_read_from_the_rate_limit_headers() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(rate_budget(&headers), None);
+        headers.insert("x-rate-limit-limit", "100".parse().expect("header"));
+        headers.insert("x-rate-limit-remaining", "42".parse().expect("header"));
+        assert_eq!(rate_budget(&headers), None, "no reset: no budget");
+        headers.insert("x-rate-limit-reset", "1800000000".parse().expect("header"));
+        assert_eq!(
+            rate_budget(&headers),
+            Some(crate::RateBudget {
+                limit: Some(100),
+                remaining: 42,
+                reset_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("time"),
+            })
+        );
+        headers.insert("x-rate-limit-remaining", "lots".parse().expect("header"));
+        assert_eq!(rate_budget(&headers), None);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::{
     Published,
 };
 
-pub use errors::{classify_api, classify_token_error};
+pub use errors::{classify_api, classify_token_error, rate_budget};
 
 /// X's limit: 280 weighted characters (docs.x.com, counting characters).
 pub(crate) const POST_RULES: crate::post_rules::PostRules = crate::post_rules::PostRules {
@@ -187,12 +187,19 @@ impl Connector for XConnector {
             return Err(classify_api(status, &headers, &body, token.believed_expired(Utc::now())));
         }
         match serde_json::from_slice::<wire::Data<wire::Tweet>>(&body) {
-            Ok(t) => Ok(Published { platform_post_id: t.data.id }),
+            Ok(t) => {
+                Ok(Published { rate_budget: rate_budget(&headers), ..Published::new(t.data.id) })
+            }
             // Accepted, but we cannot tell which post it made.
             Err(e) => Err(Failure::ambiguous(format!(
                 "X accepted the post but its answer did not parse: {e}"
             ))),
         }
+    }
+
+    /// Every API answer carries `x-rate-limit-*` (100 posts per user per 15 minutes).
+    fn reports_rate_budget(&self) -> bool {
+        true
     }
 
     async fn find_published(
@@ -219,6 +226,6 @@ impl Connector for XConnector {
             .unwrap_or_default()
             .into_iter()
             .find(|t| t.text == post.text)
-            .map(|t| Published { platform_post_id: t.id }))
+            .map(|t| Published::new(t.id)))
     }
 }

@@ -294,7 +294,7 @@ impl Connector for YouTubeConnector {
             return Err(classify_api(a.status, &a.headers, &a.body, expired, true));
         }
         match serde_json::from_slice::<wire::Video>(&a.body) {
-            Ok(v) => Ok(Published { platform_post_id: v.id }),
+            Ok(v) => Ok(Published::new(v.id)),
             Err(_) => {
                 Err(Failure::ambiguous("YouTube accepted the upload but its answer did not parse"))
             }
@@ -338,7 +338,7 @@ impl Connector for YouTubeConnector {
             (recent && s.title == title && s.description.trim() == description.trim())
                 .then_some(s.resource_id.video_id)
                 .flatten()
-                .map(|id| Published { platform_post_id: id })
+                .map(Published::new)
         }))
     }
 }

@@ -17,6 +17,7 @@ mod notify_webhook;
 mod oauth_binding;
 mod oauth_rejections;
 mod outage;
+mod pacing;
 mod platforms;
 mod poison;
 mod posts;
