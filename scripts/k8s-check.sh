@@ -83,9 +83,10 @@ target=$(cargo metadata --format-version 1 --no-deps 2>/dev/null | "$py" -c 'imp
   || target=$root/target
 bins=(auth-gateway publisher notifier token-refresher platform-sim)
 if [ "${K8S_CHECK_NO_BUILD:-}" != 1 ]; then
-  # A no-op when the binaries are up to date.
-  step "cargo build --bins (${bins[*]})" \
-    cargo build --quiet --bins -p auth-gateway -p publisher -p notifier -p token-refresher -p platform-sim
+  # The workspace as `make test` builds it (one feature resolution, shared artifacts): a no-op
+  # after `make test`, which CI runs first.
+  step "cargo build --workspace --all-targets (for ${bins[*]})" \
+    cargo build --quiet --workspace --all-targets
 fi
 for o in "${overlays[@]}"; do
   [ -f "$out/$o.yaml" ] && step "config drift: --check-config on every Deployment ($o)" \

@@ -135,10 +135,22 @@ pub fn binaries() -> anyhow::Result<PathBuf> {
     let all: Vec<&str> = SERVICES.iter().copied().chain([SIM]).collect();
     let missing = all.iter().any(|b| !dir.join(b).exists());
     if missing || std::env::var_os("LIFELINE_CLUSTER_NO_BUILD").is_none() {
+        // The whole workspace, as `make test` builds it: one feature resolution for every
+        // build, so that its artifacts are reused. Without the variables cargo sets for this
+        // test (`CARGO_PKG_*`, ...): build scripts that watch them (ring's) would run again.
         let mut cmd = Command::new(cargo());
-        cmd.args(["build", "--quiet", "--bins"]).current_dir(env!("CARGO_MANIFEST_DIR"));
-        for b in &all {
-            cmd.args(["-p", b]);
+        cmd.args(["build", "--quiet", "--workspace", "--all-targets"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("CARGO_PKG_")
+                || key.starts_with("CARGO_BIN_")
+                || key.starts_with("CARGO_MANIFEST_")
+                || ["CARGO_CRATE_NAME", "CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR"]
+                    .contains(&&*key)
+            {
+                cmd.env_remove(&*key);
+            }
         }
         let status = cmd.status().context("cargo build")?;
         if !status.success() {

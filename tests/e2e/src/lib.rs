@@ -517,7 +517,7 @@ impl System {
         name: &str,
         port: u16,
     ) -> anyhow::Result<std::process::Command> {
-        let bin = workspace_binary("token-refresher", "token-refresher").await?;
+        let bin = workspace_binary("token-refresher").await?;
         let mut cmd = std::process::Command::new(bin);
         cmd.env_clear()
             .envs(self.env.iter().cloned())
@@ -897,23 +897,49 @@ pub fn counts<I: IntoIterator<Item = String>>(items: I) -> HashMap<String, usize
     m
 }
 
-/// Builds `bin` of the workspace package `package` (a no-op when it is up to date) in the cargo
-/// target directory this test binary runs from, and returns its path. A failed build fails the
+/// Builds the workspace as `make test` does (`cargo build --workspace --all-targets`: a no-op
+/// after it) in the cargo target directory this test binary runs from, and returns the path of
+/// the binary `bin`. Building the whole workspace, rather than `-p <package>`, keeps one feature resolution for
+/// every build, so that the artifacts are shared instead of rebuilt. A failed build fails the
 /// test: an older binary left there would test code that is not the tree's.
-pub async fn workspace_binary(package: &str, bin: &str) -> anyhow::Result<std::path::PathBuf> {
+pub async fn workspace_binary(bin: &str) -> anyhow::Result<std::path::PathBuf> {
     let exe = std::env::current_exe()?;
     let path = exe
         .parent()
         .and_then(std::path::Path::parent)
         .context("test binary outside a cargo target directory")?
         .join(bin);
-    let args = ["build", "-p", package, "--bin", bin].map(str::to_owned);
-    let status = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO")).args(args).status()
-    })
-    .await??;
+    let status = tokio::task::spawn_blocking(|| build_workspace().status()).await??;
     if !status.success() || !path.exists() {
         bail!("cannot build {bin} ({status}) at {}", path.display());
     }
     Ok(path)
+}
+
+/// `cargo build --workspace --all-targets`, without the variables cargo sets for a running test
+/// (`CARGO_PKG_*`, `CARGO_MANIFEST_DIR`, ...): build scripts that watch them (ring's does) would
+/// otherwise run again and rebuild everything above them, here and in the next build outside.
+pub fn build_workspace() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO"));
+    cmd.args(["build", "--quiet", "--workspace", "--all-targets"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if cargo_sets_for_tests(&key) {
+            cmd.env_remove(&*key);
+        }
+    }
+    cmd
+}
+
+/// Whether cargo sets the variable `key` for the test binary it runs (as opposed to a variable
+/// that configures cargo itself, like `CARGO_HOME` or `CARGO_TARGET_DIR`).
+fn cargo_sets_for_tests(key: &str) -> bool {
+    key.starts_with("CARGO_PKG_")
+        || key.starts_with("CARGO_BIN_")
+        || key.starts_with("CARGO_MANIFEST_")
+        || matches!(
+            key,
+            "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "OUT_DIR"
+        )
 }

@@ -190,7 +190,7 @@ fn key(ws: WorkspaceId, account: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_bucket_holds_each_accounts_state_and_hands_over_to_the_stream() -> anyhow::Result<()> {
-    let bin = lifeline_e2e::workspace_binary("lifelinectl", "lifelinectl").await?;
+    let bin = lifeline_e2e::workspace_binary("lifelinectl").await?;
     let system = System::start().await?;
     println!("system started");
     let js = jetstream::new(system.nats.clone());

@@ -100,7 +100,7 @@ fn envelope(ws: WorkspaceId, account: uuid::Uuid) -> Option<Envelope> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dead_letters_are_listed_shown_replayed_and_purged() -> anyhow::Result<()> {
-    let bin = lifeline_e2e::workspace_binary("lifelinectl", "lifelinectl").await?;
+    let bin = lifeline_e2e::workspace_binary("lifelinectl").await?;
     let system = System::start().await?;
     let started = Instant::now();
     let ctl = Ctl { bin, system: &system };

@@ -203,7 +203,7 @@ fn platform_name(raw: i32) -> String {
 async fn python_and_typescript_subscribers_decode_the_reconnect_story() -> anyhow::Result<()> {
     let root = workspace_root()?;
     let examples = examples(&root)?;
-    let lifelinectl = lifeline_e2e::workspace_binary("lifelinectl", "lifelinectl").await?;
+    let lifelinectl = lifeline_e2e::workspace_binary("lifelinectl").await?;
     let system = System::start().await?;
     let nats_url = system
         .env

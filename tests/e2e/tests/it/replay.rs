@@ -289,7 +289,7 @@ async fn lifelinectl(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_cli_dry_runs_asks_and_follows_a_replay_to_the_end() -> anyhow::Result<()> {
-    let bin = lifeline_e2e::workspace_binary("lifelinectl", "lifelinectl").await?;
+    let bin = lifeline_e2e::workspace_binary("lifelinectl").await?;
     let system = System::start_with(Options {
         env: vec![("LIFELINE_REPLAY_RATE", "2".to_owned())],
         ..Options::default()

@@ -71,7 +71,7 @@ async fn lifelinectl(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rewrap_while_rotating_refreshes_run_loses_nothing() -> anyhow::Result<()> {
-    let bin = lifeline_e2e::workspace_binary("lifelinectl", "lifelinectl").await?;
+    let bin = lifeline_e2e::workspace_binary("lifelinectl").await?;
     let (k1, k2) = (key("k1"), key("k2"));
     let options = Options {
         time_scale: SCALE,
