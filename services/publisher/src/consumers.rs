@@ -6,13 +6,13 @@
 use lifeline_kit::{
     bus::{Bus, Delivery, HandlerError},
     events::{AccountReconnected, Envelope, PostRetryRequested, RetryReason},
-    ids::PostId,
+    ids::{AccountId, PostId},
     service::spawn_consumer,
 };
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::{attempt, AppState};
+use crate::{attempt, store::leases, AppState};
 
 /// Posts moved to retry per transaction, so a huge backlog does not hold one long transaction.
 const RETRY_BATCH: i64 = 500;
@@ -44,16 +44,8 @@ async fn on_reconnected(
     let mut total = 0usize;
     loop {
         let mut tx = app.pool.begin().await?;
-        let ids: Vec<PostId> = sqlx::query_scalar(
-            "UPDATE publisher.posts SET status = 'retry_requested', updated_at = now()
-             WHERE id IN (SELECT id FROM publisher.posts WHERE account_id = $1 AND status = 'failed_auth'
-                          ORDER BY scheduled_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-             RETURNING id",
-        )
-        .bind(about.account_id)
-        .bind(RETRY_BATCH)
-        .fetch_all(&mut *tx)
-        .await?;
+        let ids =
+            leases::request_retries(&mut tx, AccountId(about.account_id), RETRY_BATCH).await?;
         // One outbox statement for the whole batch, not one per post.
         let mut events = app.outbox.stage();
         for id in &ids {

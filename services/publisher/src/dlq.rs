@@ -23,11 +23,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{
+    model::PostStatus,
     replays::{
         self,
         filter::{self, FilterInput},
-        store::{self, DeadLetter},
     },
+    store::replays::{self as store, DeadLetter},
     AppState,
 };
 
@@ -195,7 +196,7 @@ pub(crate) async fn replay_one(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Replayed>), ApiError> {
     let post = crate::api::find(&app, caller.ws, &id).await?;
-    if post.status != "dead_lettered" {
+    if post.status != PostStatus::DeadLettered {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "not_dead_lettered",

@@ -16,6 +16,7 @@ mod pacing;
 mod reconcile;
 mod replays;
 pub mod retry;
+mod store;
 mod sweep;
 
 use std::{sync::Arc, time::Duration};

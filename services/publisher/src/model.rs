@@ -1,14 +1,19 @@
 //! The post row and its states.
 
 use chrono::{DateTime, Utc};
-use lifeline_kit::ids::{AccountId, PostId, WorkspaceId};
+use lifeline_kit::{
+    ids::{AccountId, PostId, WorkspaceId},
+    Platform,
+};
+use lifeline_platforms::MediaKind;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+// The database's `status` column holds the same names (see `as_str`).
 /// A post's status, as the API names it.
-#[derive(ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
 #[schema(rename_all = "snake_case")]
-#[allow(dead_code)] // only its schema is used; the status is stored and served as text
 pub enum PostStatus {
     /// Waiting for its time (or for its next retry).
     Scheduled,
@@ -25,10 +30,48 @@ pub enum PostStatus {
     Cancelled,
 }
 
+impl PostStatus {
+    pub const ALL: [PostStatus; 7] = [
+        PostStatus::Scheduled,
+        PostStatus::Publishing,
+        PostStatus::Published,
+        PostStatus::FailedAuth,
+        PostStatus::RetryRequested,
+        PostStatus::DeadLettered,
+        PostStatus::Cancelled,
+    ];
+
+    /// Its name in the API and in the `status` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PostStatus::Scheduled => "scheduled",
+            PostStatus::Publishing => "publishing",
+            PostStatus::Published => "published",
+            PostStatus::FailedAuth => "failed_auth",
+            PostStatus::RetryRequested => "retry_requested",
+            PostStatus::DeadLettered => "dead_lettered",
+            PostStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// The status of that name; `None` for anything else.
+    pub fn parse(name: &str) -> Option<PostStatus> {
+        PostStatus::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for PostStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+lifeline_kit::events::text_column!(PostStatus, "post status", PostStatus::parse);
+
 /// The kind of a post's media.
 #[derive(ToSchema)]
 #[schema(rename_all = "snake_case")]
-#[allow(dead_code)] // only its schema is used
+#[allow(dead_code)] // only its schema is used: the type is `lifeline_platforms::MediaKind`
 pub enum MediaKindName {
     Image,
     Video,
@@ -41,18 +84,17 @@ pub struct Post {
     pub workspace_id: WorkspaceId,
     pub account_id: AccountId,
     #[schema(value_type = lifeline_kit::openapi::PlatformName)]
-    pub platform: String,
+    pub platform: Platform,
     /// The text as it will be published.
     pub body: String,
     #[schema(required = true)]
     pub media_url: Option<String>,
     #[schema(value_type = Option<MediaKindName>, required = true)]
-    pub media_kind: Option<String>,
+    pub media_kind: Option<MediaKind>,
     #[schema(required = true)]
     pub idempotency_key: Option<String>,
     pub scheduled_at: DateTime<Utc>,
-    #[schema(value_type = PostStatus)]
-    pub status: String,
+    pub status: PostStatus,
     /// When the publisher may next take it (its time, or later after a failure).
     pub next_attempt_at: DateTime<Utc>,
     /// Attempts made so far.
@@ -82,24 +124,11 @@ pub struct Post {
     pub cancelled_at: Option<DateTime<Utc>>,
 }
 
-pub const POST_COLUMNS: &str = "id, workspace_id, account_id, platform, body, media_url, media_kind, idempotency_key, scheduled_at, status,
-    next_attempt_at, attempts, retryable_failures, unavailable_since, needs_reconcile, reconcile_since, platform_post_id,
-    last_failure_kind, last_error, created_at, updated_at, published_at, cancelled_at";
-
-/// Same columns qualified with the alias `p`, for `UPDATE … FROM` statements.
-pub fn qualified_columns() -> String {
-    POST_COLUMNS.split(',').map(|c| format!("p.{}", c.trim())).collect::<Vec<_>>().join(", ")
-}
-
 impl Post {
     /// The post as a connector sends it.
     pub fn draft(&self) -> lifeline_platforms::PostDraft {
-        use lifeline_platforms::{Media, MediaKind};
-        let media = match (&self.media_url, self.media_kind.as_deref()) {
-            // The table's CHECK admits only the kinds `parse` knows.
-            (Some(url), Some(kind)) => {
-                MediaKind::parse(kind).map(|kind| Media { url: url.clone(), kind })
-            }
+        let media = match (&self.media_url, self.media_kind) {
+            (Some(url), Some(kind)) => Some(lifeline_platforms::Media { url: url.clone(), kind }),
             _ => None,
         };
         lifeline_platforms::PostDraft { text: self.body.clone(), media }

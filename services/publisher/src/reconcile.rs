@@ -11,14 +11,10 @@
 
 use std::time::Duration;
 
-use lifeline_kit::{
-    events::{self, Envelope, PostRetryRequested, RetryReason},
-    ids::{AccountId, PostId, WorkspaceId},
-    Platform,
-};
+use lifeline_kit::events::{self, Envelope, PostRetryRequested, RetryReason};
 use tokio_util::sync::CancellationToken;
 
-use crate::AppState;
+use crate::{store::leases, AppState};
 
 /// Posts released per transaction.
 const BATCH: i64 = 500;
@@ -40,47 +36,18 @@ pub(crate) async fn run(app: AppState, shutdown: CancellationToken) {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct Released {
-    id: PostId,
-    workspace_id: WorkspaceId,
-    account_id: AccountId,
-    platform: String,
-}
-
 /// One pass: releases every stranded post, in batches; returns how many.
 async fn release_stranded(app: &AppState, older_than: Duration) -> Result<usize, sqlx::Error> {
     let older_than = older_than.as_secs_f64();
     let mut total = 0;
     loop {
         let mut tx = app.pool.begin().await?;
-        let rows: Vec<Released> = sqlx::query_as(
-            "UPDATE publisher.posts SET status = 'retry_requested', updated_at = now()
-             WHERE id IN (
-                 SELECT p.id FROM publisher.posts p
-                 JOIN vault.credentials c ON c.account_id = p.account_id
-                 WHERE p.status = 'failed_auth'
-                   AND p.updated_at < now() - make_interval(secs => $1)
-                   AND c.version > COALESCE(
-                       (SELECT max(a.credential_version) FROM publisher.attempts a WHERE a.post_id = p.id), 0)
-                 ORDER BY p.scheduled_at
-                 LIMIT $2
-                 FOR UPDATE OF p SKIP LOCKED)
-             RETURNING id, workspace_id, account_id, platform",
-        )
-        .bind(older_than)
-        .bind(BATCH)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = leases::release_stranded(&mut tx, older_than, BATCH).await?;
         for row in &rows {
-            let Ok(platform) = row.platform.parse::<Platform>() else {
-                tracing::error!(post = %row.id, platform = %row.platform, "post of an unknown platform; left for an operator");
-                continue;
-            };
             let about = events::Subject {
                 workspace_id: row.workspace_id.0,
                 account_id: row.account_id.0,
-                platform,
+                platform: row.platform,
             };
             let event = PostRetryRequested {
                 envelope: Some(Envelope::build(about, None)),

@@ -12,6 +12,9 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/lifeline.events.v1.rs"));
 }
 
+#[cfg(feature = "sqlx")]
+pub mod text_column;
+
 pub use v1::{
     AccountConnected, AccountDisconnected, AccountReconnected, AuthFailed, AuthFailureCause,
     AuthFailureSource, Envelope, ExpiringCredential, PostCancelled, PostDeadLettered, PostFailed,

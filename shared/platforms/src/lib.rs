@@ -115,6 +115,15 @@ impl MediaKind {
     }
 }
 
+// Stored as its name in the publisher's `media_kind` column.
+lifeline_kit::events::text_column!(MediaKind, "media kind", MediaKind::parse);
+
+impl serde::Serialize for MediaKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// A post the platform accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {

@@ -15,16 +15,15 @@ use lifeline_kit::{
     http::ApiError,
     ids::{PostId, WorkspaceId},
     openapi::{ErrorBody, Unauthorized},
-    Platform,
 };
-use lifeline_platforms::MediaKind;
 use serde::{Deserialize, Deserializer};
 use sqlx::PgConnection;
 use utoipa::ToSchema;
 
 use super::{check_media, check_rules, check_text, post_id, MediaRequest};
 use crate::{
-    model::{Post, POST_COLUMNS},
+    model::{Post, PostStatus},
+    store::posts,
     AppState,
 };
 
@@ -78,15 +77,7 @@ fn check_settled(post: &Post, what: &str) -> Result<(), ApiError> {
 
 /// The post, locked until the transaction ends; 404 for another workspace's.
 async fn lock(conn: &mut PgConnection, ws: WorkspaceId, id: &str) -> Result<Post, ApiError> {
-    let id = post_id(id)?;
-    sqlx::query_as(&format!(
-        "SELECT {POST_COLUMNS} FROM publisher.posts WHERE id = $1 AND workspace_id = $2 FOR UPDATE"
-    ))
-    .bind(id)
-    .bind(ws)
-    .fetch_optional(conn)
-    .await?
-    .ok_or_else(|| ApiError::not_found("post"))
+    posts::lock(conn, ws, post_id(id)?).await?.ok_or_else(|| ApiError::not_found("post"))
 }
 
 /// Edits or reschedules a post that has not gone out.
@@ -130,16 +121,16 @@ pub(crate) async fn edit(
     };
     let mut tx = app.pool.begin().await?;
     let post = lock(&mut tx, ws, &id).await?;
-    match post.status.as_str() {
-        "scheduled" => {}
-        "failed_auth" if req.scheduled_at.is_some() => {
+    match post.status {
+        PostStatus::Scheduled => {}
+        PostStatus::FailedAuth if req.scheduled_at.is_some() => {
             return Err(refused(
                 "post_waiting_for_reconnect",
                 "the post waits for its account to be reconnected and goes out then; its text and media can be edited, not its time".into(),
                 &post,
             ))
         }
-        "failed_auth" => {}
+        PostStatus::FailedAuth => {}
         other => {
             return Err(refused(
                 "post_not_editable",
@@ -149,32 +140,20 @@ pub(crate) async fn edit(
         }
     }
     check_settled(&post, "edit")?;
-    let platform: Platform = post.platform.parse().map_err(ApiError::internal)?;
     let text = req.text.as_deref().unwrap_or(&post.body);
     let (media_url, media_kind) = match new_media {
         Some(Some((url, kind))) => (Some(url), Some(kind)),
         Some(None) => (None, None),
-        None => (post.media_url.clone(), post.media_kind.as_deref().and_then(MediaKind::parse)),
+        None => (post.media_url.clone(), post.media_kind),
     };
-    check_rules(platform, text, media_kind)?;
-    // A post in a retry's backoff keeps its backoff: moving it earlier must not skip it.
-    let updated: Post = sqlx::query_as(&format!(
-        "UPDATE publisher.posts SET body = $2, media_url = $3, media_kind = $4,
-             scheduled_at = COALESCE($5, scheduled_at),
-             next_attempt_at = CASE WHEN $5::timestamptz IS NULL THEN next_attempt_at
-                                    WHEN attempts = 0 THEN $5
-                                    ELSE GREATEST(next_attempt_at, $5) END,
-             updated_at = now()
-         WHERE id = $1
-         RETURNING {POST_COLUMNS}"
-    ))
-    .bind(post.id)
-    .bind(text)
-    .bind(&media_url)
-    .bind(media_kind.map(MediaKind::as_str))
-    .bind(req.scheduled_at)
-    .fetch_one(&mut *tx)
-    .await?;
+    check_rules(post.platform, text, media_kind)?;
+    let edit = posts::Edit {
+        body: text,
+        media_url: media_url.as_deref(),
+        media_kind,
+        scheduled_at: req.scheduled_at,
+    };
+    let updated = posts::edit(&mut tx, post.id, &edit).await?;
     tx.commit().await?;
     tracing::info!(post = %post.id, rescheduled = req.scheduled_at.is_some(), "post edited");
     Ok(Json(updated))
@@ -202,11 +181,11 @@ pub(crate) async fn cancel(
 ) -> Result<Json<Post>, ApiError> {
     let mut tx = app.pool.begin().await?;
     let post = lock(&mut tx, ws, &id).await?;
-    match post.status.as_str() {
+    match post.status {
         // Cancelling twice is not an error: the post is cancelled either way.
-        "cancelled" => return Ok(Json(post)),
-        "scheduled" | "failed_auth" | "retry_requested" => {}
-        "publishing" => {
+        PostStatus::Cancelled => return Ok(Json(post)),
+        PostStatus::Scheduled | PostStatus::FailedAuth | PostStatus::RetryRequested => {}
+        PostStatus::Publishing => {
             return Err(refused(
                 "post_in_flight",
                 "the post is being sent to the platform right now; it can no longer be cancelled"
@@ -214,7 +193,7 @@ pub(crate) async fn cancel(
                 &post,
             ))
         }
-        "published" => {
+        PostStatus::Published => {
             return Err(refused(
                 "post_already_published",
                 "the post is already published; delete it on the platform".into(),
@@ -230,22 +209,14 @@ pub(crate) async fn cancel(
         }
     }
     check_settled(&post, "cancel")?;
-    let cancelled: Post = sqlx::query_as(&format!(
-        "UPDATE publisher.posts SET status = 'cancelled', cancelled_at = now(), lease_owner = NULL,
-             lease_until = NULL, updated_at = now()
-         WHERE id = $1
-         RETURNING {POST_COLUMNS}"
-    ))
-    .bind(post.id)
-    .fetch_one(&mut *tx)
-    .await?;
-    let platform: Platform = post.platform.parse().map_err(ApiError::internal)?;
+    let cancelled = posts::cancel(&mut tx, post.id).await?;
+    let platform = post.platform;
     let about = events::Subject { workspace_id: ws.0, account_id: post.account_id.0, platform };
     let event = PostCancelled {
         envelope: Some(Envelope::build(about, None)),
         post_id: post.id.to_string(),
         attempts: u32::try_from(post.attempts).unwrap_or(0),
-        was_waiting_for_reconnect: post.status == "failed_auth",
+        was_waiting_for_reconnect: post.status == PostStatus::FailedAuth,
     };
     app.outbox.enqueue(&mut tx, &event).await?;
     tx.commit().await?;

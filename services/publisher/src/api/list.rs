@@ -15,20 +15,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{
-    model::{Post, POST_COLUMNS},
+    model::{Post, PostStatus},
+    store::{self, posts::PostFilter},
     AppState,
 };
-
-/// Every status a post can be in, as the API names it.
-pub(crate) const STATUSES: [&str; 7] = [
-    "scheduled",
-    "publishing",
-    "published",
-    "failed_auth",
-    "retry_requested",
-    "dead_lettered",
-    "cancelled",
-];
 
 const MAX_LIMIT: i64 = 1000;
 
@@ -74,12 +64,7 @@ pub(crate) struct PostList {
 
 /// The filters, checked: each mistake is a 400 naming the parameter.
 struct Filters {
-    account: Option<AccountId>,
-    statuses: Option<Vec<String>>,
-    platform: Option<Platform>,
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
-    after: Option<(DateTime<Utc>, uuid::Uuid)>,
+    filter: PostFilter,
     limit: i64,
 }
 
@@ -92,14 +77,16 @@ fn filters(q: ListQuery) -> Result<Filters, ApiError> {
     let statuses = match q.status {
         None => None,
         Some(list) => {
-            let wanted: Vec<String> = list.split(',').map(str::to_owned).collect();
-            if let Some(bad) = wanted.iter().find(|s| !STATUSES.contains(&s.as_str())) {
-                return Err(ApiError::bad_request(format!(
-                    "unknown status {bad:?}; status must be one or more of {}, separated by commas",
-                    STATUSES.join(", ")
-                )));
-            }
-            Some(wanted)
+            let wanted = list.split(',').map(|name| {
+                PostStatus::parse(name).ok_or_else(|| {
+                    let known: Vec<&str> = PostStatus::ALL.iter().map(|s| s.as_str()).collect();
+                    ApiError::bad_request(format!(
+                        "unknown status {name:?}; status must be one or more of {}, separated by commas",
+                        known.join(", ")
+                    ))
+                })
+            });
+            Some(wanted.collect::<Result<Vec<_>, _>>()?)
         }
     };
     let platform = q
@@ -111,16 +98,16 @@ fn filters(q: ListQuery) -> Result<Filters, ApiError> {
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_LIMIT}")));
     }
-    let after = q.after.as_deref().map(crate::cursor::decode).transpose()?;
-    Ok(Filters {
+    let before = q.after.as_deref().map(crate::cursor::decode).transpose()?;
+    let filter = PostFilter {
         account,
         statuses,
         platform,
-        from: q.scheduled_from,
-        to: q.scheduled_to,
-        after,
-        limit,
-    })
+        scheduled_from: q.scheduled_from,
+        scheduled_to: q.scheduled_to,
+        before,
+    };
+    Ok(Filters { filter, limit })
 }
 
 /// The workspace's posts, newest first, by pages.
@@ -144,26 +131,7 @@ pub(crate) async fn list(
 ) -> Result<Json<PostList>, ApiError> {
     let Query(q) = query.map_err(rejection)?;
     let f = filters(q)?;
-    let mut posts: Vec<Post> = sqlx::query_as(&format!(
-        "SELECT {POST_COLUMNS} FROM publisher.posts
-         WHERE workspace_id = $1 AND ($2::uuid IS NULL OR account_id = $2)
-           AND ($3::text[] IS NULL OR status = ANY($3)) AND ($4::text IS NULL OR platform = $4)
-           AND ($5::timestamptz IS NULL OR scheduled_at >= $5)
-           AND ($6::timestamptz IS NULL OR scheduled_at < $6)
-           AND ($7::timestamptz IS NULL OR (created_at, id) < ($7, $8))
-         ORDER BY created_at DESC, id DESC LIMIT $9"
-    ))
-    .bind(ws)
-    .bind(f.account)
-    .bind(&f.statuses)
-    .bind(f.platform.map(|p| p.as_str()))
-    .bind(f.from)
-    .bind(f.to)
-    .bind(f.after.map(|(at, _)| at))
-    .bind(f.after.map(|(_, id)| id))
-    .bind(f.limit + 1)
-    .fetch_all(&app.pool)
-    .await?;
+    let mut posts = store::posts::page(&app.pool, ws, &f.filter, f.limit + 1).await?;
     let more = posts.len() as i64 > f.limit;
     posts.truncate(f.limit as usize);
     let next =
@@ -175,7 +143,7 @@ pub(crate) async fn list(
 mod tests {
     use super::*;
 
-    fn status(s: &str) -> Result<Option<Vec<String>>, String> {
+    fn status(s: &str) -> Result<Option<Vec<PostStatus>>, String> {
         let q = ListQuery {
             account_id: None,
             status: Some(s.into()),
@@ -185,7 +153,7 @@ mod tests {
             after: None,
             limit: None,
         };
-        filters(q).map(|f| f.statuses).map_err(|e| e.message)
+        filters(q).map(|f| f.filter.statuses).map_err(|e| e.message)
     }
 
     /// The `status` pattern of the document, from the parameter as utoipa describes it.
@@ -200,8 +168,9 @@ mod tests {
     #[test]
     fn the_status_list_is_what_its_documented_pattern_says() {
         let pattern = documented_pattern();
-        let mut cases: Vec<String> = STATUSES.iter().map(|s| s.to_string()).collect();
-        cases.push(STATUSES.join(","));
+        let names: Vec<&str> = PostStatus::ALL.iter().map(|s| s.as_str()).collect();
+        let mut cases: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        cases.push(names.join(","));
         cases.extend(
             [
                 "",
@@ -225,7 +194,7 @@ mod tests {
         }
         assert_eq!(
             status("failed_auth,retry_requested").unwrap().unwrap(),
-            ["failed_auth", "retry_requested"]
+            [PostStatus::FailedAuth, PostStatus::RetryRequested]
         );
         assert!(status("scheduled, failed_auth")
             .unwrap_err()

@@ -23,10 +23,7 @@ use lifeline_platforms::{MediaKind, MediaPolicy};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{
-    model::{Post, POST_COLUMNS},
-    AppState,
-};
+use crate::{model::Post, store::posts, AppState};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -135,37 +132,25 @@ pub(crate) async fn schedule(
         info.filter(|i| i.workspace_id == ws).ok_or_else(|| ApiError::not_found("account"))?;
     check_rules(info.platform, &req.text, media_kind)?;
     let at = req.scheduled_at.unwrap_or_else(Utc::now);
-    let inserted: Option<Post> = sqlx::query_as(&format!(
-        "INSERT INTO publisher.posts (id, workspace_id, account_id, platform, body, idempotency_key, scheduled_at, status,
-             next_attempt_at, media_url, media_kind)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'scheduled', $7, $8, $9)
-         ON CONFLICT (workspace_id, idempotency_key) DO NOTHING
-         RETURNING {POST_COLUMNS}"
-    ))
-    .bind(PostId::new())
-    .bind(ws)
-    .bind(account)
-    .bind(info.platform.as_str())
-    .bind(&req.text)
-    .bind(&req.idempotency_key)
-    .bind(at)
-    .bind(req.media.as_ref().map(|m| m.url.clone()))
-    .bind(media_kind.map(MediaKind::as_str))
-    .fetch_optional(&app.pool)
-    .await?;
+    let new = posts::NewPost {
+        workspace: ws,
+        account,
+        platform: info.platform,
+        body: &req.text,
+        idempotency_key: req.idempotency_key.as_deref(),
+        scheduled_at: at,
+        media_url: req.media.as_ref().map(|m| m.url.as_str()),
+        media_kind,
+    };
+    let inserted = posts::insert(&app.pool, &new).await?;
     match inserted {
         Some(p) => {
             tracing::info!(post = %p.id, account = %account, platform = %info.platform, "post scheduled");
             Ok((StatusCode::CREATED, Json(p)))
         }
         None => {
-            let existing: Post = sqlx::query_as(&format!(
-                "SELECT {POST_COLUMNS} FROM publisher.posts WHERE workspace_id = $1 AND idempotency_key = $2"
-            ))
-            .bind(ws)
-            .bind(&req.idempotency_key)
-            .fetch_one(&app.pool)
-            .await?;
+            let existing =
+                posts::by_idempotency_key(&app.pool, ws, req.idempotency_key.as_deref()).await?;
             Ok((StatusCode::OK, Json(existing)))
         }
     }
@@ -199,15 +184,7 @@ fn post_id(id: &str) -> Result<PostId, ApiError> {
 }
 
 pub(crate) async fn find(app: &AppState, ws: WorkspaceId, id: &str) -> Result<Post, ApiError> {
-    let id = post_id(id)?;
-    sqlx::query_as(&format!(
-        "SELECT {POST_COLUMNS} FROM publisher.posts WHERE id = $1 AND workspace_id = $2"
-    ))
-    .bind(id)
-    .bind(ws)
-    .fetch_optional(&app.pool)
-    .await?
-    .ok_or_else(|| ApiError::not_found("post"))
+    posts::find(&app.pool, ws, post_id(id)?).await?.ok_or_else(|| ApiError::not_found("post"))
 }
 
 /// One of the workspace's posts, with every attempt.

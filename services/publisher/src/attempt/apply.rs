@@ -14,7 +14,7 @@ use lifeline_platforms::{Failure, Reconciliation};
 use sqlx::PgConnection;
 
 use super::decide::{self, Action, Decision, Facts, Outcome};
-use crate::{model::Post, pacing, AppState};
+use crate::{model::Post, pacing, store::outcomes, AppState};
 
 /// What the attempt did: its outcome, the credential version it used, and whether its call was
 /// reserved against the account's posting budget (then what the answer said of the budget is
@@ -112,13 +112,7 @@ pub(super) async fn record(
     let mut tx = app.pool.begin().await?;
 
     // The lease guard: if we lost the lease (we were slower than it), the new holder decides.
-    let still_ours: Option<i32> = sqlx::query_scalar(
-        "SELECT attempts FROM publisher.posts WHERE id = $1 AND status = 'publishing' AND lease_owner = $2 FOR UPDATE",
-    )
-    .bind(post.id)
-    .bind(owner)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let still_ours = outcomes::lock_leased(&mut tx, post.id, owner).await?;
     if still_ours != Some(post.attempts) {
         tracing::warn!(post = %post.id, "lease lost before the outcome was recorded; leaving it to the new holder");
         return Ok(());
@@ -128,7 +122,8 @@ pub(super) async fn record(
     }
 
     let credential_replaced = matches!(outcome, Outcome::Failed(Failure::Auth { .. }))
-        && replaced_since(&mut tx, post.account_id, credential_version).await?;
+        && outcomes::credential_replaced_since(&mut tx, post.account_id, credential_version)
+            .await?;
     let facts = facts(app, post, platform, &outcome, credential_replaced);
     let decision = decide::decide(&facts, spread);
     if let Action::HandOver { reason } = &decision.action {
@@ -140,17 +135,9 @@ pub(super) async fn record(
         tx.commit().await?;
         return Ok(());
     }
-    sqlx::query(
-        "UPDATE publisher.attempts SET finished_at = now(), outcome = $3, detail = $4, credential_version = $5
-         WHERE post_id = $1 AND attempt = $2",
-    )
-    .bind(post.id)
-    .bind(post.attempts)
-    .bind(decision.outcome)
-    .bind(&decision.detail)
-    .bind(credential_version)
-    .execute(&mut *tx)
-    .await?;
+    let (outcome, detail) = (decision.outcome, &decision.detail);
+    outcomes::finish_attempt(&mut tx, post.id, post.attempts, outcome, detail, credential_version)
+        .await?;
     tx.commit().await?;
     app.outbox.wake();
     Ok(())
@@ -248,18 +235,10 @@ async fn apply(
             unavailable_since,
             announce,
         } => {
-            reschedule(tx, a.post, *at, last_failure_kind, detail, *ambiguous).await?;
+            outcomes::reschedule(tx, a.post.id, *at, last_failure_kind, detail, *ambiguous).await?;
             if let Some(failures) = retryable_failures {
-                sqlx::query(
-                    "UPDATE publisher.posts SET retryable_failures = $2,
-                         unavailable_since = COALESCE($3, unavailable_since)
-                     WHERE id = $1",
-                )
-                .bind(a.post.id)
-                .bind(failures)
-                .bind(unavailable_since)
-                .execute(&mut *tx)
-                .await?;
+                outcomes::count_retryable_failures(tx, a.post.id, *failures, *unavailable_since)
+                    .await?;
             }
             match announce {
                 Some(kind) => {
@@ -272,12 +251,13 @@ async fn apply(
             Ok(())
         }
         Action::Hold { at, unavailable_since } => {
-            hold(a, tx, *at, Some(*unavailable_since)).await?;
+            let since = Some(*unavailable_since);
+            outcomes::hold(tx, a.post.id, a.post.attempts, *at, since).await?;
             tracing::debug!(post = %a.post.id, platform = %a.platform, %at, "circuit breaker open; post held until its next trial");
             Ok(())
         }
         Action::Pace { at } => {
-            hold(a, tx, *at, None).await?;
+            outcomes::hold(tx, a.post.id, a.post.attempts, *at, None).await?;
             let queued = PostFailed {
                 attempt: a.number().saturating_sub(1),
                 ..a.failed_event(PostFailureKind::RateLimited, detail, Some(*at))
@@ -310,12 +290,7 @@ async fn hand_over(
     let kind = PostFailureKind::Ambiguous;
     a.app.outbox.enqueue(&mut *tx, &a.failed_event(kind, detail, None)).await?;
     dead_letter(a, tx, kind, reason).await?;
-    sqlx::query(
-        "UPDATE publisher.posts SET needs_reconcile = false, reconcile_since = NULL WHERE id = $1",
-    )
-    .bind(a.post.id)
-    .execute(tx)
-    .await?;
+    outcomes::clear_reconcile(tx, a.post.id).await?;
     Ok(())
 }
 
@@ -325,15 +300,7 @@ async fn publish(
     platform_post_id: &str,
     reconciled: bool,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE publisher.posts SET status = 'published', platform_post_id = $2, published_at = now(),
-             needs_reconcile = false, lease_owner = NULL, lease_until = NULL, updated_at = now()
-         WHERE id = $1",
-    )
-    .bind(a.post.id)
-    .bind(platform_post_id)
-    .execute(&mut *tx)
-    .await?;
+    outcomes::publish(tx, a.post.id, platform_post_id).await?;
     let event = PostPublished {
         envelope: Some(a.envelope()),
         post_id: a.post.id.to_string(),
@@ -345,34 +312,6 @@ async fn publish(
     Ok(())
 }
 
-/// Gives the post back as if it had not been leased (its attempt row and number are undone), to
-/// be taken again at `at` (the breaker's next trial, or the window pacing holds it for): no call
-/// was made, so nothing failed. `unavailable_since`: the breaker's mark, kept as it was if `None`.
-async fn hold(
-    a: &Attempt<'_>,
-    tx: &mut PgConnection,
-    at: DateTime<Utc>,
-    unavailable_since: Option<DateTime<Utc>>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM publisher.attempts WHERE post_id = $1 AND attempt = $2")
-        .bind(a.post.id)
-        .bind(a.post.attempts)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "UPDATE publisher.posts SET status = 'scheduled', next_attempt_at = $2, attempts = attempts - 1,
-             unavailable_since = COALESCE($3, unavailable_since), lease_owner = NULL, lease_until = NULL,
-             updated_at = now()
-         WHERE id = $1",
-    )
-    .bind(a.post.id)
-    .bind(at)
-    .bind(unavailable_since)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
 /// Parks the post until the account is reconnected, and tells why.
 async fn park(
     a: &Attempt<'_>,
@@ -380,15 +319,7 @@ async fn park(
     cause: AuthFailureCause,
     detail: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE publisher.posts SET status = 'failed_auth', last_failure_kind = 'auth', last_error = $2,
-             lease_owner = NULL, lease_until = NULL, updated_at = now()
-         WHERE id = $1",
-    )
-    .bind(a.post.id)
-    .bind(detail)
-    .execute(&mut *tx)
-    .await?;
+    outcomes::park(tx, a.post.id, detail).await?;
     let auth_failed = AuthFailed {
         envelope: Some(a.envelope()),
         cause: cause as i32,
@@ -403,47 +334,6 @@ async fn park(
     Ok(())
 }
 
-/// Whether the vault holds a newer credential than `version`. The row is share-locked until the
-/// caller's transaction ends, so a refresh or reconnect storing a newer one waits for this
-/// post's fate to be committed; its AccountReconnected then finds the post parked.
-async fn replaced_since(
-    tx: &mut PgConnection,
-    account: lifeline_kit::ids::AccountId,
-    version: i64,
-) -> Result<bool, sqlx::Error> {
-    let current: Option<i64> =
-        sqlx::query_scalar("SELECT version FROM vault.credentials WHERE account_id = $1 FOR SHARE")
-            .bind(account)
-            .fetch_optional(tx)
-            .await?;
-    Ok(current.is_some_and(|v| v > version))
-}
-
-async fn reschedule(
-    tx: &mut PgConnection,
-    post: &Post,
-    next: DateTime<Utc>,
-    kind: &str,
-    detail: &str,
-    ambiguous: bool,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE publisher.posts SET status = 'scheduled', next_attempt_at = $2, last_failure_kind = $3, last_error = $4,
-             needs_reconcile = needs_reconcile OR $5,
-             reconcile_since = CASE WHEN $5 AND reconcile_since IS NULL THEN now() ELSE reconcile_since END,
-             lease_owner = NULL, lease_until = NULL, updated_at = now()
-         WHERE id = $1",
-    )
-    .bind(post.id)
-    .bind(next)
-    .bind(kind)
-    .bind(detail)
-    .bind(ambiguous)
-    .execute(tx)
-    .await?;
-    Ok(())
-}
-
 async fn dead_letter(
     a: &Attempt<'_>,
     tx: &mut PgConnection,
@@ -452,28 +342,7 @@ async fn dead_letter(
 ) -> Result<(), sqlx::Error> {
     let post = a.post;
     let kind_name = kind.as_str_name().trim_start_matches("POST_FAILURE_KIND_").to_lowercase();
-    sqlx::query(
-        "UPDATE publisher.posts SET status = 'dead_lettered', last_failure_kind = $2, last_error = $3,
-             lease_owner = NULL, lease_until = NULL, updated_at = now()
-         WHERE id = $1",
-    )
-    .bind(post.id)
-    .bind(&kind_name)
-    .bind(reason)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO publisher.dead_letters (post_id, workspace_id, kind, reason, attempts)
-         VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (post_id) DO UPDATE SET kind = $3, reason = $4, attempts = $5, dead_lettered_at = now(), replayed_at = NULL",
-    )
-    .bind(post.id)
-    .bind(post.workspace_id)
-    .bind(&kind_name)
-    .bind(reason)
-    .bind(post.attempts)
-    .execute(&mut *tx)
-    .await?;
+    outcomes::dead_letter(tx, post, &kind_name, reason).await?;
     let event = PostDeadLettered {
         envelope: Some(a.envelope()),
         post_id: post.id.to_string(),

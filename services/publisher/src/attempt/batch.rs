@@ -11,7 +11,7 @@ use lifeline_kit::{events::PostPublished, ids::PostId, outbox::Outbox};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::model::{Post, POST_COLUMNS};
+use crate::{model::Post, store::leases};
 
 /// Requests written together at most.
 const MAX_BATCH: usize = 256;
@@ -86,9 +86,10 @@ pub(crate) struct LeaseRequest {
     pub allow_dead_lettered: bool,
 }
 
-/// Leases every requested post that is still waiting for its retry, in one statement: the
-/// post's state, its attempt row, and (for a replay) its dead letter marked replayed. A post
-/// retried already (a redelivered request) or in another state answers `None`.
+/// Leases every requested post that is still waiting for its retry, in one statement
+/// ([`leases::lease_for_retry`]): the post's state, its attempt row, and (for a replay) its dead
+/// letter marked replayed. A post retried already (a redelivered request) or in another state
+/// answers `None`.
 pub(crate) async fn lease_for_retry(
     pool: &PgPool,
     owner: &str,
@@ -98,28 +99,7 @@ pub(crate) async fn lease_for_retry(
     let ids: Vec<PostId> = requests.iter().map(|r| r.post).collect();
     let replays: Vec<PostId> =
         requests.iter().filter(|r| r.allow_dead_lettered).map(|r| r.post).collect();
-    let leased: Vec<Post> = sqlx::query_as(&format!(
-        "WITH leased AS (
-             UPDATE publisher.posts SET
-                 status = 'publishing', lease_owner = $2, lease_until = now() + make_interval(secs => $3),
-                 attempts = attempts + 1, retryable_failures = 0, unavailable_since = NULL, updated_at = now()
-             WHERE id = ANY($1) AND (status = 'retry_requested' OR (status = 'dead_lettered' AND id = ANY($4)))
-             RETURNING {POST_COLUMNS}
-         ), attempt AS (
-             INSERT INTO publisher.attempts (post_id, attempt) SELECT id, attempts FROM leased
-             ON CONFLICT DO NOTHING
-         ), replayed AS (
-             UPDATE publisher.dead_letters SET replayed_at = now(), replay_count = replay_count + 1
-             WHERE post_id IN (SELECT id FROM leased) AND replayed_at IS NULL
-         )
-         SELECT * FROM leased"
-    ))
-    .bind(&ids)
-    .bind(owner)
-    .bind(lease_secs)
-    .bind(&replays)
-    .fetch_all(pool)
-    .await?;
+    let leased = leases::lease_for_retry(pool, owner, lease_secs, &ids, &replays).await?;
     metrics::histogram!("lifeline_publish_group_commit_size", "write" => "lease")
         .record(requests.len() as f64);
     // The same post named twice in one batch is leased once: the first request gets it.
@@ -144,7 +124,8 @@ pub(crate) struct PublishedRecord {
 
 /// Records published posts in one transaction: each post only while this replica still holds
 /// its lease for that attempt (the guard the per-post path takes with `FOR UPDATE`), its attempt
-/// row, and the `PostPublished` events of those posts in one outbox statement. Answers, per
+/// row ([`leases::mark_published`]), and the `PostPublished` events of those posts in one outbox
+/// statement. Answers, per
 /// record, whether it was written (false: the lease was lost and the new holder decides).
 pub(crate) async fn record_published(
     pool: &PgPool,
@@ -158,31 +139,14 @@ pub(crate) async fn record_published(
     let details: Vec<&str> = records.iter().map(|r| r.detail.as_str()).collect();
     let versions: Vec<i64> = records.iter().map(|r| r.credential_version).collect();
     let mut tx = pool.begin().await?;
-    let written: Vec<PostId> = sqlx::query_scalar(
-        "WITH done AS (
-             UPDATE publisher.posts p SET status = 'published', platform_post_id = u.platform_post_id,
-                 published_at = now(), needs_reconcile = false, lease_owner = NULL, lease_until = NULL,
-                 updated_at = now()
-             FROM unnest($1::uuid[], $2::int[], $3::text[]) AS u(id, attempt, platform_post_id)
-             WHERE p.id = u.id AND p.status = 'publishing' AND p.lease_owner = $4 AND p.attempts = u.attempt
-             RETURNING p.id, p.attempts
-         ), attempt AS (
-             UPDATE publisher.attempts a SET finished_at = now(), outcome = 'published',
-                 detail = u.detail, credential_version = u.version
-             FROM unnest($1::uuid[], $2::int[], $5::text[], $6::bigint[]) AS u(id, attempt, detail, version)
-             WHERE a.post_id = u.id AND a.attempt = u.attempt
-               AND (u.id, u.attempt) IN (SELECT id, attempts FROM done)
-         )
-         SELECT id FROM done",
-    )
-    .bind(&ids)
-    .bind(&attempts)
-    .bind(&platform_ids)
-    .bind(owner)
-    .bind(&details)
-    .bind(&versions)
-    .fetch_all(&mut *tx)
-    .await?;
+    let columns = leases::PublishedColumns {
+        ids: &ids,
+        attempts: &attempts,
+        platform_post_ids: &platform_ids,
+        details: &details,
+        credential_versions: &versions,
+    };
+    let written = leases::mark_published(&mut tx, owner, &columns).await?;
     let written: std::collections::HashSet<PostId> = written.into_iter().collect();
     // Budgets after the posts: every writer locks post rows before budget rows.
     let heard: Vec<_> = records.iter().filter_map(|r| r.heard).collect();

@@ -97,13 +97,7 @@ async fn run_attempt(app: &AppState, post: Post, cause: Option<&Envelope>) {
 }
 
 async fn call_and_record(app: &AppState, post: Post, cause: Option<&Envelope>) {
-    let platform: Platform = match post.platform.parse() {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(post = %post.id, error = %e, "post has an unknown platform");
-            return;
-        }
-    };
+    let platform = post.platform;
     let (outcome, credential_version, reserved) = call_platform(app, &post, platform).await;
     let kind = match &outcome {
         Outcome::Published(..) => "published",
@@ -131,17 +125,8 @@ async fn call_and_record(app: &AppState, post: Post, cause: Option<&Envelope>) {
 }
 
 async fn renew_lease(app: &AppState, post: &Post) -> Result<bool, sqlx::Error> {
-    let renewed = sqlx::query(
-        "UPDATE publisher.posts SET lease_until = now() + make_interval(secs => $4)
-         WHERE id = $1 AND status = 'publishing' AND lease_owner = $2 AND attempts = $3",
-    )
-    .bind(post.id)
-    .bind(&app.config.common.instance_id)
-    .bind(post.attempts)
-    .bind(app.config.lease.as_secs_f64())
-    .execute(&app.pool)
-    .await?;
-    Ok(renewed.rows_affected() == 1)
+    let (owner, lease) = (&app.config.common.instance_id, app.config.lease.as_secs_f64());
+    crate::store::leases::renew(&app.pool, post.id, owner, post.attempts, lease).await
 }
 
 /// Makes the call (or decides not to): the outcome, the credential version used, and whether a

@@ -9,7 +9,6 @@
 pub(crate) mod filter;
 pub(crate) mod pacer;
 mod plan;
-pub(crate) mod store;
 
 use axum::{
     extract::{
@@ -33,10 +32,12 @@ use uuid::Uuid;
 
 pub use plan::ReplayRates;
 
-use crate::AppState;
+use crate::{
+    store::replays::{self as store, DeadLetter, Replay},
+    AppState,
+};
 use filter::{Filter, FilterInput};
 use plan::{Progress, Summary};
-use store::{DeadLetter, Replay};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()

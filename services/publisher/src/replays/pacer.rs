@@ -5,15 +5,12 @@
 
 use std::{sync::Arc, time::Duration};
 
-use lifeline_kit::{
-    events::{self, Envelope, PostRetryRequested, RetryReason},
-    Platform,
-};
+use lifeline_kit::events::{self, Envelope, PostRetryRequested, RetryReason};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{plan, store};
-use crate::AppState;
+use super::plan;
+use crate::{store::replays as store, AppState};
 
 /// The window a platform's rate is counted over.
 const WINDOW: Duration = Duration::from_secs(1);
@@ -40,16 +37,12 @@ async fn release(app: &AppState) -> Result<usize, sqlx::Error> {
     let mut tx = app.pool.begin().await?;
     store::lock_release(&mut tx).await?;
     let mut total = 0;
-    for (name, released) in store::waiting_platforms(&mut tx, WINDOW).await? {
-        let Ok(platform) = name.parse::<Platform>() else {
-            tracing::error!(platform = %name, "replayed post of an unknown platform; left waiting");
-            continue;
-        };
+    for (platform, released) in store::waiting_platforms(&mut tx, WINDOW).await? {
         let n = plan::budget(app.config.replay_rates.of(platform), released);
         if n == 0 {
             continue;
         }
-        for r in store::release(&mut tx, &name, n).await? {
+        for r in store::release(&mut tx, platform, n).await? {
             let about = events::Subject {
                 workspace_id: r.workspace_id.0,
                 account_id: r.account_id.0,

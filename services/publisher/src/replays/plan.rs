@@ -9,6 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::filter::FilterInput;
+use crate::model::PostStatus;
 
 /// What to do with a replay request whose idempotency key was used before.
 #[derive(Debug, PartialEq)]
@@ -47,12 +48,14 @@ pub(crate) enum Standing {
     Pending,
 }
 
-pub(crate) fn standing(status: &str) -> Standing {
+pub(crate) fn standing(status: PostStatus) -> Standing {
     match status {
-        "published" => Standing::Published,
-        "dead_lettered" | "failed_auth" => Standing::FailedAgain,
-        "cancelled" => Standing::Cancelled,
-        _ => Standing::Pending,
+        PostStatus::Published => Standing::Published,
+        PostStatus::DeadLettered | PostStatus::FailedAuth => Standing::FailedAgain,
+        PostStatus::Cancelled => Standing::Cancelled,
+        PostStatus::Scheduled | PostStatus::Publishing | PostStatus::RetryRequested => {
+            Standing::Pending
+        }
     }
 }
 
@@ -66,9 +69,9 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
-    pub(crate) fn of(statuses: &[(String, i64)]) -> Progress {
+    pub(crate) fn of(statuses: &[(PostStatus, i64)]) -> Progress {
         let mut p = Progress::default();
-        for (status, n) in statuses {
+        for &(status, n) in statuses {
             match standing(status) {
                 Standing::Published => p.published += n,
                 Standing::FailedAgain => p.failed_again += n,
@@ -171,17 +174,17 @@ mod tests {
     #[test]
     fn progress_counts_each_status_once_and_is_done_when_nothing_waits() {
         let p = Progress::of(&[
-            ("published".into(), 3),
-            ("dead_lettered".into(), 1),
-            ("failed_auth".into(), 1),
-            ("cancelled".into(), 1),
-            ("retry_requested".into(), 2),
-            ("publishing".into(), 1),
-            ("scheduled".into(), 1),
+            (PostStatus::Published, 3),
+            (PostStatus::DeadLettered, 1),
+            (PostStatus::FailedAuth, 1),
+            (PostStatus::Cancelled, 1),
+            (PostStatus::RetryRequested, 2),
+            (PostStatus::Publishing, 1),
+            (PostStatus::Scheduled, 1),
         ]);
         assert_eq!(p, Progress { published: 3, failed_again: 2, cancelled: 1, pending: 4 });
         assert!(!p.done());
-        assert!(Progress::of(&[("published".into(), 2), ("dead_lettered".into(), 1)]).done());
+        assert!(Progress::of(&[(PostStatus::Published, 2), (PostStatus::DeadLettered, 1)]).done());
     }
 
     #[test]

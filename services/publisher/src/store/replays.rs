@@ -1,14 +1,21 @@
 //! The SQL of dead letters and replays: the filtered list, the dry-run counts, taking the
 //! matching posts for a replay, the replay record and its posts, and releasing paced posts.
+//! (`replays/` and `dlq.rs` use it.)
 
 use chrono::{DateTime, Utc};
-use lifeline_kit::ids::{AccountId, PostId, WorkspaceId};
+use lifeline_kit::{
+    ids::{AccountId, PostId, WorkspaceId},
+    Platform,
+};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::filter::{Filter, FilterInput};
+use crate::{
+    model::PostStatus,
+    replays::filter::{Filter, FilterInput},
+};
 
 /// The open dead letters a filter matches; binds `$1`..`$8` (see [`bind_filter`]).
 const MATCHES: &str = "d.replayed_at IS NULL AND p.status = 'dead_lettered'
@@ -24,7 +31,7 @@ macro_rules! bind_filter {
     ($q:expr, $f:expr) => {
         $q.bind($f.workspace)
             .bind($f.account)
-            .bind($f.platform.map(|p| p.as_str()))
+            .bind($f.platform)
             .bind($f.kind.as_deref())
             .bind($f.reason.as_deref())
             .bind($f.since)
@@ -40,7 +47,7 @@ pub(crate) struct DeadLetter {
     pub post_id: PostId,
     pub account_id: AccountId,
     #[schema(value_type = lifeline_kit::openapi::PlatformName)]
-    pub platform: String,
+    pub platform: Platform,
     pub body: String,
     /// How its last attempt failed: `auth`, `rate_limited`, `transient`, `ambiguous` or `rejected`.
     pub kind: String,
@@ -77,7 +84,7 @@ pub(crate) async fn dead_letters(
 pub(crate) async fn counts(
     pool: &PgPool,
     f: &Filter,
-) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+) -> Result<Vec<(Platform, String, i64)>, sqlx::Error> {
     let sql = format!(
         "SELECT p.platform, d.kind, count(*) FROM publisher.dead_letters d JOIN publisher.posts p ON p.id = d.post_id
          WHERE {MATCHES} GROUP BY 1, 2"
@@ -153,7 +160,7 @@ pub(crate) async fn take_posts(
     tx: &mut PgConnection,
     replay: Uuid,
     f: &Filter,
-) -> Result<Vec<(String, String)>, sqlx::Error> {
+) -> Result<Vec<(Platform, String)>, sqlx::Error> {
     let sql = format!(
         "WITH taken AS (
              UPDATE publisher.posts p SET status = 'retry_requested', updated_at = now()
@@ -166,7 +173,7 @@ pub(crate) async fn take_posts(
              RETURNING post_id)
          SELECT t.platform, t.kind FROM taken t JOIN listed l ON l.post_id = t.id"
     );
-    let rows: Vec<(String, String)> =
+    let rows: Vec<(Platform, String)> =
         bind_filter!(sqlx::query_as(&sql), f).bind(replay).fetch_all(&mut *tx).await?;
     sqlx::query("UPDATE publisher.replays SET post_count = $2 WHERE id = $1")
         .bind(replay)
@@ -209,7 +216,7 @@ pub(crate) async fn replay(pool: &PgPool, id: Uuid) -> Result<Option<Replay>, sq
 pub(crate) async fn standing(
     pool: &PgPool,
     id: Uuid,
-) -> Result<(Vec<(String, i64)>, i64), sqlx::Error> {
+) -> Result<(Vec<(PostStatus, i64)>, i64), sqlx::Error> {
     let by_status = sqlx::query_as(
         "SELECT p.status, count(*) FROM publisher.replay_posts r JOIN publisher.posts p ON p.id = r.post_id
          WHERE r.replay_id = $1 GROUP BY 1",
@@ -238,7 +245,7 @@ pub(crate) async fn lock_release(tx: &mut PgConnection) -> Result<(), sqlx::Erro
 pub(crate) async fn waiting_platforms(
     tx: &mut PgConnection,
     window: std::time::Duration,
-) -> Result<Vec<(String, i64)>, sqlx::Error> {
+) -> Result<Vec<(Platform, i64)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT w.platform, (SELECT count(*) FROM publisher.replay_posts r
                              WHERE r.platform = w.platform AND r.released_at > now() - make_interval(secs => $1))
@@ -261,7 +268,7 @@ pub(crate) struct Released {
 /// `retry_requested` (one cancelled meanwhile needs no retry).
 pub(crate) async fn release(
     tx: &mut PgConnection,
-    platform: &str,
+    platform: Platform,
     n: i64,
 ) -> Result<Vec<Released>, sqlx::Error> {
     sqlx::query_as(
