@@ -75,6 +75,18 @@ mod tests {
         assert_eq!(names, ["failed_auth", "retry_requested"]);
     }
 
+    #[test]
+    fn the_platform_check_constraint_names_every_platform_the_code_knows() {
+        let sql = include_str!("../../migrations/0007_platform_check.sql");
+        let list = &sql[sql.find("CHECK (platform IN").expect("the CHECK")..];
+        let names: Vec<&str> = list.split('\'').skip(1).step_by(2).collect();
+        let mut known: Vec<&str> = Platform::ALL.iter().map(|p| p.as_str()).collect();
+        let mut listed = names.clone();
+        known.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(listed, known, "0007_platform_check.sql lists {names:?}");
+    }
+
     #[tokio::test]
     async fn a_name_the_code_does_not_know_is_a_decode_error_naming_the_column_and_the_value() {
         #[derive(Debug, sqlx::FromRow)]
