@@ -5,6 +5,7 @@ mod accounts;
 mod api;
 mod channels;
 pub mod delivery;
+mod flapping;
 mod incidents;
 pub mod message;
 
@@ -14,6 +15,7 @@ use axum::{Extension, Router};
 use lifeline_kit::{
     auth::JwtKeys,
     config::{CommonConfig, ConfigError, Env},
+    outbox::Outbox,
     service::{self, StartError},
 };
 use lifeline_vault::VaultKeys;
@@ -103,6 +105,8 @@ pub(crate) struct AppState {
     pub names: accounts::AccountNames,
     pub public_url: String,
     pub flapping: Flapping,
+    /// Events the notifier publishes (`AccountFlapping`), written with the state they follow from.
+    pub outbox: Outbox,
 }
 
 pub async fn run(
@@ -113,7 +117,7 @@ pub async fn run(
     let spec = service::Spec {
         schema: SCHEMA,
         migrator: &MIGRATOR,
-        outbox: false,
+        outbox: true,
         extra_migrations: vec![],
     };
     let common = config.common.clone();
@@ -136,7 +140,13 @@ pub async fn run(
             },
             public_url: config.public_url.clone(),
             flapping: config.flapping,
+            outbox: Outbox::new(SCHEMA, &infra.bus),
         };
+        tasks.spawn(app.outbox.clone().relay(
+            infra.pool.clone(),
+            infra.bus.clone(),
+            shutdown.clone(),
+        ));
         incidents::spawn(tasks, &infra.bus, &app, shutdown);
         tasks.spawn(incidents::send_when_grace_ends(app.clone(), shutdown.clone()));
         let deliverer = delivery::worker::Deliverer {

@@ -12,6 +12,7 @@ mod media;
 mod notify;
 mod notify_content;
 mod notify_email;
+mod notify_flapping;
 mod notify_reference;
 mod notify_webhook;
 mod oauth_binding;
