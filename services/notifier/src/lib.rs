@@ -5,6 +5,7 @@ mod accounts;
 mod api;
 mod channels;
 pub mod delivery;
+mod digest;
 mod flapping;
 mod incidents;
 pub mod message;
@@ -45,6 +46,9 @@ pub struct Config {
     /// messages link to it.
     pub public_url: String,
     pub flapping: Flapping,
+    /// `LIFELINE_NOTIFY_DIGEST_INTERVAL` (1h): at most one dead-letter digest per workspace this
+    /// often; the first dead letter waits this long so those that follow share its message.
+    pub digest_interval: std::time::Duration,
 }
 
 /// When an account counts as frequently disconnecting.
@@ -84,6 +88,11 @@ impl Config {
                         ..=std::time::Duration::from_secs(365 * 86_400),
                 )?,
             },
+            digest_interval: env.duration_in(
+                "LIFELINE_NOTIFY_DIGEST_INTERVAL",
+                std::time::Duration::from_secs(3600),
+                std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(7 * 86_400),
+            )?,
             public_url: {
                 let public = env.string_or("LIFELINE_PUBLIC_URL", "http://127.0.0.1:8080");
                 url::Url::parse(&public)
@@ -105,6 +114,7 @@ pub(crate) struct AppState {
     pub names: accounts::AccountNames,
     pub public_url: String,
     pub flapping: Flapping,
+    pub digest_interval: std::time::Duration,
     /// Events the notifier publishes (`AccountFlapping`), written with the state they follow from.
     pub outbox: Outbox,
 }
@@ -140,6 +150,7 @@ pub async fn run(
             },
             public_url: config.public_url.clone(),
             flapping: config.flapping,
+            digest_interval: config.digest_interval,
             outbox: Outbox::new(SCHEMA, &infra.bus),
         };
         tasks.spawn(app.outbox.clone().relay(
@@ -149,6 +160,7 @@ pub async fn run(
         ));
         incidents::spawn(tasks, &infra.bus, &app, shutdown);
         tasks.spawn(incidents::send_when_grace_ends(app.clone(), shutdown.clone()));
+        digest::spawn(tasks, &infra.bus, &app, shutdown);
         let deliverer = delivery::worker::Deliverer {
             pool: app.pool.clone(),
             keys: app.keys.clone(),

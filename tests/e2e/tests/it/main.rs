@@ -11,6 +11,7 @@ mod isolation;
 mod media;
 mod notify;
 mod notify_content;
+mod notify_digest;
 mod notify_email;
 mod notify_flapping;
 mod notify_reference;
