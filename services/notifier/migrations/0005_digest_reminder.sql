@@ -24,7 +24,9 @@ CREATE TABLE digests (
     last_sent_at timestamptz
 );
 
--- The 24 h reminder: when it was sent (at most one per incident).
+-- The 24 h reminder: when it was sent (at most one per incident), and when the publisher was
+-- last asked whether posts wait (none waiting: asked again later, not reminded).
 ALTER TABLE incidents ADD COLUMN reminded_at timestamptz;
+ALTER TABLE incidents ADD COLUMN reminder_checked_at timestamptz;
 CREATE INDEX incidents_to_remind ON incidents (notified_at)
     WHERE closed_at IS NULL AND notified_at IS NOT NULL AND reminded_at IS NULL;

@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{delivery::enqueue, flapping, message, AppState};
+use crate::{accounts::Known, delivery::enqueue, flapping, message, AppState};
 
 pub(crate) fn spawn(
     tasks: &mut JoinSet<()>,
@@ -50,7 +50,7 @@ async fn on_auth_failed(app: AppState, e: AuthFailed, d: Delivery) -> Result<(),
             chrono::Duration::zero()
         };
     // Asked before the transaction: an HTTP call must not hold row locks.
-    let handle = app.names.handle(WorkspaceId(about.workspace_id), about.account_id).await;
+    let known = app.names.about(WorkspaceId(about.workspace_id), about.account_id).await;
     let mut tx = app.pool.begin().await?;
     let reconnected: Option<i64> = sqlx::query_scalar(
         "SELECT reconnected_version FROM notifier.account_versions WHERE account_id = $1",
@@ -99,7 +99,7 @@ async fn on_auth_failed(app: AppState, e: AuthFailed, d: Delivery) -> Result<(),
     let notified = pending.is_some();
     if let Some((incident, cause)) = pending {
         let caused_by = e.envelope.as_ref();
-        notify(&mut tx, &app, incident, about, &cause, handle.as_deref(), caused_by).await?;
+        notify(&mut tx, &app, incident, about, &cause, &known, caused_by).await?;
     } else if opened.is_some() {
         tracing::info!(account = %about.account_id, platform = %about.platform, cause = cause.as_str(),
             "incident opened; the owner is told if a refresh does not heal it");
@@ -120,12 +120,13 @@ async fn notify(
     incident: Uuid,
     about: lifeline_kit::events::Subject,
     cause: &str,
-    handle: Option<&str>,
+    known: &Known,
     caused_by: Option<&Envelope>,
 ) -> Result<(), sqlx::Error> {
+    let handle = known.handle.as_deref();
     let cause = AuthFailureCause::parse(cause).unwrap_or(AuthFailureCause::Unknown);
     let frequent = flapping::check(tx, app, incident, about, cause, caused_by).await?;
-    let words = message::broken(about.platform, handle, cause, frequent);
+    let words = message::broken(about.platform, handle, cause, frequent, known.posts_waiting);
     let (title, body) = (&words.title, format!("{} {}", words.body, words.advice));
     let inserted: Option<Uuid> = sqlx::query_scalar(
         "INSERT INTO notifier.notifications (id, workspace_id, account_id, incident_id, kind, title, body, dedupe_key)
@@ -151,6 +152,7 @@ async fn notify(
             "cause": cause.as_str(),
             "cause_text": cause.explain(),
             "frequent_disconnections": frequent,
+            "posts_waiting": known.posts_waiting,
             "handle": handle,
             "title": title,
             "body": words.body,
@@ -201,10 +203,10 @@ async fn send_due(app: &AppState) -> Result<(), sqlx::Error> {
     for (id, workspace_id, account_id, platform, cause, opened_by) in due {
         let Ok(platform) = platform.parse::<Platform>() else { continue };
         let about = lifeline_kit::events::Subject { workspace_id, account_id, platform };
-        let handle = app.names.handle(WorkspaceId(workspace_id), account_id).await;
+        let known = app.names.about(WorkspaceId(workspace_id), account_id).await;
         // The verdict that opened the incident is the cause of what its notification publishes.
         let opened_by = Envelope { event_id: opened_by, ..Envelope::default() };
-        notify(&mut tx, app, id, about, &cause, handle.as_deref(), Some(&opened_by)).await?;
+        notify(&mut tx, app, id, about, &cause, &known, Some(&opened_by)).await?;
     }
     tx.commit().await?;
     if any {

@@ -62,6 +62,7 @@ pub fn broken(
     handle: Option<&str>,
     cause: AuthFailureCause,
     frequent: bool,
+    posts_waiting: Option<u32>,
 ) -> Words {
     let who = who(platform, handle);
     let mut advice = advice(cause, platform);
@@ -71,12 +72,48 @@ pub fn broken(
     Words {
         title: format!("{who} needs reconnecting"),
         body: format!(
-            "Lifeline cannot publish to {} because {}. Posts scheduled for it wait, and are \
-             retried once it is reconnected.",
+            "Lifeline cannot publish to {} because {}. {}",
             who.replacen("Your", "your", 1),
-            cause.explain()
+            cause.explain(),
+            waiting_sentence(posts_waiting)
         ),
         advice,
+    }
+}
+
+/// "3 scheduled posts wait, and are retried once it is reconnected." (a count the publisher
+/// did not give leaves the number out).
+fn waiting_sentence(posts_waiting: Option<u32>) -> String {
+    match posts_waiting {
+        None => "Posts scheduled for it wait, and are retried once it is reconnected.".to_owned(),
+        Some(0) => "No posts are scheduled for it right now.".to_owned(),
+        Some(1) => "1 scheduled post waits, and is retried once it is reconnected.".to_owned(),
+        Some(n) if n >= crate::accounts::WAITING_COUNTED => {
+            format!("{n} or more scheduled posts wait, and are retried once it is reconnected.")
+        }
+        Some(n) => format!("{n} scheduled posts wait, and are retried once it is reconnected."),
+    }
+}
+
+/// The one reminder that an account is still broken, `since` its first notification.
+pub fn reminder(
+    platform: Platform,
+    handle: Option<&str>,
+    cause: AuthFailureCause,
+    since: DateTime<Utc>,
+    posts_waiting: u32,
+) -> Words {
+    let who = who(platform, handle);
+    Words {
+        title: format!("Reminder: {who} still needs reconnecting"),
+        body: format!(
+            "Lifeline has not been able to publish to {} since {} because {}. {}",
+            who.replacen("Your", "your", 1),
+            since.format("%Y-%m-%d %H:%M UTC"),
+            cause.explain(),
+            waiting_sentence(Some(posts_waiting))
+        ),
+        advice: advice(cause, platform),
     }
 }
 
@@ -112,8 +149,8 @@ pub fn is_frequent(incidents_in_window: u32, threshold: u32, already_told_in_win
     incidents_in_window >= threshold && !already_told_in_window
 }
 
-/// The one reminder: due once the incident has been open for `after` with posts waiting, never
-/// a second time.
+/// The one reminder: due once `after` has passed since the incident's notification
+/// (`opened_at`) with posts waiting, never a second time.
 pub fn reminder_due(
     opened_at: DateTime<Utc>,
     now: DateTime<Utc>,
@@ -194,10 +231,10 @@ mod tests {
 
     #[test]
     fn the_title_names_the_handle_and_the_platform() {
-        let w = broken(Platform::LinkedIn, Some("acme"), AuthFailureCause::Revoked, false);
+        let w = broken(Platform::LinkedIn, Some("acme"), AuthFailureCause::Revoked, false, None);
         assert_eq!(w.title, "@acme on LinkedIn needs reconnecting");
         assert!(w.body.contains("access was revoked"), "{}", w.body);
-        let w = broken(Platform::X, None, AuthFailureCause::Expired, false);
+        let w = broken(Platform::X, None, AuthFailureCause::Expired, false, None);
         assert_eq!(w.title, "Your X account needs reconnecting");
         assert!(w.body.starts_with("Lifeline cannot publish to your X account"), "{}", w.body);
     }
@@ -217,7 +254,7 @@ mod tests {
 
     #[test]
     fn frequent_disconnections_add_their_advice_once() {
-        let w = broken(Platform::X, Some("a"), AuthFailureCause::Revoked, true);
+        let w = broken(Platform::X, Some("a"), AuthFailureCause::Revoked, true, None);
         assert!(w.advice.ends_with(FREQUENT_ADVICE));
         assert!(is_frequent(3, 3, false));
         assert!(!is_frequent(2, 3, false));
@@ -280,5 +317,22 @@ mod tests {
         assert!(digest_due(Some(t(0)), None, t(3600), hour));
         assert!(!digest_due(Some(t(0)), Some(t(1800)), t(3600), hour), "one per hour");
         assert!(digest_due(Some(t(0)), Some(t(1800)), t(5400), hour));
+    }
+
+    #[test]
+    fn the_messages_count_the_waiting_posts() {
+        let body = |n| broken(Platform::X, None, AuthFailureCause::Revoked, false, n).body;
+        assert!(body(Some(3))
+            .ends_with("3 scheduled posts wait, and are retried once it is reconnected."));
+        assert!(body(Some(1))
+            .ends_with("1 scheduled post waits, and is retried once it is reconnected."));
+        assert!(body(None)
+            .ends_with("Posts scheduled for it wait, and are retried once it is reconnected."));
+        assert!(body(Some(1000)).contains("1000 or more"));
+        let since = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let w = reminder(Platform::X, Some("acme"), AuthFailureCause::Revoked, since, 2);
+        assert_eq!(w.title, "Reminder: @acme on X still needs reconnecting");
+        assert!(w.body.contains("since 2027-01-15 08:00 UTC"), "{}", w.body);
+        assert!(w.body.contains("2 scheduled posts wait"), "{}", w.body);
     }
 }

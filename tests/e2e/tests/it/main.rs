@@ -15,6 +15,7 @@ mod notify_digest;
 mod notify_email;
 mod notify_flapping;
 mod notify_reference;
+mod notify_reminder;
 mod notify_webhook;
 mod oauth_binding;
 mod oauth_rejections;
