@@ -1,6 +1,6 @@
 //! The one reminder: an incident still open `LIFELINE_NOTIFY_REMINDER_AFTER` (24 h) after its
 //! notification, with posts waiting (the publisher's count), gets one more message, never two.
-//! Incidents are claimed `FOR UPDATE SKIP LOCKED`, so two replicas send it once.
+//! Incidents are claimed `FOR UPDATE SKIP LOCKED` and marked, so two replicas send it once.
 
 use chrono::{DateTime, Utc};
 use lifeline_kit::{events::AuthFailureCause, ids::WorkspaceId, Platform};
@@ -39,43 +39,51 @@ struct Open {
     notified_at: DateTime<Utc>,
 }
 
+/// One pass. The publisher is asked before any row is locked (an HTTP call must not hold up the
+/// reconnect that closes the incident); each incident is then claimed `FOR UPDATE SKIP LOCKED`
+/// and checked again, so of two replicas only one reminds.
 async fn send_due(app: &AppState) -> Result<(), sqlx::Error> {
     let after = app.reminder_after.as_secs_f64();
-    let mut tx = app.pool.begin().await?;
     // An account without posts waiting is asked again a 24th of the delay later (an hour).
     let due: Vec<Open> = sqlx::query_as(
         "SELECT id, workspace_id, account_id, platform, cause, notified_at FROM notifier.incidents
          WHERE closed_at IS NULL AND notified_at IS NOT NULL AND reminded_at IS NULL
            AND notified_at <= now() - make_interval(secs => $1)
            AND (reminder_checked_at IS NULL OR reminder_checked_at <= now() - make_interval(secs => $1 / 24))
-         ORDER BY notified_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+         ORDER BY notified_at LIMIT $2",
     )
     .bind(after)
     .bind(BATCH)
-    .fetch_all(&mut *tx)
+    .fetch_all(&app.pool)
     .await?;
-    let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()").fetch_one(&mut *tx).await?;
-    let mut sent = false;
     for incident in due {
-        let ws = WorkspaceId(incident.workspace_id);
-        let known = app.names.about(ws, incident.account_id).await;
+        let known = app.names.about(WorkspaceId(incident.workspace_id), incident.account_id).await;
         let Some(waiting) = known.posts_waiting else {
             // No count (no publisher configured or no answer): no reminder on a guess.
             continue;
         };
+        let mut tx = app.pool.begin().await?;
+        let claimed: Option<DateTime<Utc>> = sqlx::query_scalar(
+            "SELECT now() FROM notifier.incidents
+             WHERE id = $1 AND closed_at IS NULL AND reminded_at IS NULL FOR UPDATE SKIP LOCKED",
+        )
+        .bind(incident.id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(now) = claimed else { continue };
         sqlx::query("UPDATE notifier.incidents SET reminder_checked_at = now() WHERE id = $1")
             .bind(incident.id)
             .execute(&mut *tx)
             .await?;
-        if !message::reminder_due(incident.notified_at, now, app.reminder_after, waiting, false) {
-            continue;
+        let due =
+            message::reminder_due(incident.notified_at, now, app.reminder_after, waiting, false);
+        if due {
+            remind(&mut tx, app, &incident, known.handle.as_deref(), waiting).await?;
         }
-        remind(&mut tx, app, &incident, known.handle.as_deref(), waiting).await?;
-        sent = true;
-    }
-    tx.commit().await?;
-    if sent {
-        app.wake.notify_one();
+        tx.commit().await?;
+        if due {
+            app.wake.notify_one();
+        }
     }
     Ok(())
 }
