@@ -22,8 +22,9 @@ pub(crate) struct AccountNames {
 /// The publisher's statuses of a post that has not gone out and still will: due later, parked
 /// until the account is reconnected, or about to be retried.
 const WAITING: &str = "scheduled,failed_auth,retry_requested";
-/// A page of the publisher's list; more are counted as "at least this many".
-pub(crate) const WAITING_COUNTED: u32 = 1000;
+/// One page of the publisher's list (whole posts, texts included: kept small); more are
+/// counted as "this many or more".
+pub(crate) const WAITING_COUNTED: u32 = 100;
 
 /// What the other services said about an account, for one message.
 #[derive(Clone, Debug, Default)]

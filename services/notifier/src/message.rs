@@ -328,7 +328,7 @@ mod tests {
             .ends_with("1 scheduled post waits, and is retried once it is reconnected."));
         assert!(body(None)
             .ends_with("Posts scheduled for it wait, and are retried once it is reconnected."));
-        assert!(body(Some(1000)).contains("1000 or more"));
+        assert!(body(Some(100)).contains("100 or more"));
         let since = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         let w = reminder(Platform::X, Some("acme"), AuthFailureCause::Revoked, since, 2);
         assert_eq!(w.title, "Reminder: @acme on X still needs reconnecting");
