@@ -54,6 +54,8 @@ LIFELINE_EXPIRING_HORIZONS=$((604800 / SIM_TIME_SCALE))s,$((86400 / SIM_TIME_SCA
 # The demo's notification receivers (webhook, Slack, SMTP catcher) listen on this machine.
 LIFELINE_NOTIFY_ALLOW_PRIVATE_TARGETS=true
 LIFELINE_GATEWAY_URL=http://127.0.0.1:8080
+# The notifier counts an account's waiting posts at the publisher (messages, the reminder).
+LIFELINE_PUBLISHER_URL=http://127.0.0.1:8081
 LIFELINE_SMTP_HOST=127.0.0.1
 LIFELINE_SMTP_PORT=8025
 LIFELINE_SMTP_TLS=none

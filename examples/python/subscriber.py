@@ -47,6 +47,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
     "post_failed": pb.PostFailed,
     "post_dead_lettered": pb.PostDeadLettered,
     "post_cancelled": pb.PostCancelled,
+    "account_flapping": pb.AccountFlapping,
 }
 
 

@@ -14,6 +14,7 @@ import { connect } from "@nats-io/transport-node";
 import {
   AccountConnectedSchema,
   AccountDisconnectedSchema,
+  AccountFlappingSchema,
   AccountReconnectedSchema,
   AuthFailedSchema,
   type Envelope,
@@ -40,6 +41,7 @@ const MESSAGE_TYPES: ReadonlyMap<string, DescMessage> = new Map<string, DescMess
   ["post_failed", PostFailedSchema],
   ["post_dead_lettered", PostDeadLetteredSchema],
   ["post_cancelled", PostCancelledSchema],
+  ["account_flapping", AccountFlappingSchema],
 ]);
 
 interface Settings {

@@ -8,8 +8,8 @@ use async_nats::jetstream::{consumer::pull::OrderedConfig, consumer::DeliverPoli
 use chrono::SecondsFormat;
 use futures::StreamExt;
 use lifeline_events::{
-    from_timestamp, v1, AccountConnected, AccountDisconnected, AccountReconnected, AuthFailed,
-    AuthFailureCause, AuthFailureSource, Envelope, Event, ExpiringCredential, Platform,
+    from_timestamp, v1, AccountConnected, AccountDisconnected, AccountFlapping, AccountReconnected,
+    AuthFailed, AuthFailureCause, AuthFailureSource, Envelope, Event, ExpiringCredential, Platform,
     PostCancelled, PostDeadLettered, PostFailed, PostFailureKind, PostPublished,
     PostRetryRequested, ReconnectReason, RetryReason, Subjects, TokenExpiring, TokenRefreshed,
     VERSION,
@@ -154,6 +154,7 @@ any_event! {
     PostFailed,
     PostDeadLettered,
     PostCancelled,
+    AccountFlapping,
 }
 
 impl AnyEvent {
@@ -218,6 +219,14 @@ impl AnyEvent {
                 ("post_id", json!(e.post_id)),
                 ("attempts", json!(e.attempts)),
                 ("was_waiting_for_reconnect", json!(e.was_waiting_for_reconnect)),
+            ],
+            AnyEvent::AccountFlapping(e) => vec![
+                ("incidents_in_window", json!(e.incidents_in_window)),
+                ("threshold", json!(e.threshold)),
+                ("window_seconds", json!(e.window_seconds)),
+                ("first_incident_at", time_value(e.first_incident_at.as_ref())),
+                ("cause", enum_value::<AuthFailureCause>(e.cause)),
+                ("incident_id", json!(e.incident_id)),
             ],
         }
     }

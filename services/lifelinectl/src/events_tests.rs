@@ -252,3 +252,26 @@ fn garbage_is_an_error_not_a_panic() {
         Err(DecodeError::Subject)
     ));
 }
+
+#[test]
+fn account_flapping_round_trips() {
+    let d = round_trip(&AccountFlapping {
+        envelope: Some(envelope()),
+        incidents_in_window: 3,
+        threshold: 3,
+        window_seconds: 2_592_000,
+        first_incident_at: at(9),
+        cause: AuthFailureCause::Revoked as i32,
+        incident_id: "0190a5c8-0000-7000-8000-0000000000bb".into(),
+    });
+    assert!(
+        d.to_line().ends_with(
+            "incidents_in_window=3 threshold=3 window_seconds=2592000 \
+             first_incident_at=2025-03-02T09:00:00.000Z cause=revoked \
+             incident_id=0190a5c8-0000-7000-8000-0000000000bb correlation=corr-1"
+        ),
+        "{}",
+        d.to_line()
+    );
+    assert_eq!(d.to_json()["payload"]["cause"], "revoked");
+}

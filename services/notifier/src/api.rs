@@ -29,13 +29,17 @@ pub(crate) fn routes() -> Router<AppState> {
 #[derive(Serialize, sqlx::FromRow, ToSchema)]
 pub(crate) struct Notification {
     id: Uuid,
-    /// The account it is about (null for none).
+    /// The account it is about (null for none: a dead-letter digest, a disabled channel).
     #[schema(required = true)]
     account_id: Option<AccountId>,
-    /// The broken-connection incident it was sent for (null for an expiry warning).
+    /// The broken-connection incident it was sent for (null for an expiry warning, a digest or a
+    /// disabled channel).
     #[schema(required = true)]
     incident_id: Option<Uuid>,
-    /// `connection_broken` (once per incident) or `connection_expiring` (once per warning).
+    /// `connection_broken` (once per incident), `connection_reminder` (at most once per
+    /// incident, when it is still open a day later with posts waiting), `connection_expiring`
+    /// (once per warning), `posts_dead_lettered` (the dead-letter digest, at most one per
+    /// workspace per hour) or `channel_disabled`.
     #[schema(example = "connection_broken")]
     kind: String,
     title: String,

@@ -5,7 +5,7 @@ use lifeline_kit::{
     bus::{Bus, Delivery, HandlerError},
     events::{
         from_timestamp, AccountReconnected, AuthFailed, AuthFailureCause, AuthFailureSource,
-        ExpiringCredential, TokenExpiring,
+        Envelope, ExpiringCredential, TokenExpiring,
     },
     ids::WorkspaceId,
     service::spawn_consumer,
@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{delivery::enqueue, message, AppState};
+use crate::{accounts::Known, delivery::enqueue, flapping, message, AppState};
 
 pub(crate) fn spawn(
     tasks: &mut JoinSet<()>,
@@ -50,7 +50,7 @@ async fn on_auth_failed(app: AppState, e: AuthFailed, d: Delivery) -> Result<(),
             chrono::Duration::zero()
         };
     // Asked before the transaction: an HTTP call must not hold row locks.
-    let handle = app.names.handle(WorkspaceId(about.workspace_id), about.account_id).await;
+    let known = app.names.about(WorkspaceId(about.workspace_id), about.account_id).await;
     let mut tx = app.pool.begin().await?;
     let reconnected: Option<i64> = sqlx::query_scalar(
         "SELECT reconnected_version FROM notifier.account_versions WHERE account_id = $1",
@@ -98,7 +98,8 @@ async fn on_auth_failed(app: AppState, e: AuthFailed, d: Delivery) -> Result<(),
     };
     let notified = pending.is_some();
     if let Some((incident, cause)) = pending {
-        notify(&mut tx, &app, incident, about, &cause, handle.as_deref()).await?;
+        let caused_by = e.envelope.as_ref();
+        notify(&mut tx, &app, incident, about, &cause, &known, caused_by).await?;
     } else if opened.is_some() {
         tracing::info!(account = %about.account_id, platform = %about.platform, cause = cause.as_str(),
             "incident opened; the owner is told if a refresh does not heal it");
@@ -106,22 +107,26 @@ async fn on_auth_failed(app: AppState, e: AuthFailed, d: Delivery) -> Result<(),
     tx.commit().await?;
     if notified {
         app.wake.notify_one();
+        app.outbox.wake();
     }
     Ok(())
 }
 
-/// Writes the incident's one notification (and its deliveries) and marks it sent.
+/// Writes the incident's one notification (and its deliveries) and marks it sent. `caused_by`
+/// is the verdict that sends it, the cause of an `AccountFlapping` it may publish.
 async fn notify(
     tx: &mut sqlx::PgConnection,
     app: &AppState,
     incident: Uuid,
     about: lifeline_kit::events::Subject,
     cause: &str,
-    handle: Option<&str>,
+    known: &Known,
+    caused_by: Option<&Envelope>,
 ) -> Result<(), sqlx::Error> {
+    let handle = known.handle.as_deref();
     let cause = AuthFailureCause::parse(cause).unwrap_or(AuthFailureCause::Unknown);
-    let frequent = frequent_disconnections(tx, app, incident, about.account_id).await?;
-    let words = message::broken(about.platform, handle, cause, frequent);
+    let frequent = flapping::check(tx, app, incident, about, cause, caused_by).await?;
+    let words = message::broken(about.platform, handle, cause, frequent, known.posts_waiting);
     let (title, body) = (&words.title, format!("{} {}", words.body, words.advice));
     let inserted: Option<Uuid> = sqlx::query_scalar(
         "INSERT INTO notifier.notifications (id, workspace_id, account_id, incident_id, kind, title, body, dedupe_key)
@@ -147,6 +152,7 @@ async fn notify(
             "cause": cause.as_str(),
             "cause_text": cause.explain(),
             "frequent_disconnections": frequent,
+            "posts_waiting": known.posts_waiting,
             "handle": handle,
             "title": title,
             "body": words.body,
@@ -171,38 +177,6 @@ async fn notify(
     Ok(())
 }
 
-/// Whether this incident's notification carries the "frequent disconnections" advice: the
-/// account's `threshold`-th incident within the window, and the advice not given in it yet.
-async fn frequent_disconnections(
-    tx: &mut sqlx::PgConnection,
-    app: &AppState,
-    incident: Uuid,
-    account: Uuid,
-) -> Result<bool, sqlx::Error> {
-    let window = app.flapping.window.as_secs_f64();
-    let (count, told): (i64, bool) = sqlx::query_as(
-        "SELECT count(*), COALESCE(bool_or(frequent_advice), false) FROM notifier.incidents
-         WHERE account_id = $1 AND opened_at > now() - make_interval(secs => $2)",
-    )
-    .bind(account)
-    .bind(window)
-    .fetch_one(&mut *tx)
-    .await?;
-    let frequent = message::is_frequent(
-        u32::try_from(count).unwrap_or(u32::MAX),
-        app.flapping.threshold,
-        told,
-    );
-    if frequent {
-        sqlx::query("UPDATE notifier.incidents SET frequent_advice = true WHERE id = $1")
-            .bind(incident)
-            .execute(&mut *tx)
-            .await?;
-        metrics::counter!("lifeline_notify_frequent_disconnections_total").increment(1);
-    }
-    Ok(frequent)
-}
-
 /// Sends the notifications whose grace period ran out with the incident still open.
 pub(crate) async fn send_when_grace_ends(app: AppState, shutdown: CancellationToken) {
     loop {
@@ -218,23 +192,26 @@ pub(crate) async fn send_when_grace_ends(app: AppState, shutdown: CancellationTo
 
 async fn send_due(app: &AppState) -> Result<(), sqlx::Error> {
     let mut tx = app.pool.begin().await?;
-    let due: Vec<(Uuid, Uuid, Uuid, String, String)> = sqlx::query_as(
-        "SELECT id, workspace_id, account_id, platform, cause FROM notifier.incidents
+    let due: Vec<(Uuid, Uuid, Uuid, String, String, String)> = sqlx::query_as(
+        "SELECT id, workspace_id, account_id, platform, cause, opened_by_event FROM notifier.incidents
          WHERE notified_at IS NULL AND closed_at IS NULL AND notify_after <= now()
          ORDER BY notify_after LIMIT 200 FOR UPDATE SKIP LOCKED",
     )
     .fetch_all(&mut *tx)
     .await?;
     let any = !due.is_empty();
-    for (id, workspace_id, account_id, platform, cause) in due {
+    for (id, workspace_id, account_id, platform, cause, opened_by) in due {
         let Ok(platform) = platform.parse::<Platform>() else { continue };
         let about = lifeline_kit::events::Subject { workspace_id, account_id, platform };
-        let handle = app.names.handle(WorkspaceId(workspace_id), account_id).await;
-        notify(&mut tx, app, id, about, &cause, handle.as_deref()).await?;
+        let known = app.names.about(WorkspaceId(workspace_id), account_id).await;
+        // The verdict that opened the incident is the cause of what its notification publishes.
+        let opened_by = Envelope { event_id: opened_by, ..Envelope::default() };
+        notify(&mut tx, app, id, about, &cause, &known, Some(&opened_by)).await?;
     }
     tx.commit().await?;
     if any {
         app.wake.notify_one();
+        app.outbox.wake();
     }
     Ok(())
 }

@@ -5,8 +5,11 @@ mod accounts;
 mod api;
 mod channels;
 pub mod delivery;
+mod digest;
+mod flapping;
 mod incidents;
 pub mod message;
+mod reminders;
 
 use std::sync::Arc;
 
@@ -14,6 +17,7 @@ use axum::{Extension, Router};
 use lifeline_kit::{
     auth::JwtKeys,
     config::{CommonConfig, ConfigError, Env},
+    outbox::Outbox,
     service::{self, StartError},
 };
 use lifeline_vault::VaultKeys;
@@ -39,10 +43,19 @@ pub struct Config {
     /// `LIFELINE_GATEWAY_URL`: where the notifier asks for account handles (unset: messages
     /// name the platform only).
     pub gateway_url: Option<url::Url>,
+    /// `LIFELINE_PUBLISHER_URL`: where the notifier asks how many of an account's posts wait
+    /// (unset: messages do not count them, and no reminder is sent).
+    pub publisher_url: Option<url::Url>,
     /// `LIFELINE_PUBLIC_URL` (`http://127.0.0.1:8080`): where browsers reach the Accounts page;
     /// messages link to it.
     pub public_url: String,
     pub flapping: Flapping,
+    /// `LIFELINE_NOTIFY_DIGEST_INTERVAL` (1h): at most one dead-letter digest per workspace this
+    /// often; the first dead letter waits this long so those that follow share its message.
+    pub digest_interval: std::time::Duration,
+    /// `LIFELINE_NOTIFY_REMINDER_AFTER` (24h): an account still broken this long after its
+    /// notification, with posts waiting, gets one reminder.
+    pub reminder_after: std::time::Duration,
 }
 
 /// When an account counts as frequently disconnecting.
@@ -73,6 +86,13 @@ impl Config {
                         .map_err(|e| env.invalid("LIFELINE_GATEWAY_URL", e.to_string()))
                 })
                 .transpose()?,
+            publisher_url: env
+                .raw("LIFELINE_PUBLISHER_URL")
+                .map(|u| {
+                    url::Url::parse(&format!("{}/", u.trim_end_matches('/')))
+                        .map_err(|e| env.invalid("LIFELINE_PUBLISHER_URL", e.to_string()))
+                })
+                .transpose()?,
             flapping: Flapping {
                 threshold: env.parse_in("LIFELINE_NOTIFY_FLAPPING_THRESHOLD", 3, 2..=100)?,
                 window: env.duration_in(
@@ -82,6 +102,16 @@ impl Config {
                         ..=std::time::Duration::from_secs(365 * 86_400),
                 )?,
             },
+            digest_interval: env.duration_in(
+                "LIFELINE_NOTIFY_DIGEST_INTERVAL",
+                std::time::Duration::from_secs(3600),
+                std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(7 * 86_400),
+            )?,
+            reminder_after: env.duration_in(
+                "LIFELINE_NOTIFY_REMINDER_AFTER",
+                std::time::Duration::from_secs(86_400),
+                std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(30 * 86_400),
+            )?,
             public_url: {
                 let public = env.string_or("LIFELINE_PUBLIC_URL", "http://127.0.0.1:8080");
                 url::Url::parse(&public)
@@ -103,6 +133,10 @@ pub(crate) struct AppState {
     pub names: accounts::AccountNames,
     pub public_url: String,
     pub flapping: Flapping,
+    pub digest_interval: std::time::Duration,
+    pub reminder_after: std::time::Duration,
+    /// Events the notifier publishes (`AccountFlapping`), written with the state they follow from.
+    pub outbox: Outbox,
 }
 
 pub async fn run(
@@ -113,7 +147,7 @@ pub async fn run(
     let spec = service::Spec {
         schema: SCHEMA,
         migrator: &MIGRATOR,
-        outbox: false,
+        outbox: true,
         extra_migrations: vec![],
     };
     let common = config.common.clone();
@@ -132,13 +166,24 @@ pub async fn run(
             names: accounts::AccountNames {
                 http: http.clone(),
                 gateway: config.gateway_url.clone(),
+                publisher: config.publisher_url.clone(),
                 jwt: config.jwt.clone(),
             },
             public_url: config.public_url.clone(),
             flapping: config.flapping,
+            digest_interval: config.digest_interval,
+            reminder_after: config.reminder_after,
+            outbox: Outbox::new(SCHEMA, &infra.bus),
         };
+        tasks.spawn(app.outbox.clone().relay(
+            infra.pool.clone(),
+            infra.bus.clone(),
+            shutdown.clone(),
+        ));
         incidents::spawn(tasks, &infra.bus, &app, shutdown);
         tasks.spawn(incidents::send_when_grace_ends(app.clone(), shutdown.clone()));
+        digest::spawn(tasks, &infra.bus, &app, shutdown);
+        tasks.spawn(reminders::send_when_due(app.clone(), shutdown.clone()));
         let deliverer = delivery::worker::Deliverer {
             pool: app.pool.clone(),
             keys: app.keys.clone(),

@@ -16,10 +16,10 @@ pub mod v1 {
 pub mod text_column;
 
 pub use v1::{
-    AccountConnected, AccountDisconnected, AccountReconnected, AuthFailed, AuthFailureCause,
-    AuthFailureSource, Envelope, ExpiringCredential, PostCancelled, PostDeadLettered, PostFailed,
-    PostFailureKind, PostPublished, PostRetryRequested, ReconnectReason, RetryReason,
-    TokenExpiring, TokenRefreshed,
+    AccountConnected, AccountDisconnected, AccountFlapping, AccountReconnected, AuthFailed,
+    AuthFailureCause, AuthFailureSource, Envelope, ExpiringCredential, PostCancelled,
+    PostDeadLettered, PostFailed, PostFailureKind, PostPublished, PostRetryRequested,
+    ReconnectReason, RetryReason, TokenExpiring, TokenRefreshed,
 };
 
 /// The version segment of every subject; a breaking change to a payload means a new version.
@@ -163,6 +163,7 @@ events! {
     PostFailed => "post_failed",
     PostDeadLettered => "post_dead_lettered",
     PostCancelled => "post_cancelled",
+    AccountFlapping => "account_flapping",
 }
 
 /// Builds subjects under a root (`lifeline` in production; tests use a unique root each so they

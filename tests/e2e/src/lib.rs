@@ -277,6 +277,7 @@ impl System {
                 ("LIFELINE_MEDIA_ALLOW_HOSTS", "127.0.0.1".to_owned()),
                 ("LIFELINE_PUBLIC_URL", gateway.clone()),
                 ("LIFELINE_GATEWAY_URL", gateway.clone()),
+                ("LIFELINE_PUBLISHER_URL", publisher.clone()),
                 ("LIFELINE_OAUTH_SESSION_TTL", options.oauth_session_ttl.to_owned()),
                 ("LIFELINE_PUBLISH_SWEEP_INTERVAL", "100ms".to_owned()),
                 ("LIFELINE_REFRESH_SWEEP_INTERVAL", "100ms".to_owned()),

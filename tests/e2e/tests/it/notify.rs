@@ -16,7 +16,8 @@ use anyhow::{bail, Context as _};
 use axum::{body::Bytes, http::HeaderMap, http::StatusCode, Router};
 use lifeline_e2e::System;
 use lifeline_events::{
-    AccountReconnected, AuthFailed, AuthFailureCause, AuthFailureSource, Envelope, Subject,
+    AccountReconnected, AuthFailed, AuthFailureCause, AuthFailureSource, Envelope,
+    PostDeadLettered, PostFailureKind, Subject,
 };
 use lifeline_kit::{ids::WorkspaceId, Platform};
 use prost::Message as _;
@@ -199,6 +200,30 @@ pub async fn inject_reconnected(
         )),
         credential_version: version,
         ..AccountReconnected::default()
+    };
+    js.publish(subject, event.encode_to_vec().into()).await?.await?;
+    Ok(())
+}
+
+/// The publisher's word that `post` of `account` is dead-lettered for `reason`.
+pub async fn inject_dead_lettered(
+    system: &System,
+    ws: WorkspaceId,
+    account: uuid::Uuid,
+    post: &str,
+    reason: &str,
+) -> anyhow::Result<()> {
+    let js = async_nats::jetstream::new(system.nats.clone());
+    let subject = format!("{}.events.v1.post_dead_lettered.x.{account}", system.subject_root);
+    let event = PostDeadLettered {
+        envelope: Some(Envelope::build(
+            Subject { workspace_id: ws.0, account_id: account, platform: Platform::X },
+            None,
+        )),
+        post_id: post.to_owned(),
+        kind: PostFailureKind::Rejected as i32,
+        reason: reason.to_owned(),
+        attempts: 1,
     };
     js.publish(subject, event.encode_to_vec().into()).await?.await?;
     Ok(())
