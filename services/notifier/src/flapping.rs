@@ -3,10 +3,14 @@
 //! outbox, in the transaction that marks the incident), once per window.
 
 use chrono::{DateTime, Utc};
-use lifeline_kit::events::{timestamp, AccountFlapping, AuthFailureCause, Envelope, Subject};
+use lifeline_kit::{
+    events::{timestamp, AccountFlapping, AuthFailureCause, Envelope, Subject},
+    ids::WorkspaceId,
+};
+use serde_json::json;
 use uuid::Uuid;
 
-use crate::{message, AppState};
+use crate::{delivery::enqueue, message, AppState};
 
 /// Whether this incident's notification carries the "frequent disconnections" advice: the
 /// account's `threshold`-th incident within the window, and the advice not given in it yet. When
@@ -49,6 +53,21 @@ pub(crate) async fn check(
         incident_id: incident.to_string(),
     };
     app.outbox.enqueue(tx, &event).await?;
+    // The integrating company's systems get it as a webhook of its own; people get the advice in
+    // the incident's one message (`account.needs_reconnect`, `frequent_disconnections: true`).
+    let data = json!({
+        "incident_id": incident,
+        "workspace_id": about.workspace_id,
+        "account_id": about.account_id,
+        "platform": about.platform.as_str(),
+        "cause": cause.as_str(),
+        "incidents_in_window": count,
+        "threshold": app.flapping.threshold,
+        "window_seconds": window.as_secs(),
+        "first_incident_at": first,
+        "reconnect_url": message::reconnect_url(&app.public_url, about.account_id),
+    });
+    enqueue::to_webhooks(tx, WorkspaceId(about.workspace_id), "account.flapping", &data).await?;
     metrics::counter!("lifeline_notify_frequent_disconnections_total").increment(1);
     tracing::info!(account = %about.account_id, incidents = count, "account disconnects frequently; AccountFlapping queued");
     Ok(true)

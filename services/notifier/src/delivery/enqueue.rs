@@ -26,18 +26,41 @@ pub(crate) async fn to_workspace(
     event_type: &str,
     data: &Value,
 ) -> Result<u64, sqlx::Error> {
+    to_channels(tx, workspace, notification, event_type, data, &["webhook", "slack", "email"]).await
+}
+
+/// Queues `event_type` for the enabled webhook channels of `workspace` only: a signal for the
+/// integrating company's systems that people are told about in another message.
+pub(crate) async fn to_webhooks(
+    tx: &mut sqlx::PgConnection,
+    workspace: WorkspaceId,
+    event_type: &str,
+    data: &Value,
+) -> Result<u64, sqlx::Error> {
+    to_channels(tx, workspace, None, event_type, data, &["webhook"]).await
+}
+
+async fn to_channels(
+    tx: &mut sqlx::PgConnection,
+    workspace: WorkspaceId,
+    notification: Option<Uuid>,
+    event_type: &str,
+    data: &Value,
+    kinds: &[&str],
+) -> Result<u64, sqlx::Error> {
     let body = body(event_type, Utc::now(), data);
     // uuid v7 ids from the database would need an extension; gen_random_uuid() is unique and
     // the id is only ever compared, never ordered.
     let done = sqlx::query(
         "INSERT INTO notifier.deliveries (id, channel_id, workspace_id, notification_id, event_type, body)
          SELECT gen_random_uuid(), c.id, c.workspace_id, $2, $3, $4 FROM notifier.channels c
-         WHERE c.workspace_id = $1 AND c.disabled_at IS NULL",
+         WHERE c.workspace_id = $1 AND c.disabled_at IS NULL AND c.kind = ANY($5)",
     )
     .bind(workspace)
     .bind(notification)
     .bind(event_type)
     .bind(&body)
+    .bind(kinds)
     .execute(&mut *tx)
     .await?;
     Ok(done.rows_affected())

@@ -88,5 +88,19 @@ async fn the_third_incident_in_the_window_publishes_one_account_flapping() -> an
         first_opened <= first_message,
         "the first incident opened ({first_opened}) before its message ({first_message})"
     );
+    // Webhooks also get it as a type of its own, once (people only get the advice above).
+    let flapping = eventually(Duration::from_secs(15), || async {
+        match of_type(&hook, "account.flapping").as_slice() {
+            [one] => Ok(one.clone()),
+            other => anyhow::bail!("account.flapping webhooks: {other:?}"),
+        }
+    })
+    .await?;
+    assert_eq!(flapping["data"]["incident_id"], e.incident_id.as_str());
+    assert_eq!(flapping["data"]["account_id"], account.to_string());
+    assert_eq!(flapping["data"]["incidents_in_window"], 3);
+    assert_eq!(flapping["data"]["cause"], "revoked");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(of_type(&hook, "account.flapping").len(), 1, "still one");
     system.stop().await
 }
