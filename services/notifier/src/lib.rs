@@ -169,6 +169,7 @@ pub async fn run(
     channels::api::deliveries,
     channels::api::redeliver,
     channels::api::rotate_secret,
+    channels::api::enable,
 ))]
 struct ApiDoc;
 
