@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::{
     policy::{self, Answer, Next},
-    signing, slack, Settings,
+    resolve, signing, slack, Settings,
 };
 use crate::channels::store::{previous_context, secret_context};
 
@@ -166,8 +166,9 @@ async fn send(d: &Deliverer, c: &Claimed) -> Result<u16, String> {
             let timestamp = Utc::now().timestamp();
             let id = c.id.to_string();
             let refs: Vec<&SecretString> = secrets.iter().collect();
+            let url = resolve::check_url(&c.target, d.settings.allow_private_targets)?;
             d.http
-                .post(&c.target)
+                .post(url)
                 .header("content-type", "application/json")
                 .header("webhook-id", &id)
                 .header("webhook-timestamp", timestamp.to_string())
@@ -181,7 +182,8 @@ async fn send(d: &Deliverer, c: &Claimed) -> Result<u16, String> {
             let url = secret.ok_or("the Slack channel has no URL")?;
             let body: serde_json::Value =
                 serde_json::from_str(&c.body).map_err(|e| format!("unreadable body: {e}"))?;
-            d.http.post(url.expose_secret()).json(&slack::message(&body))
+            let url = resolve::check_url(url.expose_secret(), d.settings.allow_private_targets)?;
+            d.http.post(url).json(&slack::message(&body))
         }
         "email" => {
             let smtp = d

@@ -387,3 +387,37 @@ async fn two_notifier_replicas_send_each_message_once() -> anyhow::Result<()> {
     assert_eq!(per_account.len(), 40);
     system.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn where_a_target_leads_is_checked_again_at_every_send() -> anyhow::Result<()> {
+    // Created while receivers on this machine are allowed; then the operator turns that off. A
+    // name that now leads to a loopback address (as after DNS rebinding) is refused at send.
+    let env = notify_env("0s,1h");
+    let mut system = System::start_with(Options { env, ..Options::default() }).await?;
+    let receiver = Receiver::start(Behaviour::FailFirst(0)).await?;
+    let by_name = receiver.url.replace("127.0.0.1", "localhost");
+    let (named_ws, literal_ws) = (WorkspaceId::new(), WorkspaceId::new());
+    let (named, _) = webhook_channel(&system, named_ws, &by_name).await?;
+    let (literal, _) = webhook_channel(&system, literal_ws, &receiver.url).await?;
+    system.roll_out(&[("LIFELINE_NOTIFY_ALLOW_PRIVATE_TARGETS", "false".to_owned())]).await?;
+    inject_auth_failed(&system, named_ws, uuid::Uuid::now_v7()).await?;
+    inject_auth_failed(&system, literal_ws, uuid::Uuid::now_v7()).await?;
+    for (ws, channel, host) in
+        [(named_ws, &named, "localhost"), (literal_ws, &literal, "127.0.0.1")]
+    {
+        let attempt = eventually(Duration::from_secs(15), || async {
+            let log = delivery_log(&system, ws, channel).await?;
+            let a = log.first().map(|d| d["attempts"][0].clone()).unwrap_or_default();
+            ensure!(a.is_object(), "no attempt yet: {log:?}");
+            Ok(a)
+        })
+        .await?;
+        assert!(attempt["status_code"].is_null(), "{attempt}");
+        let error = attempt["error"].as_str().unwrap_or_default();
+        let expected =
+            format!("refused: {host} leads to a loopback, private or link-local address");
+        assert!(error.contains(&expected), "{error}");
+    }
+    assert!(receiver.received().is_empty(), "nothing reached the receiver");
+    system.stop().await
+}
