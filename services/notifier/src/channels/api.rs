@@ -239,8 +239,11 @@ pub(crate) async fn test(
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "channel_disabled",
-            "the channel was disabled for failing too long; enable it again once the endpoint works \
-             (POST /v1/notification-channels/{id}/enable)",
+            format!(
+                "the channel was disabled for failing too long; enable it again once the endpoint \
+                 works (POST /v1/notification-channels/{}/enable)",
+                channel.id
+            ),
         ));
     }
     let data = json!({
