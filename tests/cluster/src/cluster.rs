@@ -467,6 +467,22 @@ impl Cluster {
     }
 }
 
+/// Retries `check` every 250 ms until it passes or `within` runs out.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() >= deadline => bail!("{what}: not within {within:?}: {e:#}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
 /// Waits until one service answers `/readyz` with 200 (fails if it exits).
 async fn wait_ready_one(service: &Service, within: Duration) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
@@ -538,6 +554,8 @@ fn service_env(
         ("LIFELINE_PUBLISH_CONCURRENCY", "4".to_owned()),
         ("LIFELINE_DB_MAX_CONNECTIONS", "8".to_owned()),
         ("LIFELINE_NOTIFY_GRACE", "2s".to_owned()),
+        // The notification tests' webhook receivers listen on loopback.
+        ("LIFELINE_NOTIFY_ALLOW_PRIVATE_TARGETS", "true".to_owned()),
     ];
     let mut env: Vec<(String, String)> =
         fixed.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();

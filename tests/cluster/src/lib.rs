@@ -8,10 +8,11 @@ pub mod api;
 pub mod cluster;
 pub mod events;
 pub mod nats;
+pub mod notify;
 pub mod postgres;
 pub mod process;
 pub mod watch;
 
 pub use api::Account;
-pub use cluster::{Cluster, NatsUrls, Options};
+pub use cluster::{eventually, Cluster, NatsUrls, Options};
 pub use events::{Recorded, Recorder};

@@ -14,9 +14,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, ensure, Context as _};
+use anyhow::{ensure, Context as _};
 use futures::{StreamExt as _, TryStreamExt as _};
-use lifeline_cluster::{Account, Cluster, Options};
+use lifeline_cluster::{eventually, Account, Cluster, Options};
 use lifeline_kit::ids::WorkspaceId;
 use serde_json::{json, Value};
 
@@ -26,22 +26,6 @@ const PLAN: [(&str, usize); 3] = [("x", 12), ("linkedin", 4), ("facebook", 4)];
 const POSTS: usize = 2_000;
 /// Publishes the simulator answers ambiguously (it keeps the post, drops the connection).
 const AMBIGUOUS: [(&str, u64); 2] = [("x", 20), ("linkedin", 5)];
-
-/// Retries `check` every 250 ms until it passes or `within` runs out.
-async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        match check().await {
-            Ok(v) => return Ok(v),
-            Err(e) if Instant::now() >= deadline => bail!("{what}: not within {within:?}: {e:#}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
-    }
-}
 
 /// Posts of every account's workspace with `status`, by post id.
 async fn with_status(

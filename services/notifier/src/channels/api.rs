@@ -1,5 +1,6 @@
 //! The channels API: create (a webhook's signing secret is answered once), list, delete, send a
-//! test message, read the delivery log, redeliver, and rotate a webhook's signing secret.
+//! test message, read the delivery log, redeliver, rotate a webhook's signing secret, and enable
+//! a channel that was disabled for failing too long.
 
 use axum::{
     extract::{rejection::JsonRejection, Path, State},
@@ -33,6 +34,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/notification-channels/{id}/deliveries", get(deliveries))
         .route("/v1/notification-channels/{id}/deliveries/{delivery_id}/redeliver", post(redeliver))
         .route("/v1/notification-channels/{id}/rotate-secret", post(rotate_secret))
+        .route("/v1/notification-channels/{id}/enable", post(enable))
 }
 
 /// A new channel, by `kind`: `webhook` or `slack` with `url`, `email` with `address`. A tagged
@@ -222,7 +224,7 @@ pub(crate) struct Queued {
         (status = 202, description = "Queued; it goes out at once.", body = Queued),
         (status = 401, response = Unauthorized),
         (status = 404, description = "`not_found`: no such channel in the workspace.", body = ErrorBody),
-        (status = 409, description = "`channel_disabled`: the channel was disabled; create it again.", body = ErrorBody),
+        (status = 409, description = "`channel_disabled`: the channel was disabled; enable it again (`POST …/enable`).", body = ErrorBody),
     ),
 )]
 pub(crate) async fn test(
@@ -237,7 +239,11 @@ pub(crate) async fn test(
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "channel_disabled",
-            "the channel was disabled; create it again",
+            format!(
+                "the channel was disabled for failing too long; enable it again once the endpoint \
+                 works (POST /v1/notification-channels/{}/enable)",
+                channel.id
+            ),
         ));
     }
     let data = json!({
@@ -445,4 +451,34 @@ pub(crate) async fn rotate_secret(
         )),
         Err(e) => Err(ApiError::internal(e)),
     }
+}
+
+/// Enables a channel that was disabled for failing too long, once its endpoint works again:
+/// clears `disabled_at` and the failing streak, and new notifications are sent to it from now
+/// on. Nothing is sent retroactively: deliveries left pending when it was disabled are marked
+/// `failed` (each can still be sent with `…/redeliver`). A channel that is not disabled is
+/// answered unchanged.
+#[utoipa::path(
+    post,
+    path = "/v1/notification-channels/{id}/enable",
+    operation_id = "enable_notification_channel",
+    tag = "notification-channels",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The channel.")),
+    responses(
+        (status = 200, description = "Enabled (or already enabled).", body = Channel),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "`not_found`: no such channel in the workspace.", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn enable(
+    State(app): State<AppState>,
+    Workspace(ws): Workspace,
+    Path(id): Path<String>,
+) -> Result<Json<Channel>, ApiError> {
+    let id = channel_id(&id)?;
+    let channel =
+        store::enable(&app.pool, ws, id).await?.ok_or_else(|| ApiError::not_found("channel"))?;
+    tracing::info!(channel = %id, "notification channel enabled");
+    Ok(Json(channel))
 }

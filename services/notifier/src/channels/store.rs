@@ -150,6 +150,49 @@ pub async fn delete(pool: &PgPool, workspace: WorkspaceId, id: Uuid) -> Result<b
     Ok(done.rows_affected() > 0)
 }
 
+/// Enables a channel that was disabled for failing too long: clears `disabled_at` and the
+/// failing streak. Deliveries abandoned while it was disabled are marked `failed` (a manual
+/// redelivery can still send one), so nothing goes out retroactively. A channel that is not
+/// disabled is left as it is. `None` if the workspace has no such channel.
+pub async fn enable(
+    pool: &PgPool,
+    workspace: WorkspaceId,
+    id: Uuid,
+) -> Result<Option<Channel>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let was: Option<(Option<DateTime<Utc>>,)> = sqlx::query_as(
+        "SELECT disabled_at FROM notifier.channels WHERE workspace_id = $1 AND id = $2 FOR UPDATE",
+    )
+    .bind(workspace)
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((disabled_at,)) = was else { return Ok(None) };
+    if disabled_at.is_some() {
+        sqlx::query(
+            "UPDATE notifier.deliveries SET status = 'failed', leased_by = NULL, lease_until = NULL
+             WHERE channel_id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE notifier.channels SET disabled_at = NULL, disabled_reason = NULL, failing_since = NULL
+             WHERE id = $1",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let channel: Channel =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM notifier.channels WHERE id = $1"))
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    Ok(Some(channel))
+}
+
 /// Why a rotation did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum RotateError {

@@ -2,9 +2,9 @@
 //! resolve to this machine or a private network (the notifier would otherwise be a way into
 //! them) unless the operator allows it; an email address must look like one.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
-use url::Url;
+use url::{Host, Url};
 
 /// Why a target was refused, in words for the API's 400.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -68,23 +68,52 @@ pub fn parse_url(raw: &str) -> Result<Url, TargetError> {
     Ok(url)
 }
 
-/// Resolves the URL's host and refuses it if any address is internal (unless `allow_private`).
-pub async fn check_resolved(url: &Url, allow_private: bool) -> Result<(), TargetError> {
-    let host = url.host_str().ok_or(TargetError::Malformed)?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port = url.port_or_known_default().unwrap_or(443);
-    let addrs: Vec<IpAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|_| TargetError::Unresolvable)?
-        .map(|a| a.ip())
-        .collect();
+/// The rule for where a name may lead, at creation and at every send: at least one address,
+/// and none internal unless `allow_private`. Answers the addresses to connect to.
+pub fn allowed_addrs(
+    addrs: Vec<SocketAddr>,
+    allow_private: bool,
+) -> Result<Vec<SocketAddr>, TargetError> {
     if addrs.is_empty() {
         return Err(TargetError::Unresolvable);
     }
-    match addrs.into_iter().find(|ip| is_internal(*ip)) {
-        Some(ip) if !allow_private => Err(TargetError::Private(ip)),
-        _ => Ok(()),
+    match addrs.iter().find(|a| is_internal(a.ip())) {
+        Some(a) if !allow_private => Err(TargetError::Private(a.ip())),
+        _ => Ok(addrs),
     }
+}
+
+/// A URL whose host is an address (no name to resolve) is checked as it stands.
+pub fn check_ip_literal(url: &Url, allow_private: bool) -> Result<(), TargetError> {
+    let ip = match url.host() {
+        Some(Host::Ipv4(v4)) => IpAddr::V4(v4),
+        Some(Host::Ipv6(v6)) => IpAddr::V6(v6),
+        Some(Host::Domain(_)) => return Ok(()),
+        None => return Err(TargetError::Malformed),
+    };
+    allowed_addrs(vec![SocketAddr::new(ip, 0)], allow_private).map(|_| ())
+}
+
+/// Resolves `host` and applies [`allowed_addrs`].
+pub async fn resolve_allowed(
+    host: &str,
+    port: u16,
+    allow_private: bool,
+) -> Result<Vec<SocketAddr>, TargetError> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|_| TargetError::Unresolvable)?
+        .collect();
+    allowed_addrs(addrs, allow_private)
+}
+
+/// Resolves the URL's host and refuses it if any address is internal (unless `allow_private`).
+/// Checked again at every send (`delivery::resolve`): a name may later lead elsewhere.
+pub async fn check_resolved(url: &Url, allow_private: bool) -> Result<(), TargetError> {
+    let host = url.host_str().ok_or(TargetError::Malformed)?;
+    let port = url.port_or_known_default().unwrap_or(443);
+    resolve_allowed(host, port, allow_private).await.map(|_| ())
 }
 
 /// A deliberately plain check (the SMTP server is the final judge): one `@`, a local part of 1
@@ -138,6 +167,42 @@ mod tests {
         for ip in ["93.184.216.34", "2606:4700::1111", "8.8.8.8"] {
             assert!(!is_internal(ip.parse().unwrap()), "{ip}");
         }
+    }
+
+    fn at(ip: &str) -> SocketAddr {
+        SocketAddr::new(ip.parse().unwrap(), 443)
+    }
+
+    #[test]
+    fn a_name_may_lead_only_to_public_addresses_unless_allowed() {
+        let public = vec![at("93.184.216.34"), at("2606:4700::1111")];
+        assert_eq!(allowed_addrs(public.clone(), false), Ok(public));
+        // One internal address among public ones is enough to refuse (a rebinding answer).
+        let mixed = vec![at("93.184.216.34"), at("10.0.0.7")];
+        assert_eq!(allowed_addrs(mixed.clone(), false), Err(TargetError::Private(mixed[1].ip())));
+        assert_eq!(allowed_addrs(mixed.clone(), true), Ok(mixed));
+        assert_eq!(allowed_addrs(vec![], true), Err(TargetError::Unresolvable));
+        assert_eq!(
+            allowed_addrs(vec![at("169.254.169.254")], false),
+            Err(TargetError::Private("169.254.169.254".parse().unwrap()))
+        );
+    }
+
+    #[test]
+    fn an_address_in_the_url_is_checked_as_it_stands() {
+        let url = |u: &str| parse_url(u).unwrap();
+        assert!(matches!(
+            check_ip_literal(&url("http://127.0.0.1:9/"), false),
+            Err(TargetError::Private(_))
+        ));
+        assert!(matches!(
+            check_ip_literal(&url("http://[::1]:9/"), false),
+            Err(TargetError::Private(_))
+        ));
+        assert_eq!(check_ip_literal(&url("http://127.0.0.1:9/"), true), Ok(()));
+        assert_eq!(check_ip_literal(&url("https://93.184.216.34/"), false), Ok(()));
+        // A name is left to the resolver.
+        assert_eq!(check_ip_literal(&url("http://localhost:9/"), false), Ok(()));
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! Pushing notifications out: deliveries are written with their notification
 //! ([`enqueue`]), claimed and sent by [`worker`] under a per-channel cap, signed per the
 //! Standard Webhooks spec ([`signing`]), rendered for Slack ([`slack`]) and email ([`email`]),
-//! and retried and
+//! sent only where a target's name leads at send time is allowed ([`resolve`]), and retried and
 //! disabled by the pure rules in [`policy`].
 
 pub mod email;
 pub(crate) mod enqueue;
 pub mod policy;
+pub(crate) mod resolve;
 pub(crate) mod signing;
 pub(crate) mod slack;
 pub(crate) mod worker;

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::{
     policy::{self, Answer, Next},
-    signing, slack, Settings,
+    resolve, signing, slack, Settings,
 };
 use crate::channels::store::{previous_context, secret_context};
 
@@ -166,8 +166,9 @@ async fn send(d: &Deliverer, c: &Claimed) -> Result<u16, String> {
             let timestamp = Utc::now().timestamp();
             let id = c.id.to_string();
             let refs: Vec<&SecretString> = secrets.iter().collect();
+            let url = resolve::check_url(&c.target, d.settings.allow_private_targets)?;
             d.http
-                .post(&c.target)
+                .post(url)
                 .header("content-type", "application/json")
                 .header("webhook-id", &id)
                 .header("webhook-timestamp", timestamp.to_string())
@@ -181,7 +182,8 @@ async fn send(d: &Deliverer, c: &Claimed) -> Result<u16, String> {
             let url = secret.ok_or("the Slack channel has no URL")?;
             let body: serde_json::Value =
                 serde_json::from_str(&c.body).map_err(|e| format!("unreadable body: {e}"))?;
-            d.http.post(url.expose_secret()).json(&slack::message(&body))
+            let url = resolve::check_url(url.expose_secret(), d.settings.allow_private_targets)?;
+            d.http.post(url).json(&slack::message(&body))
         }
         "email" => {
             let smtp = d
@@ -299,6 +301,14 @@ async fn track_channel_health(
     .bind(&reason)
     .execute(&mut *tx)
     .await?;
+    // Abandoned, not parked: enabling the channel again sends nothing retroactively.
+    sqlx::query(
+        "UPDATE notifier.deliveries SET status = 'failed', leased_by = NULL, lease_until = NULL
+         WHERE channel_id = $1 AND status = 'pending'",
+    )
+    .bind(channel)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query(
         "INSERT INTO notifier.notifications (id, workspace_id, kind, title, body, dedupe_key)
          VALUES ($1, $2, 'channel_disabled', $3, $4, $5) ON CONFLICT (dedupe_key) DO NOTHING",
@@ -307,10 +317,15 @@ async fn track_channel_health(
     .bind(workspace)
     .bind(format!("A {kind} notification channel was disabled"))
     .bind(format!(
-        "Lifeline stopped sending to {target} because {reason}. Check the endpoint, then create \
-         the channel again to receive notifications there."
+        "Lifeline stopped sending to {target} because {reason}. Check the endpoint, then enable \
+         the channel again (POST /v1/notification-channels/{channel}/enable) to receive \
+         notifications there; what was not delivered meanwhile is in its delivery log."
     ))
-    .bind(format!("channel-disabled:{channel}"))
+    // One notice per disabling: a channel enabled again and disabled later is told again.
+    .bind(format!(
+        "channel-disabled:{channel}:{}",
+        since.map(|s| s.timestamp_micros()).unwrap_or(0)
+    ))
     .execute(&mut *tx)
     .await?;
     metrics::counter!("lifeline_notify_channels_disabled_total").increment(1);

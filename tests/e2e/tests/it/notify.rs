@@ -6,7 +6,7 @@ use std::{
     collections::HashMap,
     net::SocketAddr,
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, Mutex,
     },
     time::Duration,
@@ -48,6 +48,8 @@ pub enum Behaviour {
     FailFirst(usize),
     /// Never answers (until the test ends).
     Hang,
+    /// 500 until [`Receiver::set_fixed`], then 204 (an endpoint its owner repairs).
+    FailUntilFixed,
 }
 
 /// A real HTTP server on 127.0.0.1 that records what it receives.
@@ -57,18 +59,25 @@ pub struct Receiver {
     /// `http://127.0.0.1:<port>`: the receiver answers on any path.
     pub base: String,
     seen: Arc<Mutex<Vec<Received>>>,
+    fixed: Arc<AtomicBool>,
 }
 
 impl Receiver {
     pub async fn start(behaviour: Behaviour) -> anyhow::Result<Receiver> {
         let seen: Arc<Mutex<Vec<Received>>> = Arc::default();
         let count = Arc::new(AtomicUsize::new(0));
+        let fixed = Arc::new(AtomicBool::new(false));
         let log = seen.clone();
+        let repaired = fixed.clone();
         let handler = move |headers: HeaderMap, body: Bytes| {
-            let (log, count) = (log.clone(), count.clone());
+            let (log, count, repaired) = (log.clone(), count.clone(), repaired.clone());
             async move {
                 let n = count.fetch_add(1, Ordering::SeqCst);
                 let status = match behaviour {
+                    Behaviour::FailUntilFixed if repaired.load(Ordering::SeqCst) => {
+                        StatusCode::NO_CONTENT
+                    }
+                    Behaviour::FailUntilFixed => StatusCode::INTERNAL_SERVER_ERROR,
                     Behaviour::FailFirst(f) if n < f => StatusCode::INTERNAL_SERVER_ERROR,
                     Behaviour::FailFirst(_) => StatusCode::NO_CONTENT,
                     Behaviour::Hang => StatusCode::GATEWAY_TIMEOUT,
@@ -100,7 +109,12 @@ impl Receiver {
         // Any path: a Slack incoming-webhook URL carries its secret in the path.
         let app = Router::new().fallback(handler);
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Ok(Receiver { url: format!("{base}/hook"), base, seen })
+        Ok(Receiver { url: format!("{base}/hook"), base, seen, fixed })
+    }
+
+    /// A [`Behaviour::FailUntilFixed`] receiver answers 204 from now on (500 again with false).
+    pub fn set_fixed(&self, fixed: bool) {
+        self.fixed.store(fixed, Ordering::SeqCst);
     }
 
     pub fn received(&self) -> Vec<Received> {

@@ -1,7 +1,8 @@
 //! Webhook channels against real receivers on this machine: retries until a 2xx with one
 //! stable `webhook-id`, nothing sent twice for a repeated AuthFailed, the delivery log, manual
 //! redelivery, test messages, secret rotation, validation, a hanging endpoint that delays no
-//! other workspace, disabling a channel that keeps failing, and two notifier replicas.
+//! other workspace, disabling a channel that keeps failing and enabling it again, and two
+//! notifier replicas.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -248,6 +249,107 @@ async fn a_channel_that_keeps_failing_is_disabled_with_a_notice() -> anyhow::Res
     system.stop().await
 }
 
+/// Waits until the workspace's only channel is disabled; answers it.
+async fn disabled_channel(system: &System, ws: WorkspaceId) -> anyhow::Result<serde_json::Value> {
+    eventually(Duration::from_secs(15), || async {
+        let (_, listed) = system.get(&system.notifier, "/v1/notification-channels", ws).await?;
+        let c = listed["channels"][0].clone();
+        ensure!(c["disabled_at"].is_string(), "{c}");
+        Ok(c)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_disabled_channel_enabled_again_gets_new_messages_only() -> anyhow::Result<()> {
+    let mut env = notify_env("0s,300ms,300ms,300ms,300ms,300ms,300ms,300ms");
+    env.push(("LIFELINE_NOTIFY_DISABLE_AFTER", "1s".to_owned()));
+    let system = System::start_with(Options { env, ..Options::default() }).await?;
+    let receiver = Receiver::start(Behaviour::FailUntilFixed).await?;
+    let ws = WorkspaceId::new();
+    let (channel, _) = webhook_channel(&system, ws, &receiver.url).await?;
+    let abandoned = uuid::Uuid::now_v7();
+    inject_auth_failed(&system, ws, abandoned).await?;
+    disabled_channel(&system, ws).await?;
+    // Broken while the channel is disabled: notified in the app, no delivery written for it.
+    let meanwhile = uuid::Uuid::now_v7();
+    inject_auth_failed(&system, ws, meanwhile).await?;
+    eventually(Duration::from_secs(10), || async {
+        let path = format!("/v1/notifications?account_id={meanwhile}");
+        let (_, n) = system.get(&system.notifier, &path, ws).await?;
+        ensure!(n["notifications"].as_array().is_some_and(|a| !a.is_empty()), "{n}");
+        Ok(())
+    })
+    .await?;
+    let test = format!("/v1/notification-channels/{channel}/test");
+    let (status, refused) = system.post_json(&system.notifier, &test, ws, &json!({})).await?;
+    assert_eq!((status, refused["error"].as_str()), (409, Some("channel_disabled")), "{refused}");
+    assert!(refused["message"].as_str().is_some_and(|m| m.contains("/enable")), "{refused}");
+
+    // The owner fixes the endpoint and enables the channel.
+    receiver.set_fixed(true);
+    let before = receiver.received().len();
+    let enable = format!("/v1/notification-channels/{channel}/enable");
+    let (status, enabled) = system.post_json(&system.notifier, &enable, ws, &json!({})).await?;
+    assert_eq!(status, 200, "{enabled}");
+    assert_eq!(enabled["id"], channel.as_str());
+    for field in ["disabled_at", "disabled_reason", "failing_since"] {
+        assert!(enabled[field].is_null(), "{field}: {enabled}");
+    }
+    // Nothing abandoned goes out: the old delivery is `failed`, and no request arrives.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let late: Vec<String> = receiver.received()[before..]
+        .iter()
+        .map(|r| format!("{} {} {}", r.header("webhook-id"), r.json()["type"], r.answered))
+        .collect();
+    assert!(late.is_empty(), "nothing is sent retroactively: {late:?}");
+    let log = delivery_log(&system, ws, &channel).await?;
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0]["status"], "failed");
+
+    // New messages are delivered, once each.
+    let after = uuid::Uuid::now_v7();
+    inject_auth_failed(&system, ws, after).await?;
+    eventually(Duration::from_secs(10), || async {
+        ensure!(receiver.accepted().len() == 1, "{} accepted", receiver.accepted().len());
+        Ok(())
+    })
+    .await?;
+    assert_eq!(receiver.accepted()[0].json()["data"]["account_id"], after.to_string());
+    let (status, again) = system.post_json(&system.notifier, &enable, ws, &json!({})).await?;
+    assert_eq!((status, again["disabled_at"].is_null()), (200, true), "enabling twice: {again}");
+    // Only the owner's workspace can enable it; an unknown id is not found.
+    let (status, _) =
+        system.post_json(&system.notifier, &enable, WorkspaceId::new(), &json!({})).await?;
+    assert_eq!(status, 404);
+    let missing = format!("/v1/notification-channels/{}/enable", uuid::Uuid::now_v7());
+    let (status, _) = system.post_json(&system.notifier, &missing, ws, &json!({})).await?;
+    assert_eq!(status, 404);
+
+    // An abandoned delivery can still be sent by hand.
+    let id = log[0]["id"].as_str().unwrap_or_default();
+    let redeliver = format!("/v1/notification-channels/{channel}/deliveries/{id}/redeliver");
+    let (status, _) = system.post_json(&system.notifier, &redeliver, ws, &json!({})).await?;
+    assert_eq!(status, 202);
+    eventually(Duration::from_secs(10), || async {
+        ensure!(receiver.accepted().len() == 2, "{} accepted", receiver.accepted().len());
+        Ok(())
+    })
+    .await?;
+    assert_eq!(receiver.accepted()[1].json()["data"]["account_id"], abandoned.to_string());
+
+    // Failing again for the whole period disables it again, with a second notice.
+    receiver.set_fixed(false);
+    inject_auth_failed(&system, ws, uuid::Uuid::now_v7()).await?;
+    disabled_channel(&system, ws).await?;
+    let (_, n) = system.get(&system.notifier, "/v1/notifications", ws).await?;
+    let notices = n["notifications"]
+        .as_array()
+        .map_or(0, |a| a.iter().filter(|n| n["kind"] == "channel_disabled").count());
+    assert_eq!(notices, 2, "one notice per disabling: {n}");
+    system.stop().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_notifier_replicas_send_each_message_once() -> anyhow::Result<()> {
     let env = notify_env("0s,200ms,200ms");
@@ -283,5 +385,39 @@ async fn two_notifier_replicas_send_each_message_once() -> anyhow::Result<()> {
         *per_account.entry(r.json()["data"]["account_id"].to_string()).or_default() += 1;
     }
     assert_eq!(per_account.len(), 40);
+    system.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn where_a_target_leads_is_checked_again_at_every_send() -> anyhow::Result<()> {
+    // Created while receivers on this machine are allowed; then the operator turns that off. A
+    // name that now leads to a loopback address (as after DNS rebinding) is refused at send.
+    let env = notify_env("0s,1h");
+    let mut system = System::start_with(Options { env, ..Options::default() }).await?;
+    let receiver = Receiver::start(Behaviour::FailFirst(0)).await?;
+    let by_name = receiver.url.replace("127.0.0.1", "localhost");
+    let (named_ws, literal_ws) = (WorkspaceId::new(), WorkspaceId::new());
+    let (named, _) = webhook_channel(&system, named_ws, &by_name).await?;
+    let (literal, _) = webhook_channel(&system, literal_ws, &receiver.url).await?;
+    system.roll_out(&[("LIFELINE_NOTIFY_ALLOW_PRIVATE_TARGETS", "false".to_owned())]).await?;
+    inject_auth_failed(&system, named_ws, uuid::Uuid::now_v7()).await?;
+    inject_auth_failed(&system, literal_ws, uuid::Uuid::now_v7()).await?;
+    for (ws, channel, host) in
+        [(named_ws, &named, "localhost"), (literal_ws, &literal, "127.0.0.1")]
+    {
+        let attempt = eventually(Duration::from_secs(15), || async {
+            let log = delivery_log(&system, ws, channel).await?;
+            let a = log.first().map(|d| d["attempts"][0].clone()).unwrap_or_default();
+            ensure!(a.is_object(), "no attempt yet: {log:?}");
+            Ok(a)
+        })
+        .await?;
+        assert!(attempt["status_code"].is_null(), "{attempt}");
+        let error = attempt["error"].as_str().unwrap_or_default();
+        let expected =
+            format!("refused: {host} leads to a loopback, private or link-local address");
+        assert!(error.contains(&expected), "{error}");
+    }
+    assert!(receiver.received().is_empty(), "nothing reached the receiver");
     system.stop().await
 }
