@@ -49,32 +49,27 @@ impl AccountNames {
             .append_pair("account_id", &account.to_string())
             .append_pair("status", WAITING)
             .append_pair("limit", &WAITING_COUNTED.to_string());
-        let token = self.jwt.mint("notifier", workspace, Duration::from_secs(60));
-        let answer = self
-            .http
-            .get(url)
-            .bearer_auth(token)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status);
-        match answer {
-            Ok(r) => {
-                let body: serde_json::Value = r.json().await.ok()?;
-                let n = body["posts"].as_array()?.len();
-                Some(u32::try_from(n).unwrap_or(WAITING_COUNTED))
-            }
-            Err(e) => {
-                tracing::debug!(account = %account, error = %e.without_url(), "no waiting-post count from the publisher");
-                None
-            }
-        }
+        let body = self.get(url, workspace, account, "the publisher").await?;
+        let n = body["posts"].as_array()?.len();
+        Some(u32::try_from(n).unwrap_or(WAITING_COUNTED))
     }
 
     /// The account's `@handle`, if the gateway knows one and answers within 2 s.
     pub async fn handle(&self, workspace: WorkspaceId, account: Uuid) -> Option<String> {
-        let base = self.gateway.as_ref()?;
-        let url = base.join(&format!("v1/accounts/{account}")).ok()?;
+        let url = self.gateway.as_ref()?.join(&format!("v1/accounts/{account}")).ok()?;
+        let body = self.get(url, workspace, account, "the gateway").await?;
+        body["handle"].as_str().map(str::to_owned)
+    }
+
+    /// `GET url` as the workspace (a one-minute token), within 2 s; a failure is logged at
+    /// debug (the detail is optional) and answers `None`.
+    async fn get(
+        &self,
+        url: url::Url,
+        workspace: WorkspaceId,
+        account: Uuid,
+        service: &str,
+    ) -> Option<serde_json::Value> {
         let token = self.jwt.mint("notifier", workspace, Duration::from_secs(60));
         let answer = self
             .http
@@ -85,12 +80,9 @@ impl AccountNames {
             .await
             .and_then(reqwest::Response::error_for_status);
         match answer {
-            Ok(r) => {
-                let body: serde_json::Value = r.json().await.ok()?;
-                body["handle"].as_str().map(str::to_owned)
-            }
+            Ok(r) => r.json().await.ok(),
             Err(e) => {
-                tracing::debug!(account = %account, error = %e.without_url(), "no handle from the gateway");
+                tracing::debug!(account = %account, error = %e.without_url(), "no answer from {service}");
                 None
             }
         }

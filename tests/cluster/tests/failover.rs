@@ -17,6 +17,7 @@ use std::{
 use anyhow::{bail, ensure, Context as _};
 use futures::{StreamExt as _, TryStreamExt as _};
 use lifeline_cluster::{
+    eventually,
     process::epoch,
     watch::{not_ready_after, ReadyWatch},
     Account, Cluster, Options, Recorded, Recorder,
@@ -53,22 +54,6 @@ fn account_plan() -> anyhow::Result<Vec<(String, usize)>> {
             Ok((p.to_owned(), n.parse()?))
         })
         .collect()
-}
-
-/// Retries `check` every 250 ms until it passes or `within` runs out.
-async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        match check().await {
-            Ok(v) => return Ok(v),
-            Err(e) if Instant::now() >= deadline => bail!("{what}: not within {within:?}: {e:#}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
-    }
 }
 
 fn now() -> f64 {
