@@ -1,6 +1,7 @@
 //! What other services know about an account: its handle from the gateway
 //! (`GET /v1/accounts/{id}`), so a message can say "@acme on LinkedIn", and how many of its posts
-//! wait from the publisher (`GET /v1/posts`). Asked once per message with a short-lived workspace
+//! wait from the publisher (`GET /v1/posts`), and a sign-in link to the Accounts page for the
+//! messages people read (`POST /v1/page-links`). Asked once per message with a short-lived workspace
 //! token; a service that does not answer costs the message that detail, never the message.
 
 use std::time::Duration;
@@ -49,7 +50,7 @@ impl AccountNames {
             .append_pair("account_id", &account.to_string())
             .append_pair("status", WAITING)
             .append_pair("limit", &WAITING_COUNTED.to_string());
-        let body = self.get(url, workspace, account, "the publisher").await?;
+        let body = self.call(self.http.get(url), workspace, account, "the publisher").await?;
         let n = body["posts"].as_array()?.len();
         Some(u32::try_from(n).unwrap_or(WAITING_COUNTED))
     }
@@ -57,23 +58,38 @@ impl AccountNames {
     /// The account's `@handle`, if the gateway knows one and answers within 2 s.
     pub async fn handle(&self, workspace: WorkspaceId, account: Uuid) -> Option<String> {
         let url = self.gateway.as_ref()?.join(&format!("v1/accounts/{account}")).ok()?;
-        let body = self.get(url, workspace, account, "the gateway").await?;
+        let body = self.call(self.http.get(url), workspace, account, "the gateway").await?;
         body["handle"].as_str().map(str::to_owned)
     }
 
-    /// `GET url` as the workspace (a one-minute token), within 2 s; a failure is logged at
-    /// debug (the detail is optional) and answers `None`.
-    async fn get(
+    /// A single-use link that signs a person in to the Accounts page at the account and works
+    /// for `ttl` (the gateway's `POST /v1/page-links`), if the gateway answers within 2 s.
+    pub async fn sign_in_link(
         &self,
-        url: url::Url,
+        workspace: WorkspaceId,
+        account: Uuid,
+        ttl: Duration,
+    ) -> Option<String> {
+        let url = self.gateway.as_ref()?.join("v1/page-links").ok()?;
+        let request = self
+            .http
+            .post(url)
+            .json(&serde_json::json!({"account_id": account, "ttl_seconds": ttl.as_secs()}));
+        let body = self.call(request, workspace, account, "the gateway").await?;
+        body["url"].as_str().map(str::to_owned)
+    }
+
+    /// Sends `request` as the workspace (a one-minute token), within 2 s; a failure is logged
+    /// at debug (the detail is optional) and answers `None`.
+    async fn call(
+        &self,
+        request: reqwest::RequestBuilder,
         workspace: WorkspaceId,
         account: Uuid,
         service: &str,
     ) -> Option<serde_json::Value> {
         let token = self.jwt.mint("notifier", workspace, Duration::from_secs(60));
-        let answer = self
-            .http
-            .get(url)
+        let answer = request
             .bearer_auth(token)
             .timeout(Duration::from_secs(2))
             .send()

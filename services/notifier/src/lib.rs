@@ -191,6 +191,7 @@ pub async fn run(
             settings: app.delivery.clone(),
             instance: common.instance_id.clone(),
             wake: app.wake.clone(),
+            names: app.names.clone(),
         };
         tasks.spawn(delivery::worker::run(Arc::new(deliverer), shutdown.clone()));
         Router::new()

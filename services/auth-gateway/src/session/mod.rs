@@ -95,6 +95,12 @@ fn after(ttl: Duration) -> DateTime<Utc> {
     Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default()
 }
 
+/// The longest a page link may be asked to last (`ttl_seconds`): a link in an email or a
+/// Slack message has to outlive the time a person takes to read it, and no more.
+const LINK_TTL_MAX: Duration = Duration::from_secs(24 * 3600);
+/// The shortest.
+const LINK_TTL_MIN: Duration = Duration::from_secs(10);
+
 /// What a page link opens; the body may also be empty.
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -102,6 +108,10 @@ pub(crate) struct LinkRequest {
     /// Open the page on this account (it must be one of the workspace's).
     #[schema(value_type = Option<AccountId>)]
     account_id: Option<String>,
+    /// How long the link works, in seconds (10 to 86,400); default `LIFELINE_PAGE_LINK_TTL`.
+    /// The notifier asks for a day for the links in its emails and Slack messages.
+    #[schema(value_type = Option<u64>, minimum = 10, maximum = 86400)]
+    ttl_seconds: Option<u64>,
 }
 
 /// A single-use sign-in link for the Accounts page.
@@ -110,7 +120,7 @@ pub(crate) struct LinkMinted {
     /// `<LIFELINE_PUBLIC_URL>/signin?link=…`: it works once, until `expires_at`.
     #[schema(format = "uri")]
     url: String,
-    /// `LIFELINE_PAGE_LINK_TTL` from now.
+    /// `ttl_seconds` (or `LIFELINE_PAGE_LINK_TTL`) from now.
     expires_at: DateTime<Utc>,
     /// The account the page opens on, when one was asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -137,7 +147,7 @@ fn bearer_subject(keys: &JwtKeys, headers: &HeaderMap) -> Option<String> {
         description = "Empty, or `{\"account_id\": …}`."),
     responses(
         (status = 201, description = "The link, to hand to the person (`lifelinectl page-link` prints it).", body = LinkMinted),
-        (status = 400, description = "`bad_request`: the body is neither empty nor `{\"account_id\": \"<uuid>\"}`.", body = ErrorBody),
+        (status = 400, description = "`bad_request`: the body is neither empty nor `{\"account_id\": \"<uuid>\", \"ttl_seconds\": 10..86400}` (either field optional).", body = ErrorBody),
         (status = 401, response = Unauthorized),
         (status = 403, description = "`forbidden`: a page session's token cannot mint links; use an API token.", body = ErrorBody),
         (status = 404, description = "`not_found`: `account_id` is not an account of the workspace (or not an id).", body = ErrorBody),
@@ -163,9 +173,19 @@ pub(crate) async fn mint_link(
     } else {
         serde_json::from_slice(&body).map_err(|e| {
             ApiError::bad_request(format!(
-                "the body must be empty or {{\"account_id\": \"<uuid>\"}}: {e}"
+                "the body must be empty or {{\"account_id\": \"<uuid>\", \"ttl_seconds\": 10..86400}}: {e}"
             ))
         })?
+    };
+    let ttl = match req.ttl_seconds.map(Duration::from_secs) {
+        None => app.config.page.link_ttl,
+        Some(t) if (LINK_TTL_MIN..=LINK_TTL_MAX).contains(&t) => t,
+        Some(t) => {
+            return Err(ApiError::bad_request(format!(
+                "ttl_seconds must be from 10 to 86400 (a day), not {}",
+                t.as_secs()
+            )))
+        }
     };
     let account = match req.account_id {
         None => None,
@@ -186,7 +206,7 @@ pub(crate) async fn mint_link(
     };
     let page = &app.config.page;
     let link = random_id();
-    let expires_at = after(page.link_ttl);
+    let expires_at = after(ttl);
     let mut tx = app.pool.begin().await?;
     // Old links and sessions go when new ones come, so neither table grows without bound.
     sqlx::query("DELETE FROM gateway.page_links WHERE expires_at < now() - interval '1 day'")
@@ -234,12 +254,12 @@ impl LinkRefused {
             LinkRefused::Used => (
                 StatusCode::GONE,
                 "This sign-in link was already used",
-                "Each link signs in once. Ask for a new one (lifelinectl page-link).",
+                "Each link signs in once. If it signed this browser in, the Accounts page below still opens; otherwise use the link of a newer notification, or ask for one (lifelinectl page-link).",
             ),
             LinkRefused::Expired => (
                 StatusCode::GONE,
                 "This sign-in link has expired",
-                "Links work for a short time only. Ask for a new one (lifelinectl page-link).",
+                "Links work for a limited time only. Use the link of a newer notification, or ask for one (lifelinectl page-link).",
             ),
         };
         (status, Html(page::message_page(title, text))).into_response()

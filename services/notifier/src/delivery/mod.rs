@@ -40,6 +40,9 @@ pub struct Settings {
     pub poll: Duration,
     /// `LIFELINE_SMTP_*`: the email channel's server; none: email channels are refused.
     pub smtp: Option<email::Smtp>,
+    /// `LIFELINE_NOTIFY_LINK_TTL` (24h, at most 24h): how long the sign-in link in an email or
+    /// a Slack message works (it signs in once; minted by the gateway when the message is sent).
+    pub link_ttl: Duration,
 }
 
 /// How long a rotated-out signing secret keeps signing.
@@ -75,6 +78,11 @@ impl Settings {
                 Duration::from_millis(10)..=Duration::from_secs(60),
             )?,
             smtp: email::Smtp::from_env(env)?,
+            link_ttl: env.duration_in(
+                "LIFELINE_NOTIFY_LINK_TTL",
+                Duration::from_secs(24 * 3600),
+                Duration::from_secs(10)..=Duration::from_secs(24 * 3600),
+            )?,
         })
     }
 

@@ -21,7 +21,10 @@ use super::{
     policy::{self, Answer, Next},
     resolve, signing, slack, Settings,
 };
-use crate::channels::store::{previous_context, secret_context};
+use crate::{
+    accounts::AccountNames,
+    channels::store::{previous_context, secret_context},
+};
 
 /// What the worker needs; shared by its attempts.
 pub(crate) struct Deliverer {
@@ -32,6 +35,8 @@ pub(crate) struct Deliverer {
     pub instance: String,
     /// Woken when this replica wrote deliveries, so they go out without waiting for the poll.
     pub wake: Arc<Notify>,
+    /// The gateway, for the sign-in links of the messages people read.
+    pub names: AccountNames,
 }
 
 /// A claimed delivery with what its channel needs to send it.
@@ -39,6 +44,7 @@ pub(crate) struct Deliverer {
 struct Claimed {
     id: Uuid,
     channel_id: Uuid,
+    workspace_id: Uuid,
     event_type: String,
     body: String,
     attempts: i32,
@@ -105,7 +111,7 @@ async fn claim(d: &Deliverer, limit: usize) -> Result<Vec<Claimed>, sqlx::Error>
          SET leased_by = $1, lease_until = now() + make_interval(secs => $2), attempts = d.attempts + 1
          FROM picked, notifier.channels c
          WHERE d.id = picked.id AND c.id = d.channel_id
-         RETURNING d.id, d.channel_id, d.event_type, d.body, d.attempts, c.kind, c.target,
+         RETURNING d.id, d.channel_id, d.workspace_id, d.event_type, d.body, d.attempts, c.kind, c.target,
              c.secret_key_id, c.secret_sealed, c.previous_key_id, c.previous_sealed, c.previous_until",
     )
     .bind(&d.instance)
@@ -144,6 +150,27 @@ async fn attempt(d: &Deliverer, c: Claimed) {
     }
 }
 
+/// The body of a message a person reads (Slack, email): its `reconnect_url` becomes a
+/// single-use sign-in link to the Accounts page at the account, minted now so that its
+/// lifetime (`LIFELINE_NOTIFY_LINK_TTL`) starts when the message goes out. Webhooks keep the
+/// plain page URL: they go to the integrating company's systems, not to a person. Without an
+/// answer from the gateway the plain URL stays (a signed-in browser still opens it).
+async fn for_people(d: &Deliverer, c: &Claimed) -> Result<serde_json::Value, String> {
+    let mut body: serde_json::Value =
+        serde_json::from_str(&c.body).map_err(|e| format!("unreadable body: {e}"))?;
+    let data = &body["data"];
+    let account = data["account_id"].as_str().and_then(|a| a.parse::<Uuid>().ok());
+    if let (Some(account), true) = (account, data["reconnect_url"].is_string()) {
+        let workspace = lifeline_kit::ids::WorkspaceId(c.workspace_id);
+        match d.names.sign_in_link(workspace, account, d.settings.link_ttl).await {
+            Some(link) => body["data"]["reconnect_url"] = link.into(),
+            None => tracing::warn!(delivery = %c.id, account = %account,
+                "no sign-in link from the gateway; the message links the page without one"),
+        }
+    }
+    Ok(body)
+}
+
 /// Sends one attempt; the endpoint's status, or why there is none.
 async fn send(d: &Deliverer, c: &Claimed) -> Result<u16, String> {
     let open = |key: &Option<String>, sealed: &Option<Vec<u8>>, context: String| match (key, sealed)
@@ -180,8 +207,7 @@ async fn send(d: &Deliverer, c: &Claimed) -> Result<u16, String> {
         }
         "slack" => {
             let url = secret.ok_or("the Slack channel has no URL")?;
-            let body: serde_json::Value =
-                serde_json::from_str(&c.body).map_err(|e| format!("unreadable body: {e}"))?;
+            let body = for_people(d, c).await?;
             let url = resolve::check_url(url.expose_secret(), d.settings.allow_private_targets)?;
             d.http.post(url).json(&slack::message(&body))
         }
@@ -191,8 +217,7 @@ async fn send(d: &Deliverer, c: &Claimed) -> Result<u16, String> {
                 .smtp
                 .as_ref()
                 .ok_or("no SMTP server is configured (LIFELINE_SMTP_HOST)")?;
-            let body: serde_json::Value =
-                serde_json::from_str(&c.body).map_err(|e| format!("unreadable body: {e}"))?;
+            let body = for_people(d, c).await?;
             return super::email::send(smtp, d.settings.timeout, c.id, &c.target, &body).await;
         }
         other => return Err(format!("{other} channels are not delivered by this version")),

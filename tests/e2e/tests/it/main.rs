@@ -21,6 +21,7 @@ mod oauth_binding;
 mod oauth_rejections;
 mod outage;
 mod pacing;
+mod page_links;
 mod platforms;
 mod poison;
 mod posts;

@@ -72,6 +72,9 @@ async fn slack_gets_cause_advice_and_a_reconnect_button_and_frequent_disconnecti
     );
     let button = &blocks[3]["elements"][0];
     assert_eq!(button["text"]["text"], "Reconnect");
+    // The gateway does not know this made-up account, so it mints no sign-in link for it: the
+    // button opens the page at the account, for a browser that is signed in (notify_email
+    // shows the sign-in link of a real account).
     assert_eq!(button["url"], format!("{}/?account={account}", system.gateway));
     let frequent: Vec<bool> = messages
         .iter()

@@ -102,22 +102,39 @@ async fn notify_email_reaches_a_real_smtp_server_with_both_parts_and_the_link() 
     assert_eq!(m["to"], json!(["owner@acme.test"]));
     assert_eq!(m["content_type"], "multipart/alternative");
     assert!(m["message_id"].as_str().is_some_and(|id| id.ends_with("@lifeline.notifier>")), "{m}");
-    let link = format!("{}/?account={account}", system.gateway);
-    let (text, html) =
-        (m["text"].as_str().unwrap_or_default(), m["html"].as_str().unwrap_or_default());
-    assert!(
-        text.contains("access was revoked") && text.contains(&format!("Reconnect: {link}")),
-        "{text}"
-    );
+    // A person's message links a single-use sign-in link to the Accounts page at the account.
+    let text = m["text"].as_str().unwrap_or_default();
+    let html = m["html"].as_str().unwrap_or_default();
+    let prefix = format!("{}/signin?link=", system.gateway);
+    let link = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Reconnect: "))
+        .filter(|l| l.starts_with(&prefix))
+        .with_context(|| format!("no sign-in link in {text}"))?
+        .to_owned();
+    assert!(text.contains("access was revoked"), "{text}");
     assert!(
         text.contains("make sure you're not revoking app permissions on X's settings page"),
         "{text}"
     );
     assert!(
-        html.contains(&format!("href=\"{link}\""))
+        html.contains(&format!("href=\"{}\"", link.replace('&', "&amp;")))
             && html.contains("<h2>@acme on X needs reconnecting</h2>"),
         "{html}"
     );
+    // The link works: opening it only shows a button (a mail scanner's fetch does not use it
+    // up), posting it signs in once and opens the page at the account.
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let page = browser.get(&link).send().await?;
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await?.contains("Sign in"));
+    let secret = link.strip_prefix(&prefix).unwrap_or_default();
+    let signin = format!("{}/signin", system.gateway);
+    let first = browser.post(&signin).form(&[("link", secret)]).send().await?;
+    assert_eq!(first.status(), 303);
+    assert_eq!(first.headers()["location"], format!("/?account={account}").as_str());
+    let again = browser.post(&signin).form(&[("link", secret)]).send().await?;
+    assert_eq!(again.status(), 410, "the link signs in once");
     drop(catcher);
     system.stop().await
 }
