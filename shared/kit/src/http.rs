@@ -213,6 +213,21 @@ pub fn json_object<T: serde::de::DeserializeOwned>(
     body: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<T, ApiError> {
     let Json(value) = body.map_err(rejection)?;
+    object_from_value(value)
+}
+
+/// [`json_object`] for a body read as bytes (an endpoint whose body may also be empty parses it
+/// itself): the same refusals, the same 400.
+pub fn json_object_from_slice<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!("Failed to parse the request body as JSON: {e}"))
+    })?;
+    object_from_value(value)
+}
+
+fn object_from_value<T: serde::de::DeserializeOwned>(
+    value: serde_json::Value,
+) -> Result<T, ApiError> {
     if !value.is_object() {
         return Err(ApiError::bad_request("the body must be a JSON object"));
     }

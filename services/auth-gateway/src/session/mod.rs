@@ -97,9 +97,9 @@ fn after(ttl: Duration) -> DateTime<Utc> {
 
 /// The longest a page link may be asked to last (`ttl_seconds`): a link in an email or a
 /// Slack message has to outlive the time a person takes to read it, and no more.
-const LINK_TTL_MAX: Duration = Duration::from_secs(24 * 3600);
+const LINK_TTL_MAX_SECS: f64 = 86_400.0;
 /// The shortest.
-const LINK_TTL_MIN: Duration = Duration::from_secs(10);
+const LINK_TTL_MIN_SECS: f64 = 10.0;
 
 /// What a page link opens; the body may also be empty.
 #[derive(Deserialize, Default, ToSchema)]
@@ -111,7 +111,8 @@ pub(crate) struct LinkRequest {
     /// How long the link works, in seconds (10 to 86,400); default `LIFELINE_PAGE_LINK_TTL`.
     /// The notifier asks for a day for the links in its emails and Slack messages.
     #[schema(value_type = Option<u64>, minimum = 10, maximum = 86400)]
-    ttl_seconds: Option<u64>,
+    // Read as a number: JSON Schema counts `300.0` as the integer 300, and so does this.
+    ttl_seconds: Option<f64>,
 }
 
 /// A single-use sign-in link for the Accounts page.
@@ -171,19 +172,21 @@ pub(crate) async fn mint_link(
     let req: LinkRequest = if body.iter().all(u8::is_ascii_whitespace) {
         LinkRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
+        lifeline_kit::http::json_object_from_slice(&body).map_err(|e| {
             ApiError::bad_request(format!(
-                "the body must be empty or {{\"account_id\": \"<uuid>\", \"ttl_seconds\": 10..86400}}: {e}"
+                "the body must be empty or {{\"account_id\": \"<uuid>\", \"ttl_seconds\": 10..86400}}: {}",
+                e.message
             ))
         })?
     };
-    let ttl = match req.ttl_seconds.map(Duration::from_secs) {
+    let ttl = match req.ttl_seconds {
         None => app.config.page.link_ttl,
-        Some(t) if (LINK_TTL_MIN..=LINK_TTL_MAX).contains(&t) => t,
+        Some(t) if t.fract() == 0.0 && (LINK_TTL_MIN_SECS..=LINK_TTL_MAX_SECS).contains(&t) => {
+            Duration::from_secs_f64(t)
+        }
         Some(t) => {
             return Err(ApiError::bad_request(format!(
-                "ttl_seconds must be from 10 to 86400 (a day), not {}",
-                t.as_secs()
+                "ttl_seconds must be a whole number of seconds from 10 to 86400 (a day), not {t}"
             )))
         }
     };

@@ -32,7 +32,12 @@ async fn a_page_link_lasts_its_default_or_the_lifetime_asked_for_up_to_a_day() -
     assert!((86_390..=86_400).contains(&expires_in_seconds(&day)), "a day: {day}");
     assert_eq!(day["account_id"], account.as_str());
 
-    for ttl in [json!(9), json!(86_401), json!(-1), json!("3600")] {
+    // JSON Schema's integer 300 may be written 300.0.
+    let (status, whole) = mint(json!({"ttl_seconds": 300.0})).await?;
+    assert_eq!(status, 201, "{whole}");
+    assert!((290..=300).contains(&expires_in_seconds(&whole)), "five minutes: {whole}");
+
+    for ttl in [json!(9), json!(86_401), json!(-1), json!(300.5), json!("3600")] {
         let (status, refused) = mint(json!({"ttl_seconds": ttl})).await?;
         assert_eq!(status, 400, "ttl_seconds {ttl}: {refused}");
         assert_eq!(refused["error"], "bad_request");
@@ -41,6 +46,9 @@ async fn a_page_link_lasts_its_default_or_the_lifetime_asked_for_up_to_a_day() -
             "{refused}"
         );
     }
+    // serde would read a struct from an array; the body must be an object.
+    let (status, refused) = mint(json!([null, null])).await?;
+    assert_eq!(status, 400, "{refused}");
     // Another workspace's account is not found, whatever the lifetime.
     let other = lifeline_kit::ids::WorkspaceId::new();
     let (status, _) = system
