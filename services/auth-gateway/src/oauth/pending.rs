@@ -29,7 +29,11 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, Row};
 use utoipa::ToSchema;
 
-use super::{binding, hash_state, random_state, store, CallbackError, Session};
+use super::{
+    binding,
+    start::{hash_state, random_state},
+    store, CallbackError, Session,
+};
 use crate::{page, session::same_origin, AppState};
 
 /// How long the user has to decide once they are back from the platform.
@@ -525,7 +529,7 @@ async fn decide_confirm(
     )),
     responses(
         (status = 201, description = "JSON: the new authorization (and its new binding cookie).",
-            body = super::AuthorizationStarted, headers(("Set-Cookie" = String))),
+            body = super::start::AuthorizationStarted, headers(("Set-Cookie" = String))),
         (status = 303, description = "To the platform's consent page, asking again.",
             headers(("Location" = String), ("Set-Cookie" = String))),
         (status = 400, description = "`malformed_decision`, `unknown_confirmation`, `already_decided`, `confirmation_expired`, \
@@ -561,15 +565,13 @@ pub(crate) async fn ask_again(
         let claimed = claim(&mut tx, &headers, &d.confirmation, Kind::AskAgain).await;
         tx.commit().await?;
         let c = claimed?;
-        super::begin(&app, c.session.workspace, c.session.platform, c.session.account, true)
+        super::start::begin(&app, c.session.workspace, c.session.platform, c.session.account, true)
             .await
             .map_err(|e| CallbackError::new(e.status, e.code, e.message))
     }
     .await;
     match started {
-        Ok(s) if json => {
-            (StatusCode::CREATED, [(header::SET_COOKIE, s.cookie)], Json(s.body)).into_response()
-        }
+        Ok(s) if json => s.into_response(),
         Ok(s) => (
             StatusCode::SEE_OTHER,
             [(header::LOCATION, s.body.authorize_url), (header::SET_COOKIE, s.cookie)],
