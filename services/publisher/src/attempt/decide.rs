@@ -157,7 +157,7 @@ pub(super) fn decide(facts: &Facts<'_>, jitter: impl FnOnce(Duration) -> Duratio
                 action: Action::Pace { at },
                 outcome: "paced",
                 detail: format!(
-                    "queued: the account's posting limit is spent until {}; no call was made",
+                    "queued: the account's posting limit is spent until {}; nothing was sent",
                     at.format("%Y-%m-%d %H:%M:%S UTC")
                 ),
             };

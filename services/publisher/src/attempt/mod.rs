@@ -1,7 +1,7 @@
-//! One publish attempt of a leased post: load the credential, reserve the call against the
-//! account's posting budget where the platform reports one (`pacing`), ask the platform's circuit
+//! One publish attempt of a leased post: load the credential, ask the platform's circuit
 //! breaker, reconcile if the last attempt's outcome is unknown (or, on a platform that cannot be
-//! checked, hand the post to an operator without a call), call the platform, and record the
+//! checked, hand the post to an operator without a call), reserve the send against the account's
+//! posting budget where the platform reports one (`pacing`), call the platform, and record the
 //! outcome and its events in one transaction guarded by the lease. What the outcome means for the post is decided in
 //! [`decide`] (pure, unit-tested) and written in [`apply`].
 
@@ -157,20 +157,13 @@ async fn call_platform(app: &AppState, post: &Post, platform: Platform) -> (Outc
         Ok(None) => return (Outcome::NoCredentials, 0, false),
         Err(e) => return (Outcome::Failed(Failure::transient(format!("vault: {e}"))), 0, false),
     };
-    let reserved = connector.reports_rate_budget();
-    if reserved {
-        let until = match app.batches.pace.call(post.account_id).await {
-            Ok(Verdict::Go) => None,
-            Ok(Verdict::Wait(until)) => Some(until),
-            Err(e) => {
-                // Without the budget there is no telling whether a call fits: hold briefly.
-                tracing::warn!(post = %post.id, error = %e, "cannot reserve the call; holding the post");
-                let recheck =
-                    chrono::Duration::from_std(crate::pacing::RECHECK).unwrap_or_default();
-                Some(chrono::Utc::now() + recheck)
-            }
-        };
-        if let Some(until) = until {
+    // A post whose last outcome is unknown is looked for first, and that look is not a post:
+    // the posting budget is asked only for a call that sends. Asked first, a budget the lost
+    // send itself spent would hold the post for the platform's whole window (X: 15 minutes)
+    // although the post is already out.
+    let budgeted = connector.reports_rate_budget();
+    if budgeted && !post.needs_reconcile {
+        if let Some(until) = pace(app, post).await {
             return (Outcome::Paced { until }, credential.version, false);
         }
     }
@@ -180,16 +173,44 @@ async fn call_platform(app: &AppState, post: &Post, platform: Platform) -> (Outc
     };
     let admitted = app.breakers.admit(platform);
     if let Admit::Defer(until) = admitted {
+        let reserved = budgeted && !post.needs_reconcile;
         return (Outcome::Held { until: wall_time(until) }, credential.version, reserved);
     }
-    let call = reconcile_or_publish(connector.as_ref(), post, &token, &credential);
-    let outcome = keeping_lease(app, post, call).await;
+    let call = async {
+        if post.needs_reconcile {
+            if let Some(found) = reconcile(connector.as_ref(), post, &token, &credential).await {
+                return (found, false);
+            }
+            if budgeted {
+                if let Some(until) = pace(app, post).await {
+                    return (Outcome::Paced { until }, false);
+                }
+            }
+        }
+        (publish(connector.as_ref(), post, &token, &credential).await, budgeted)
+    };
+    let (outcome, reserved) = keeping_lease(app, post, call).await;
     // The platform's own failures count towards its breaker; an answer of any kind (a refused
     // token, refused content, a rate limit) shows that it is up.
     let platform_failed =
         matches!(outcome, Outcome::Failed(Failure::Transient { .. } | Failure::Ambiguous { .. }));
     app.breakers.record(platform, admitted, platform_failed);
     (outcome, credential.version, reserved)
+}
+
+/// Reserves a call against the account's posting budget: `None` to go ahead, or when to try
+/// again.
+async fn pace(app: &AppState, post: &Post) -> Option<chrono::DateTime<chrono::Utc>> {
+    match app.batches.pace.call(post.account_id).await {
+        Ok(Verdict::Go) => None,
+        Ok(Verdict::Wait(until)) => Some(until),
+        Err(e) => {
+            // Without the budget there is no telling whether a call fits: hold briefly.
+            tracing::warn!(post = %post.id, error = %e, "cannot reserve the call; holding the post");
+            let recheck = chrono::Duration::from_std(crate::pacing::RECHECK).unwrap_or_default();
+            Some(chrono::Utc::now() + recheck)
+        }
+    }
 }
 
 /// Runs a platform call while renewing the post's lease every third of its length. A
@@ -217,23 +238,31 @@ async fn keeping_lease<T>(
     }
 }
 
-async fn reconcile_or_publish(
+/// Looks for the post on the platform after an unknown outcome: its outcome when that settles
+/// it (found, or the look failed), `None` when it is not there and must be sent.
+async fn reconcile(
+    connector: &dyn lifeline_platforms::Connector,
+    post: &Post,
+    token: &AccessToken,
+    credential: &lifeline_vault::Credential,
+) -> Option<Outcome> {
+    // Look a little before the first unknown attempt, for clock skew with the platform.
+    let since = post.reconcile_since.unwrap_or(post.created_at) - chrono::Duration::minutes(5);
+    match connector.find_published(token, &credential.platform_user_id, &post.draft(), since).await
+    {
+        Ok(Some(found)) => Some(Outcome::Published(found, true)),
+        Ok(None) => None,
+        Err(f) => Some(Outcome::Failed(f)),
+    }
+}
+
+async fn publish(
     connector: &dyn lifeline_platforms::Connector,
     post: &Post,
     token: &AccessToken,
     credential: &lifeline_vault::Credential,
 ) -> Outcome {
-    let draft = post.draft();
-    if post.needs_reconcile {
-        // Look a little before the first unknown attempt, for clock skew with the platform.
-        let since = post.reconcile_since.unwrap_or(post.created_at) - chrono::Duration::minutes(5);
-        match connector.find_published(token, &credential.platform_user_id, &draft, since).await {
-            Ok(Some(found)) => return Outcome::Published(found, true),
-            Ok(None) => {}
-            Err(f) => return Outcome::Failed(f),
-        }
-    }
-    match connector.publish(token, &credential.platform_user_id, &draft).await {
+    match connector.publish(token, &credential.platform_user_id, &post.draft()).await {
         Ok(p) => Outcome::Published(p, false),
         Err(f) => Outcome::Failed(f),
     }

@@ -76,6 +76,61 @@ async fn an_x_post_whose_answer_was_lost_is_found_on_the_platform_not_sent_again
     system.stop().await
 }
 
+/// A lost answer, then the window's last call: X allows 100 posts per user per 15 minutes; 98
+/// are out, the 99th is taken but its answer lost, and the 100th goes out (X answers that
+/// nothing is left) before the 99th is tried again. Looking for a post sends nothing, so the
+/// 99th is looked for at once and found; reserving a call first would hold a post that is
+/// already out for the rest of the window (what a kill -9 fan-out in `make test-cluster` once
+/// ran into).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_x_post_whose_answer_was_lost_is_found_even_when_the_window_is_spent(
+) -> anyhow::Result<()> {
+    use futures::{StreamExt as _, TryStreamExt as _};
+    // Time for the 100th post to go out before the lost one is tried again.
+    let options = lifeline_e2e::Options { publish_retry_base: "3s", ..Default::default() };
+    let system = System::start_with(options).await?;
+    let ws = WorkspaceId::new();
+    let account = system.connect("x", "brimful", ws).await?;
+    let texts: Vec<String> = (0..98).map(|i| format!("call {i:02} of the window")).collect();
+    let first: Vec<String> = futures::stream::iter(&texts)
+        .map(|t| system.schedule_post(ws, &account, t))
+        .buffer_unordered(16)
+        .try_collect()
+        .await?;
+    for post in &first {
+        post_reaches(&system, ws, post, "published").await?;
+    }
+    system.sim_post("/_sim/x/ambiguous", json!({"count": 1})).await?;
+    let text = "the answer to this one is lost";
+    let lost = system.schedule_post(ws, &account, text).await?;
+    eventually(Duration::from_secs(10), || async {
+        let tries = attempts(&system, &lost).await?;
+        anyhow::ensure!(tries.first().is_some_and(|t| t.0 == "ambiguous"), "{tries:?}");
+        Ok(())
+    })
+    .await?;
+    let last = system.schedule_post(ws, &account, "the window's last call").await?;
+    post_reaches(&system, ws, &last, "published").await?;
+
+    let published = post_reaches(&system, ws, &lost, "published").await?;
+    let stored = logged(&system, "x", "brimful", text).await?;
+    assert_eq!(stored.len(), 1, "on X exactly once: {stored:?}");
+    assert_eq!(published["platform_post_id"], stored[0]["id"], "{published}");
+    let tries = attempts(&system, &lost).await?;
+    assert_eq!(tries.len(), 2, "{tries:?}");
+    assert_eq!(tries[1].1, "found on the platform after an unknown outcome", "{tries:?}");
+    let queued = system
+        .events_of::<lifeline_events::PostFailed>()
+        .into_iter()
+        .filter(|e| e.post_id == lost && e.kind == PostFailureKind::RateLimited as i32)
+        .count();
+    assert_eq!(queued, 0, "never queued for the window");
+    let stats = system.sim_get("/_sim/stats").await?;
+    assert_eq!(stats["x"]["rate_limited_posts"], 0, "{stats}");
+    assert_eq!(stats["x"]["duplicate_posts"], 0, "{stats}");
+    system.stop().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_linkedin_post_whose_answer_was_lost_is_dead_lettered_not_sent_twice(
 ) -> anyhow::Result<()> {
