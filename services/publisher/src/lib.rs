@@ -162,11 +162,17 @@ pub async fn run(
     let common = config.common.clone();
     service::run(listener, &common, spec, shutdown, |infra, tasks, shutdown| {
         let outbox = Outbox::new(SCHEMA, &infra.bus);
-        let batches =
-            attempt::Batches::spawn(&infra.pool, &outbox, &config.common.instance_id, config.lease);
+        let vault = Vault::new(infra.pool.clone(), config.vault_keys.clone());
+        let batches = attempt::Batches::spawn(
+            &infra.pool,
+            &vault,
+            &outbox,
+            &config.common.instance_id,
+            config.lease,
+        );
         let app = AppState {
             pool: infra.pool.clone(),
-            vault: Vault::new(infra.pool.clone(), config.vault_keys.clone()),
+            vault,
             outbox,
             batches,
             connectors: config.connectors.clone(),

@@ -1,13 +1,18 @@
 //! Group commit for the hot path of a reconnect fan-out: many concurrent handlers each ask for
-//! one write (lease this retried post; record this published post), a single task gathers what
-//! is waiting and writes it as one statement (or one short transaction), and each handler gets
-//! its own answer back. Nothing is acknowledged before its write committed, so a crash loses no
+//! one write (lease this retried post; record this published post) or one read (this account's
+//! credential), a single task gathers what is waiting and runs it as one statement (or one short
+//! transaction), and each handler gets its own answer back. Nothing is acknowledged before its write committed, so a crash loses no
 //! more than the per-post path did; what changes is that 200 posts cost one round trip instead of
 //! 200.
 
-use std::{future::Future, sync::Arc};
+use std::{collections::HashMap, future::Future, sync::Arc};
 
-use lifeline_kit::{events::PostPublished, ids::PostId, outbox::Outbox};
+use lifeline_kit::{
+    events::PostPublished,
+    ids::{AccountId, PostId},
+    outbox::Outbox,
+};
+use lifeline_vault::{Credential, Vault, VaultError};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
@@ -108,6 +113,48 @@ pub(crate) async fn lease_for_retry(
     Ok(ids.iter().map(|id| by_id.remove(id)).collect())
 }
 
+/// One attempt's credential: its account's, `None` when the account has none, or why it could
+/// not be read (a credential that cannot be decrypted spoils only its own account's attempts).
+pub(crate) type CredentialAnswer = Result<Option<Credential>, String>;
+
+/// Reads the credentials of every requested account in one query (each account once, however
+/// many attempts asked for it); nothing is kept after the answer, so a reconnect's new
+/// credential is what the next batch reads.
+pub(crate) async fn load_credentials(
+    vault: &Vault,
+    accounts: Vec<AccountId>,
+) -> Result<Vec<CredentialAnswer>, sqlx::Error> {
+    let mut distinct = accounts.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let loaded = match vault.load_many(&distinct).await {
+        Ok(loaded) => loaded,
+        Err(VaultError::Db(e)) => return Err(e),
+        Err(e) => return Ok(accounts.iter().map(|_| Err(e.to_string())).collect()),
+    };
+    metrics::histogram!("lifeline_publish_group_commit_size", "write" => "credentials")
+        .record(accounts.len() as f64);
+    Ok(answer_each(&accounts, loaded))
+}
+
+/// Each request's answer, in order, from what one query loaded (an account loaded once may be
+/// asked for by many requests; one not loaded has no credential).
+fn answer_each(
+    accounts: &[AccountId],
+    loaded: Vec<(AccountId, Result<Credential, VaultError>)>,
+) -> Vec<CredentialAnswer> {
+    let by_account: HashMap<AccountId, Result<Credential, VaultError>> =
+        loaded.into_iter().collect();
+    accounts
+        .iter()
+        .map(|a| match by_account.get(a) {
+            None => Ok(None),
+            Some(Ok(c)) => Ok(Some(c.clone())),
+            Some(Err(e)) => Err(e.to_string()),
+        })
+        .collect()
+}
+
 /// A published post to record, with its event.
 pub(crate) struct PublishedRecord {
     pub post: PostId,
@@ -192,6 +239,54 @@ mod tests {
         let sizes = sizes.lock().unwrap().clone();
         assert_eq!(sizes.iter().sum::<usize>(), 100);
         assert!(sizes.len() < 10, "100 concurrent requests took {} writes", sizes.len());
+    }
+
+    fn credential(account: AccountId) -> Credential {
+        Credential {
+            account_id: account,
+            workspace_id: lifeline_kit::ids::WorkspaceId::new(),
+            platform: lifeline_kit::Platform::X,
+            platform_user_id: format!("user-{account}"),
+            tokens: lifeline_vault::Tokens {
+                access_token: secrecy::SecretString::from("t".to_owned()),
+                refresh_token: None,
+                access_expires_at: None,
+                refresh_expires_at: None,
+                scopes: Vec::new(),
+            },
+            first_granted_at: chrono::Utc::now(),
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn each_request_gets_its_account_s_credential_none_or_its_own_error() {
+        let (a, b, c, missing) =
+            (AccountId::new(), AccountId::new(), AccountId::new(), AccountId::new());
+        let loaded = vec![
+            (a, Ok(credential(a))),
+            (b, Err(VaultError::Undecryptable(b))),
+            (c, Ok(credential(c))),
+        ];
+        let answers = answer_each(&[a, missing, b, a, c], loaded);
+        let summary: Vec<String> = answers
+            .iter()
+            .map(|r| match r {
+                Ok(Some(cred)) => format!("ok {}", cred.account_id),
+                Ok(None) => "none".to_owned(),
+                Err(e) => format!("err {e}"),
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                format!("ok {a}"),
+                "none".to_owned(),
+                format!("err {}", VaultError::Undecryptable(b)),
+                format!("ok {a}"),
+                format!("ok {c}"),
+            ]
+        );
     }
 
     #[tokio::test]

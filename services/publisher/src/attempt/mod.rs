@@ -37,11 +37,14 @@ pub(crate) struct Batches {
     pub published: batch::GroupCommit<batch::PublishedRecord, bool>,
     /// Reservations against accounts' posting budgets (`pacing::store::reserve`).
     pub pace: batch::GroupCommit<AccountId, Verdict>,
+    /// Credentials, read for many attempts in one query (`batch::load_credentials`).
+    pub credentials: batch::GroupCommit<AccountId, batch::CredentialAnswer>,
 }
 
 impl Batches {
     pub(crate) fn spawn(
         pool: &sqlx::PgPool,
+        vault: &lifeline_vault::Vault,
         outbox: &lifeline_kit::outbox::Outbox,
         owner: &str,
         lease_for: Duration,
@@ -62,7 +65,12 @@ impl Batches {
             // A call unanswered for a lease is dead: the lease outlives any call twice over.
             async move { crate::pacing::store::reserve(&p, lease_for, accounts).await }
         });
-        Batches { lease, published, pace }
+        let v = vault.clone();
+        let credentials = batch::GroupCommit::spawn(move |accounts| {
+            let v = v.clone();
+            async move { batch::load_credentials(&v, accounts).await }
+        });
+        Batches { lease, published, pace, credentials }
     }
 }
 
@@ -152,9 +160,12 @@ async fn call_platform(app: &AppState, post: &Post, platform: Platform) -> (Outc
         };
         return (Outcome::Unknown { last }, 0, false);
     }
-    let credential = match app.vault.load(post.account_id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return (Outcome::NoCredentials, 0, false),
+    let credential = match app.batches.credentials.call(post.account_id).await {
+        Ok(Ok(Some(c))) => c,
+        Ok(Ok(None)) => return (Outcome::NoCredentials, 0, false),
+        Ok(Err(e)) => {
+            return (Outcome::Failed(Failure::transient(format!("vault: {e}"))), 0, false)
+        }
         Err(e) => return (Outcome::Failed(Failure::transient(format!("vault: {e}"))), 0, false),
     };
     // A post whose last outcome is unknown is looked for first, and that look is not a post:

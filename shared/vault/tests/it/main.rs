@@ -1,5 +1,6 @@
 //! The vault against the real Postgres: each test in a fresh database of its own.
 
+mod load;
 mod rewrap;
 
 use lifeline_kit::{
