@@ -8,6 +8,9 @@
 //! after the post failed. Such posts move to `retry_requested` with a `PostRetryRequested` in the
 //! same transaction, exactly as the reconnect consumer does, so the retry consumer publishes each
 //! once. Posts parked more recently than one period are left to the reconnect consumer.
+//!
+//! Each pass also deletes the posting budgets (`publisher.rate_budgets`) of accounts that were
+//! disconnected (no credential left) and untouched for a period.
 
 use std::time::Duration;
 
@@ -32,6 +35,15 @@ pub(crate) async fn run(app: AppState, shutdown: CancellationToken) {
                 tracing::warn!(posts = n, "released parked posts whose account has a newer credential (their reconnect was missed)");
             }
             Err(e) => tracing::warn!(error = %e, "reconciler pass failed; will try again"),
+        }
+        match crate::pacing::store::forget_disconnected(&app.pool, period.as_secs_f64()).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(accounts = n, "forgot the posting budgets of disconnected accounts")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot forget disconnected accounts' budgets; will try again")
+            }
         }
     }
 }

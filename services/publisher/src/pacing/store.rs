@@ -123,6 +123,24 @@ pub(crate) async fn reserve(
         .collect())
 }
 
+/// Deletes the budgets of accounts that no longer have a credential (disconnected) and were not
+/// touched for `older_than_secs`: nothing is reserved against them again (a reconnect of the same
+/// platform user is a new account, and the platform's answers tell its budget). Answers how many.
+pub(crate) async fn forget_disconnected(
+    pool: &PgPool,
+    older_than_secs: f64,
+) -> Result<u64, sqlx::Error> {
+    let deleted = sqlx::query(
+        "DELETE FROM publisher.rate_budgets b
+         WHERE b.updated_at < now() - make_interval(secs => $1)
+           AND NOT EXISTS (SELECT 1 FROM vault.credentials c WHERE c.account_id = b.account_id)",
+    )
+    .bind(older_than_secs)
+    .execute(pool)
+    .await?;
+    Ok(deleted.rows_affected())
+}
+
 /// Records what answers taught about their accounts' budgets, in the caller's transaction.
 pub(crate) async fn observe(
     tx: &mut PgConnection,

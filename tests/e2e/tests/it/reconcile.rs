@@ -83,3 +83,52 @@ async fn parked_posts_of_a_reconnect_the_publisher_missed_are_released_by_the_re
     }
     system.stop().await
 }
+
+/// A disconnected account's posting budget does not stay behind: the reconciler deletes it within
+/// a period or two, and keeps the budget of an account still connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_posting_budget_of_a_disconnected_account_is_forgotten() -> anyhow::Result<()> {
+    let system = System::start_with(Options {
+        env: vec![("LIFELINE_PUBLISH_RECONCILE_INTERVAL", "1s".to_owned())],
+        ..Options::default()
+    })
+    .await?;
+    let (ws_gone, gone) = connected_account(&system, "budget_gone").await?;
+    let (ws_kept, kept) = connected_account(&system, "budget_kept").await?;
+    for (ws, account) in [(ws_gone, &gone), (ws_kept, &kept)] {
+        let post = system.schedule_post(ws, account, "a post X counts").await?;
+        post_reaches(&system, ws, &post, "published").await?;
+    }
+    let db = system.db().await?;
+    let budgets = || async {
+        let rows: Vec<uuid::Uuid> =
+            sqlx::query_scalar("SELECT account_id FROM publisher.rate_budgets")
+                .fetch_all(&db)
+                .await?;
+        Ok::<_, anyhow::Error>(rows)
+    };
+    let (gone_id, kept_id): (uuid::Uuid, uuid::Uuid) = (gone.parse()?, kept.parse()?);
+    let before = budgets().await?;
+    assert!(
+        before.contains(&gone_id) && before.contains(&kept_id),
+        "X told both budgets: {before:?}"
+    );
+
+    let r = system
+        .http
+        .delete(format!("{}/v1/accounts/{gone}", system.gateway))
+        .bearer_auth(system.token(ws_gone))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "disconnect: {}", r.status());
+    eventually(Duration::from_secs(15), || async {
+        let now = budgets().await?;
+        if now.contains(&gone_id) {
+            bail!("the disconnected account's budget is still there: {now:?}");
+        }
+        Ok(())
+    })
+    .await?;
+    assert!(budgets().await?.contains(&kept_id), "the connected account's budget is kept");
+    system.stop().await
+}
