@@ -7,6 +7,7 @@ mod accounts;
 mod consumers;
 mod oauth;
 mod page;
+mod secret;
 mod session;
 
 use std::{sync::Arc, time::Duration};

@@ -43,7 +43,7 @@ pub(super) fn clear_cookie(page: &PageConfig, state_hash: &str) -> String {
 pub(super) fn matches(headers: &HeaderMap, state_hash: &str, stored: Option<&str>) -> bool {
     let Some(stored) = stored else { return false };
     let Some(value) = cookie_value(headers, &cookie_name(state_hash)) else { return false };
-    let presented = super::start::hash_state(&value);
+    let presented = crate::secret::hash(&value);
     presented.as_bytes().ct_eq(stored.as_bytes()).into()
 }
 
@@ -68,13 +68,13 @@ mod tests {
 
     #[test]
     fn only_the_cookie_of_this_flow_matches() {
-        let hash = super::super::start::hash_state("state-1");
-        let stored = super::super::start::hash_state("binding-1");
+        let hash = crate::secret::hash("state-1");
+        let stored = crate::secret::hash("binding-1");
         let name = cookie_name(&hash);
         assert!(matches(&with_cookie(&format!("a=b; {name}=binding-1")), &hash, Some(&stored)));
         // Another value, another flow's cookie, no cookie, or a session without a binding.
         assert!(!matches(&with_cookie(&format!("{name}=binding-2")), &hash, Some(&stored)));
-        let other = cookie_name(&super::super::start::hash_state("state-2"));
+        let other = cookie_name(&crate::secret::hash("state-2"));
         assert!(!matches(&with_cookie(&format!("{other}=binding-1")), &hash, Some(&stored)));
         assert!(!matches(&HeaderMap::new(), &hash, Some(&stored)));
         assert!(!matches(&with_cookie(&format!("{name}=binding-1")), &hash, None));

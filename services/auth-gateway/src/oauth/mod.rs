@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use start::{hash_state, verifier_context};
+use start::verifier_context;
 
 pub(crate) fn routes() -> Router<AppState> {
     let pages = Router::new()
@@ -372,7 +372,7 @@ async fn claim_session(
     platform: Platform,
     headers: &HeaderMap,
 ) -> Result<Session, CallbackError> {
-    let state_hash = hash_state(state);
+    let state_hash = crate::secret::hash(state);
     let mut tx = app.pool.begin().await?;
     let row = sqlx::query(
         "SELECT workspace_id, platform, account_id, key_id, pkce_verifier, expires_at, used_at, binding_hash

@@ -29,12 +29,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, Row};
 use utoipa::ToSchema;
 
-use super::{
-    binding,
-    start::{hash_state, random_state},
-    store, CallbackError, Session,
-};
-use crate::{page, session::same_origin, AppState};
+use super::{binding, store, CallbackError, Session};
+use crate::{page, secret, session::same_origin, AppState};
 
 /// How long the user has to decide once they are back from the platform.
 pub(super) const DECIDE_TTL: Duration = Duration::from_secs(600);
@@ -113,7 +109,7 @@ pub(super) async fn park(
             .vault_keys
             .seal_bound(&grant_context(&session.state_hash), &SecretString::from(plain))
     });
-    let token = random_state();
+    let token = secret::random();
     let expires_at = Utc::now() + chrono::Duration::from_std(DECIDE_TTL).unwrap_or_default();
     sqlx::query(
         "UPDATE gateway.oauth_sessions SET pending_kind = $2, pending_hash = $3, pending_expires_at = $4,
@@ -122,7 +118,7 @@ pub(super) async fn park(
     )
     .bind(&session.state_hash)
     .bind(kind.as_str())
-    .bind(hash_state(&token))
+    .bind(secret::hash(&token))
     .bind(expires_at)
     .bind(sealed)
     .bind(app.config.vault_keys.active_key_id())
@@ -325,7 +321,7 @@ async fn claim(
                 pending_expires_at, decided_at, pending_grant, pending_user_id, pending_username, pending_display_name
          FROM gateway.oauth_sessions WHERE pending_hash = $1 FOR UPDATE",
     )
-    .bind(hash_state(token))
+    .bind(secret::hash(token))
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| bad("unknown_confirmation", UNKNOWN))?;

@@ -8,7 +8,6 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use lifeline_kit::{
     auth::Workspace,
@@ -18,14 +17,12 @@ use lifeline_kit::{
     openapi::{ErrorBody, PlatformName, Unauthorized},
     Platform,
 };
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use sqlx::Row;
 use utoipa::ToSchema;
 
 use super::{binding, pending};
-use crate::AppState;
+use crate::{secret, AppState};
 
 /// What to connect.
 #[derive(Deserialize, ToSchema)]
@@ -122,17 +119,6 @@ pub(crate) async fn start_reconnect(
     begin(&app, ws, platform, Some(account), false).await
 }
 
-pub(super) fn random_state() -> String {
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-pub(super) fn hash_state(state: &str) -> String {
-    let digest = Sha256::digest(state.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Starts an authorization. `ask_again` makes the platform show the permissions the user
 /// declined last time (Facebook's `auth_type=rerequest` and each platform's equivalent).
 pub(super) async fn begin(
@@ -149,9 +135,9 @@ pub(super) async fn begin(
             format!("{platform} is not configured on this Lifeline"),
         )
     })?;
-    let state = random_state();
-    let state_hash = hash_state(&state);
-    let binding = random_state();
+    let state = secret::random();
+    let state_hash = secret::hash(&state);
+    let binding = secret::random();
     let mut start = connector.authorize(&state);
     if ask_again {
         lifeline_platforms::ask_again(platform, &mut start.url);
@@ -172,7 +158,7 @@ pub(super) async fn begin(
     .bind(keys.active_key_id())
     .bind(sealed_verifier)
     .bind(expires_at)
-    .bind(hash_state(&binding))
+    .bind(secret::hash(&binding))
     .execute(&app.pool)
     .await?;
     tracing::info!(%platform, workspace = %ws, reconnect = account.is_some(), ask_again, "authorization started");

@@ -13,7 +13,6 @@ use axum::{
     routing::{get, post},
     Extension, Form, Json, Router,
 };
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use lifeline_kit::{
     auth::{JwtKeys, Workspace},
@@ -22,13 +21,11 @@ use lifeline_kit::{
     ids::{AccountId, WorkspaceId},
     openapi::{ErrorBody, Unauthorized},
 };
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use url::Url;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::{page, AppState};
+use crate::{page, secret, AppState};
 
 /// The session cookie's name.
 pub(crate) const SESSION_COOKIE: &str = "lifeline_session";
@@ -79,16 +76,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/signout", post(signout))
         .route("/session/token", get(session_token))
         .layer(axum::middleware::map_response(page::security_headers))
-}
-
-fn random_id() -> String {
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn hash_id(id: &str) -> String {
-    Sha256::digest(id.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn after(ttl: Duration) -> DateTime<Utc> {
@@ -208,7 +195,7 @@ pub(crate) async fn mint_link(
         }
     };
     let page = &app.config.page;
-    let link = random_id();
+    let link = secret::random();
     let expires_at = after(ttl);
     let mut tx = app.pool.begin().await?;
     // Old links and sessions go when new ones come, so neither table grows without bound.
@@ -222,7 +209,7 @@ pub(crate) async fn mint_link(
         "INSERT INTO gateway.page_links (link_hash, workspace_id, subject, account_id, expires_at)
          VALUES ($1, $2, $3, $4, $5)",
     )
-    .bind(hash_id(&link))
+    .bind(secret::hash(&link))
     .bind(ws)
     .bind(&subject)
     .bind(account)
@@ -276,7 +263,7 @@ async fn check_link(app: &AppState, link: &str) -> Result<(), LinkRefused> {
     }
     let row: Option<(DateTime<Utc>, Option<DateTime<Utc>>)> =
         sqlx::query_as("SELECT expires_at, used_at FROM gateway.page_links WHERE link_hash = $1")
-            .bind(hash_id(link))
+            .bind(secret::hash(link))
             .fetch_optional(&app.pool)
             .await
             .map_err(|e| {
@@ -439,19 +426,19 @@ async fn open_session(
          WHERE link_hash = $1 AND used_at IS NULL AND expires_at > now()
          RETURNING workspace_id, subject, account_id",
     )
-    .bind(hash_id(link))
+    .bind(secret::hash(link))
     .fetch_optional(&mut *tx)
     .await?;
     let Some((ws, subject, account)) = used else {
         drop(tx);
         return Ok(Err(check_link(app, link).await.err().unwrap_or(LinkRefused::Used)));
     };
-    let session = random_id();
+    let session = secret::random();
     sqlx::query(
         "INSERT INTO gateway.page_sessions (session_hash, workspace_id, subject, expires_at)
          VALUES ($1, $2, $3, $4)",
     )
-    .bind(hash_id(&session))
+    .bind(secret::hash(&session))
     .bind(ws)
     .bind(&subject)
     .bind(after(app.config.page.session_ttl))
@@ -509,7 +496,7 @@ pub(crate) async fn signout(State(app): State<AppState>, headers: HeaderMap) -> 
     }
     if let Some(session) = session_of(&headers) {
         let ended = sqlx::query("DELETE FROM gateway.page_sessions WHERE session_hash = $1")
-            .bind(hash_id(&session))
+            .bind(secret::hash(&session))
             .execute(&app.pool)
             .await;
         if let Err(e) = ended {
@@ -575,7 +562,7 @@ pub(crate) async fn session_token(
         "SELECT workspace_id, subject, expires_at FROM gateway.page_sessions
          WHERE session_hash = $1 AND expires_at > now()",
     )
-    .bind(hash_id(&session))
+    .bind(secret::hash(&session))
     .fetch_optional(&app.pool)
     .await?;
     let (ws, subject, session_ends) = row.ok_or_else(signed_out)?;
