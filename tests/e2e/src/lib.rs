@@ -722,6 +722,23 @@ impl System {
         Ok((status, r.json().await.unwrap_or(Value::Null)))
     }
 
+    /// `DELETE {base}{path}` as the workspace: the status and the JSON body, if any.
+    pub async fn delete(
+        &self,
+        base: &str,
+        path: &str,
+        workspace: WorkspaceId,
+    ) -> anyhow::Result<(u16, Value)> {
+        let r = self
+            .http
+            .delete(format!("{base}{path}"))
+            .bearer_auth(self.token(workspace))
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        Ok((status, r.json().await.unwrap_or(Value::Null)))
+    }
+
     pub async fn post_json(
         &self,
         base: &str,

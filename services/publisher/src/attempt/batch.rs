@@ -1,9 +1,9 @@
 //! Group commit for the hot path of a reconnect fan-out: many concurrent handlers each ask for
 //! one write (lease this retried post; record this published post) or one read (this account's
 //! credential), a single task gathers what is waiting and runs it as one statement (or one short
-//! transaction), and each handler gets its own answer back. Nothing is acknowledged before its write committed, so a crash loses no
-//! more than the per-post path did; what changes is that 200 posts cost one round trip instead of
-//! 200.
+//! transaction), and each handler gets its own answer back. Nothing is acknowledged before its
+//! write committed, so a crash loses no more than the per-post path did; what changes is that 200
+//! posts cost one round trip instead of 200.
 
 use std::{collections::HashMap, future::Future, sync::Arc};
 

@@ -160,12 +160,10 @@ async fn call_platform(app: &AppState, post: &Post, platform: Platform) -> (Outc
         };
         return (Outcome::Unknown { last }, 0, false);
     }
-    let credential = match app.batches.credentials.call(post.account_id).await {
-        Ok(Ok(Some(c))) => c,
-        Ok(Ok(None)) => return (Outcome::NoCredentials, 0, false),
-        Ok(Err(e)) => {
-            return (Outcome::Failed(Failure::transient(format!("vault: {e}"))), 0, false)
-        }
+    let loaded = app.batches.credentials.call(post.account_id).await;
+    let credential = match loaded.map_err(|e| e.to_string()).and_then(|answer| answer) {
+        Ok(Some(c)) => c,
+        Ok(None) => return (Outcome::NoCredentials, 0, false),
         Err(e) => return (Outcome::Failed(Failure::transient(format!("vault: {e}"))), 0, false),
     };
     // A post whose last outcome is unknown is looked for first, and that look is not a post:
@@ -173,7 +171,8 @@ async fn call_platform(app: &AppState, post: &Post, platform: Platform) -> (Outc
     // send itself spent would hold the post for the platform's whole window (X: 15 minutes)
     // although the post is already out.
     let budgeted = connector.reports_rate_budget();
-    if budgeted && !post.needs_reconcile {
+    let reserved_first = budgeted && !post.needs_reconcile;
+    if reserved_first {
         if let Some(until) = pace(app, post).await {
             return (Outcome::Paced { until }, credential.version, false);
         }
@@ -184,8 +183,7 @@ async fn call_platform(app: &AppState, post: &Post, platform: Platform) -> (Outc
     };
     let admitted = app.breakers.admit(platform);
     if let Admit::Defer(until) = admitted {
-        let reserved = budgeted && !post.needs_reconcile;
-        return (Outcome::Held { until: wall_time(until) }, credential.version, reserved);
+        return (Outcome::Held { until: wall_time(until) }, credential.version, reserved_first);
     }
     let call = async {
         if post.needs_reconcile {

@@ -259,13 +259,8 @@ async fn the_bucket_holds_each_accounts_state_and_hands_over_to_the_stream() -> 
     // B is reconnected, C disconnected.
     let (status, body) = system.oauth(ws_b, Some(&b), "stateb").await?;
     assert_eq!((status, body["result"].as_str()), (200, Some("reconnected")), "{body}");
-    let r = system
-        .http
-        .delete(format!("{}/v1/accounts/{c}", system.gateway))
-        .bearer_auth(system.token(ws_c))
-        .send()
-        .await?;
-    ensure!(r.status().is_success(), "disconnect: {}", r.status());
+    let (status, body) = system.delete(&system.gateway, &format!("/v1/accounts/{c}"), ws_c).await?;
+    ensure!(status == 204, "disconnect: {status} {body}");
     let (healed_b, rev_b3) = reaches(&store, &key_b, ConnectionState::Healthy).await?;
     assert!(rev_b3 > rev_b2 && healed_b.credential_version > broken_b.credential_version);
     assert_eq!((healed_b.cause, healed_b.detail.as_str()), (0, ""), "{healed_b:?}");

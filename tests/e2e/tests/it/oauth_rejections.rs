@@ -68,13 +68,9 @@ async fn callbacks_with_bad_state_or_verifier_are_refused() -> anyhow::Result<()
     let (status, body) = system.callback(&callback).await?;
     assert_eq!((status, body["error"].as_str()), (400, Some("state_already_used")), "{body}");
     // Clean slate for the remaining checks: forget that account.
-    let r = system
-        .http
-        .delete(format!("{}/v1/accounts/{account}", system.gateway))
-        .bearer_auth(system.token(ws))
-        .send()
-        .await?;
-    assert_eq!(r.status().as_u16(), 204);
+    let (status, _) =
+        system.delete(&system.gateway, &format!("/v1/accounts/{account}"), ws).await?;
+    assert_eq!(status, 204);
 
     let ws = WorkspaceId::new();
     let events_before = lifeline_e2e::eventually(Duration::from_secs(10), || async {

@@ -114,13 +114,9 @@ async fn the_posting_budget_of_a_disconnected_account_is_forgotten() -> anyhow::
         "X told both budgets: {before:?}"
     );
 
-    let r = system
-        .http
-        .delete(format!("{}/v1/accounts/{gone}", system.gateway))
-        .bearer_auth(system.token(ws_gone))
-        .send()
-        .await?;
-    anyhow::ensure!(r.status().is_success(), "disconnect: {}", r.status());
+    let path = format!("/v1/accounts/{gone}");
+    let (status, body) = system.delete(&system.gateway, &path, ws_gone).await?;
+    assert_eq!(status, 204, "disconnect: {body}");
     eventually(Duration::from_secs(15), || async {
         let now = budgets().await?;
         if now.contains(&gone_id) {
