@@ -712,14 +712,7 @@ impl System {
         path: &str,
         workspace: WorkspaceId,
     ) -> anyhow::Result<(u16, Value)> {
-        let r = self
-            .http
-            .get(format!("{base}{path}"))
-            .bearer_auth(self.token(workspace))
-            .send()
-            .await?;
-        let status = r.status().as_u16();
-        Ok((status, r.json().await.unwrap_or(Value::Null)))
+        self.send_as(reqwest::Method::GET, base, path, workspace, None).await
     }
 
     /// `DELETE {base}{path}` as the workspace: the status and the JSON body, if any.
@@ -729,14 +722,7 @@ impl System {
         path: &str,
         workspace: WorkspaceId,
     ) -> anyhow::Result<(u16, Value)> {
-        let r = self
-            .http
-            .delete(format!("{base}{path}"))
-            .bearer_auth(self.token(workspace))
-            .send()
-            .await?;
-        let status = r.status().as_u16();
-        Ok((status, r.json().await.unwrap_or(Value::Null)))
+        self.send_as(reqwest::Method::DELETE, base, path, workspace, None).await
     }
 
     pub async fn post_json(
@@ -746,13 +732,25 @@ impl System {
         workspace: WorkspaceId,
         body: &Value,
     ) -> anyhow::Result<(u16, Value)> {
-        let r = self
-            .http
-            .post(format!("{base}{path}"))
-            .bearer_auth(self.token(workspace))
-            .json(body)
-            .send()
-            .await?;
+        self.send_as(reqwest::Method::POST, base, path, workspace, Some(body)).await
+    }
+
+    /// A request to `{base}{path}` with the workspace's token (and a JSON body): the status and
+    /// the JSON answer (`null` when there is none).
+    async fn send_as(
+        &self,
+        method: reqwest::Method,
+        base: &str,
+        path: &str,
+        workspace: WorkspaceId,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut request =
+            self.http.request(method, format!("{base}{path}")).bearer_auth(self.token(workspace));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let r = request.send().await?;
         let status = r.status().as_u16();
         Ok((status, r.json().await.unwrap_or(Value::Null)))
     }
